@@ -1,0 +1,66 @@
+"""Choosing the agent for a subtask: plain values in, a choice and its reasons out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .metrics import success_rate
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    slug: str
+    specialties: tuple[str, ...]
+    completed: int
+    failed: int
+    avg_latency_s: float
+    load: int
+    max_concurrency: int
+
+
+def score(c: Candidate) -> float:
+    """success_rate × 100 − avg_response_time × 0.1 − current_load × 5 (100 with no history)."""
+    return success_rate(c.completed, c.failed) * 100 - c.avg_latency_s * 0.1 - c.load * 5
+
+
+def eligible(task_type: str, candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Specialists of the type, or every agent when no one has that specialty."""
+    pool = list(candidates)
+    specialists = [c for c in pool if task_type in c.specialties]
+    return specialists or pool
+
+
+def choose(
+    task_type: str, candidates: Iterable[Candidate], hint: str = ""
+) -> tuple[Candidate | None, dict]:
+    """The highest-scoring eligible agent with capacity, and a record of why.
+
+    Returns (None, reasons) when every eligible agent is at its max concurrency.
+    A hint (the plan's `assign_to`) wins when it names an eligible agent with capacity.
+    """
+    everyone = list(candidates)
+    pool = eligible(task_type, everyone)
+    terms = [
+        {
+            "agent": c.slug,
+            "success_rate": round(success_rate(c.completed, c.failed), 4),
+            "avg_latency_s": round(c.avg_latency_s, 3),
+            "load": c.load,
+            "max_concurrency": c.max_concurrency,
+            "score": round(score(c), 3),
+        }
+        for c in pool
+    ]
+    free = [c for c in pool if c.load < c.max_concurrency]
+    reasons: dict = {"type": task_type, "candidates": terms, "hint": hint}
+    if not free:
+        reasons["chosen"] = None
+        return None, reasons
+    hinted = [c for c in everyone if c.slug == hint and c.load < c.max_concurrency]
+    # Ties go to the lowest id so the choice is deterministic.
+    best = hinted[0] if hinted else max(free, key=lambda c: (score(c), -c.id))
+    reasons["chosen"] = best.slug
+    reasons["by"] = "hint" if hinted else "score"
+    return best, reasons

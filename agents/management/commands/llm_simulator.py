@@ -1,0 +1,265 @@
+"""An OpenAI-compatible LLM simulator for load tests and fault drills.
+
+Answers with the offline model, after a configurable latency, and injects the faults real
+providers have: 500s, 429s with Retry-After, hangs, prose- or fence-wrapped JSON, broken
+JSON and truncated answers. GET /stats reports what it saw.
+"""
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from agents import offline
+
+CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
+WRAPS = ("none", "prose", "fence")
+
+
+@dataclass
+class SimulatorConfig:
+    latency_ms: float = 0
+    jitter_ms: float = 0
+    seed: int | None = None
+    error_rate: float = 0
+    rate_limit_rate: float = 0
+    retry_after: float = 1
+    hang_rate: float = 0
+    hang_s: float = 600
+    wrap: str = "none"
+    invalid_json_rate: float = 0
+    truncate_rate: float = 0
+    # When set, only this key is accepted (401 otherwise, echoing the key as OpenAI does).
+    api_key: str = ""
+
+
+class Stats:
+    FIELDS = ("requests", "in_flight", "peak_in_flight", "errors", "rate_limited", "hangs")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            # in_flight is live, so a reset mid-load keeps it; the peak restarts from it.
+            in_flight = getattr(self, "in_flight", 0)
+            for field in self.FIELDS:
+                setattr(self, field, 0)
+            self.in_flight = self.peak_in_flight = in_flight
+
+    def add(self, field: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, field, getattr(self, field) + amount)
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {field: getattr(self, field) for field in self.FIELDS}
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Hundreds of clients connect at once under load; the default backlog of 5 drops them.
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], config: SimulatorConfig) -> None:
+        super().__init__(address, SimulatorHandler)
+        self.config = config
+        self.stats = Stats()
+        self.stopping = threading.Event()
+        self._random = random.Random(config.seed)
+        self._random_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def chance(self, rate: float) -> bool:
+        return rate > 0 and self.uniform(0, 1) < rate
+
+    def uniform(self, low: float, high: float) -> float:
+        with self._random_lock:
+            return self._random.uniform(low, high)
+
+    def shutdown(self) -> None:
+        self.stopping.set()  # releases hung requests
+        super().shutdown()
+
+
+class SimulatorHandler(BaseHTTPRequestHandler):
+    server: SimulatorServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as real providers and httpx's pool expect
+    disable_nagle_algorithm = True
+    wbufsize = -1  # headers and body leave in one write
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") in ("/stats", "/v1/stats"):
+            self._send_json(200, self.server.stats.snapshot())
+        else:
+            self._send_json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if path in ("/stats/reset", "/v1/stats/reset"):
+            self.server.stats.reset()
+            self._send_json(200, self.server.stats.snapshot())
+        elif path in CHAT_PATHS:
+            stats = self.server.stats
+            stats.add("requests")
+            stats.add("in_flight")
+            try:
+                self._chat(raw)
+            finally:
+                stats.add("in_flight", -1)
+        else:
+            self._send_json(404, {"error": {"message": "not found"}})
+
+    def _chat(self, raw: bytes) -> None:
+        config, server = self.server.config, self.server
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return self._error(401, "missing bearer token in the Authorization header")
+        if config.api_key and auth[7:].strip() != config.api_key:
+            return self._error(401, f"Incorrect API key provided: {auth[7:].strip()}")
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+            model = body["model"]
+            if not isinstance(model, str) or not model or not isinstance(messages, list):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return self._error(400, "the body must be JSON with a model and a messages list")
+
+        if server.chance(config.hang_rate):
+            server.stats.add("hangs")
+            server.stopping.wait(config.hang_s)
+            self.close_connection = True
+            return None
+        delay_ms = config.latency_ms + server.uniform(-config.jitter_ms, config.jitter_ms)
+        if delay_ms > 0:
+            time.sleep(delay_ms / 1000)
+        if server.chance(config.error_rate):
+            return self._error(500, "simulated internal server error")
+        if server.chance(config.rate_limit_rate):
+            server.stats.add("rate_limited")
+            return self._send_json(
+                429,
+                {"error": {"message": "simulated rate limit", "type": "rate_limit_exceeded"}},
+                {"Retry-After": f"{config.retry_after:g}"},
+            )
+        self._send_json(200, self._completion(model, messages))
+        return None
+
+    def _completion(self, model: str, messages: list[dict]) -> dict[str, Any]:
+        config, server = self.server.config, self.server
+        text = offline.respond(messages, label="simulator")
+        if offline.is_decomposition(messages):
+            if server.chance(config.invalid_json_rate):
+                # A trailing comma and no closing brackets: what models really produce.
+                text = text.rstrip("]}") + ","
+            if config.wrap == "prose":
+                text = f"Sure! Here is the plan:\n{text}\nLet me know if it needs changes."
+            elif config.wrap == "fence":
+                text = f"```json\n{text}\n```"
+        finish_reason = "stop"
+        if server.chance(config.truncate_rate):
+            text, finish_reason = text[: len(text) // 2], "length"
+        prompt_tokens = offline.estimate_tokens(offline.messages_text(messages))
+        completion_tokens = offline.estimate_tokens(text)
+        return {
+            "id": f"chatcmpl-sim-{time.monotonic_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def _error(self, status: int, message: str) -> None:
+        self.server.stats.add("errors")
+        self._send_json(status, {"error": {"message": message, "code": status}})
+
+    def _send_json(self, status: int, data: dict, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # thousands of requests a second would drown the terminal
+
+
+def make_server(
+    config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> SimulatorServer:
+    """A bound, not yet serving simulator; port 0 picks a free port."""
+    return SimulatorServer((host, port), config or SimulatorConfig())
+
+
+class Command(BaseCommand):
+    help = "Run an OpenAI-compatible LLM simulator with configurable latency and faults."
+    # It needs nothing from the project, so a half-configured site can still drill faults.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+        parser.add_argument("--latency-ms", type=float, default=0)
+        parser.add_argument("--jitter-ms", type=float, default=0)
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--error-rate", type=float, default=0, help="answer 500")
+        parser.add_argument("--rate-limit-rate", type=float, default=0, help="answer 429")
+        parser.add_argument("--retry-after", type=float, default=1, help="seconds, with 429")
+        parser.add_argument("--hang-rate", type=float, default=0, help="never answer")
+        parser.add_argument("--wrap", choices=WRAPS, default="none", help="plan JSON wrapping")
+        parser.add_argument("--invalid-json-rate", type=float, default=0)
+        parser.add_argument("--truncate-rate", type=float, default=0, help="finish_reason length")
+        parser.add_argument("--api-key", default="", help="accept only this key")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = SimulatorConfig(
+            latency_ms=options["latency_ms"],
+            jitter_ms=options["jitter_ms"],
+            seed=options["seed"],
+            error_rate=options["error_rate"],
+            rate_limit_rate=options["rate_limit_rate"],
+            retry_after=options["retry_after"],
+            hang_rate=options["hang_rate"],
+            wrap=options["wrap"],
+            invalid_json_rate=options["invalid_json_rate"],
+            truncate_rate=options["truncate_rate"],
+            api_key=options["api_key"],
+        )
+        server = make_server(config, options["host"], options["port"])
+        host, port = server.server_address[:2]
+        self.stdout.write(f"llm_simulator listening on http://{host}:{port}")
+        self.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stopping.set()
+            server.server_close()

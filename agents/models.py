@@ -1,0 +1,351 @@
+"""The durable facts of Baton. PostgreSQL (or SQLite standalone) is the source of truth.
+
+Every status change is a conditional UPDATE (`WHERE status = <expected>`), so a duplicated
+or redelivered Celery message can never apply a transition twice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PLANNING = "planning", "Planning"
+    WAITING = "waiting", "Waiting"
+    WORKING = "working", "Working"
+    SYNTHESIZING = "synthesizing", "Synthesizing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class SubtaskStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    QUEUED = "queued", "Queued"
+    WORKING = "working", "Working"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+JOB_TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+SUBTASK_IN_FLIGHT = (SubtaskStatus.QUEUED, SubtaskStatus.WORKING)
+SUBTASK_TERMINAL = (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
+
+
+class AgentQuerySet(models.QuerySet):
+    def orchestrator(self) -> Agent | None:
+        """The enabled planning agent, preferring the one named `orchestrator`."""
+        planners = [a for a in self.filter(enabled=True) if a.is_orchestrator]
+        planners.sort(key=lambda a: (a.slug != "orchestrator", a.pk))
+        return planners[0] if planners else None
+
+    def specialists(self) -> list[Agent]:
+        return [a for a in self.filter(enabled=True) if not a.is_orchestrator]
+
+
+class Agent(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    specialties = models.JSONField(default=list, help_text="Task types this agent handles.")
+    model = models.CharField(max_length=100, default="gpt-4.1-mini")
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    max_tokens = models.PositiveIntegerField(default=2048, validators=[MinValueValidator(1)])
+    max_concurrency = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    enabled = models.BooleanField(default=True)
+
+    completed_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    avg_latency_s = models.FloatField(default=0.0)
+    latency_samples = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    total_cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def success_rate(self) -> float:
+        from .metrics import success_rate
+
+        return success_rate(self.completed_count, self.failed_count)
+
+    @property
+    def is_orchestrator(self) -> bool:
+        return "orchestration" in self.specialties or "planning" in self.specialties
+
+    def current_load(self) -> int:
+        """In-flight subtasks: derived, never stored (invariant 6)."""
+        return self.subtasks.filter(status__in=SUBTASK_IN_FLIGHT).count()
+
+
+class JobQuerySet(models.QuerySet):
+    def for_board(self) -> JobQuerySet:
+        """Jobs with their progress, in one query whatever their number."""
+        return self.select_related("submitted_by").annotate(
+            subtasks_done=models.Count("subtasks", filter=Q(subtasks__status="completed")),
+            subtasks_total=models.Count("subtasks"),
+        )
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict(self.order_by().values_list("status").annotate(n=models.Count("id")))
+        return {status: counts.get(status, 0) for status in JobStatus.values}
+
+
+class Job(models.Model):
+    title = models.CharField(max_length=200)
+    description = models.TextField(max_length=20000)
+    priority = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(0), MaxValueValidator(9)],
+        help_text="0 is the highest priority, 9 the lowest.",
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    status_reason = models.CharField(max_length=300, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    result = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    total_cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    # Set by the worker that took the planning or synthesis step; the reconciler reads it.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(fields=["-created_at"], name="job_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("dash-job-detail", args=[self.pk])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+    def transition(self, expected: str | tuple[str, ...], new: str, **fields: object) -> bool:
+        """Move to `new` only if the row still says `expected`; False if another got there."""
+        expected = (expected,) if isinstance(expected, str) else expected
+        if new in JOB_TERMINAL:
+            fields.setdefault("finished_at", timezone.now())
+        updated = Job.objects.filter(pk=self.pk, status__in=expected).update(
+            status=new, updated_at=timezone.now(), **fields
+        )
+        if updated:
+            self.status = new
+            for name, value in fields.items():
+                if not hasattr(value, "resolve_expression"):
+                    setattr(self, name, value)
+        return bool(updated)
+
+    @property
+    def progress_percent(self) -> int:
+        """Needs the for_board() annotations."""
+        total = getattr(self, "subtasks_total", 0)
+        return round(100 * self.subtasks_done / total) if total else 0
+
+    @property
+    def elapsed_s(self) -> float:
+        return ((self.finished_at or timezone.now()) - self.created_at).total_seconds()
+
+
+class Subtask(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="subtasks")
+    key = models.CharField(max_length=64, help_text="The plan's id for this subtask.")
+    type = models.CharField(max_length=50)
+    payload = models.JSONField(default=dict)
+    depends_on = models.ManyToManyField(
+        "self", symmetrical=False, related_name="dependents", blank=True
+    )
+    assign_hint = models.CharField(max_length=50, blank=True)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="subtasks"
+    )
+    allocation = models.JSONField(default=dict, blank=True, help_text="Why this agent.")
+    status = models.CharField(
+        max_length=16, choices=SubtaskStatus.choices, default=SubtaskStatus.WAITING
+    )
+    result = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    retry_count = models.PositiveSmallIntegerField(default=0)
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    priority = models.PositiveSmallIntegerField(default=5)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    latency_s = models.FloatField(null=True, blank=True)
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "key"], name="subtask_key_unique_per_job")
+        ]
+        indexes = [
+            models.Index(fields=["status", "priority", "job"], name="subtask_queue"),
+            models.Index(fields=["agent", "status"], name="subtask_agent_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.type}) of job #{self.job_id}"
+
+    @property
+    def description(self) -> str:
+        return str(self.payload.get("description", "")) if isinstance(self.payload, dict) else ""
+
+    def transition(self, expected: str | tuple[str, ...], new: str, **fields: object) -> bool:
+        """Conditional status update; False means another process already moved it."""
+        expected = (expected,) if isinstance(expected, str) else expected
+        if new in SUBTASK_TERMINAL:
+            fields.setdefault("finished_at", timezone.now())
+        updated = Subtask.objects.filter(pk=self.pk, status__in=expected).update(
+            status=new, updated_at=timezone.now(), **fields
+        )
+        if updated:
+            self.status = new
+            for name, value in fields.items():
+                if not hasattr(value, "resolve_expression"):
+                    setattr(self, name, value)
+        return bool(updated)
+
+
+class ModelPrice(models.Model):
+    model = models.CharField(max_length=100, unique=True)
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
+    output_per_million = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+    @classmethod
+    def cost_of(cls, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        price = cls.objects.filter(model=model).first()
+        if price is None:
+            return Decimal(0)
+        million = Decimal(1_000_000)
+        return (
+            price.input_per_million * prompt_tokens + price.output_per_million * completion_tokens
+        ) / million
+
+
+class LLMCall(models.Model):
+    class Purpose(models.TextChoices):
+        PLAN = "plan", "Plan"
+        SUBTASK = "subtask", "Subtask"
+        SYNTHESIS = "synthesis", "Synthesis"
+
+    agent = models.ForeignKey(Agent, null=True, on_delete=models.SET_NULL, related_name="calls")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="calls")
+    subtask = models.ForeignKey(
+        Subtask, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"
+    )
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    model = models.CharField(max_length=100)
+    messages = models.JSONField(default=list)
+    response = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_s = models.FloatField(default=0.0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["agent", "created_at"], name="llmcall_agent_created")]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} call {self.pk} ({self.model})"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class SharedState(models.Model):
+    """A job's blackboard. Writes are compare-and-set on `version` (see agents.state)."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="state")
+    data = models.JSONField(default=dict)
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"state of job #{self.job_id} v{self.version}"
+
+
+class SharedStateVersion(models.Model):
+    state = models.ForeignKey(SharedState, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    data = models.JSONField(default=dict)
+    changes = models.JSONField(default=dict)
+    author = models.CharField(max_length=120)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["state", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["state", "version"], name="state_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} by {self.author}"
+
+
+def add_usage(call: LLMCall) -> None:
+    """Roll one call's tokens and cost up to its job, subtask and agent, atomically."""
+    tokens = call.total_tokens
+    Job.objects.filter(pk=call.job_id).update(
+        total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
+    )
+    if call.subtask_id:
+        Subtask.objects.filter(pk=call.subtask_id).update(
+            tokens=F("tokens") + tokens, cost=F("cost") + call.cost
+        )
+    if call.agent_id:
+        Agent.objects.filter(pk=call.agent_id).update(
+            total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
+        )

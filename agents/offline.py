@@ -1,0 +1,94 @@
+"""The built-in offline model: deterministic answers, with no language model behind them.
+
+Used when no LLM_API_KEY is set, and by the LLM simulator, so the whole pipeline runs
+end to end without a provider. Every answer says plainly that no model was called.
+"""
+
+import json
+from typing import Any
+
+DECOMPOSITION_MARKER = "task-decomposition expert"
+
+_GIST_CHARS = 160
+_TASK_CHARS = 300
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or OpenAI-style content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", "")) for part in content if isinstance(part, dict)
+        )
+    return "" if content is None else str(content)
+
+
+def messages_text(messages: list[dict]) -> str:
+    return "\n".join(content_text(message.get("content")) for message in messages)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token, the usual rule of thumb for English text."""
+    return (len(text) + 3) // 4
+
+
+def is_decomposition(messages: list[dict]) -> bool:
+    return any(
+        message.get("role") == "system"
+        and DECOMPOSITION_MARKER in content_text(message.get("content")).lower()
+        for message in messages
+    )
+
+
+def respond(messages: list[dict], *, label: str = "offline model") -> str:
+    request = _last_user_text(messages)
+    if is_decomposition(messages):
+        return json.dumps(_plan(_shorten(request, _TASK_CHARS) or "the job"))
+    gist = _shorten(request, _GIST_CHARS) or "(empty request)"
+    return (
+        f"[{label}] This is a placeholder answer from Baton's built-in {label}; "
+        f"no language model was called. The request was: {gist}"
+    )
+
+
+def _plan(task: str) -> dict:
+    return {
+        "subtasks": [
+            {
+                "id": "research",
+                "type": "research",
+                "assign_to": "researcher",
+                "payload": {"description": f"Research what is needed for: {task}"},
+                "depends_on": [],
+            },
+            {
+                "id": "coding",
+                "type": "coding",
+                "assign_to": "coder",
+                "payload": {"description": f"Implement a solution for: {task}"},
+                "depends_on": ["research"],
+            },
+            {
+                "id": "review",
+                "type": "review",
+                "assign_to": "reviewer",
+                "payload": {"description": f"Review the implementation of: {task}"},
+                "depends_on": ["coding"],
+            },
+        ]
+    }
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"

@@ -1,0 +1,444 @@
+"""The steps of a job: plan, dispatch, run a subtask, settle, synthesise.
+
+Each step loads rows by id, claims its work with a conditional status update, and is safe
+to run twice. The order lives in the database (the subtask DAG), not in Celery chains.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from . import events, llm, metrics, planning, state, tasks
+from .allocation import Candidate, choose
+from .models import (
+    SUBTASK_IN_FLIGHT,
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    ModelPrice,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+    add_usage,
+)
+
+log = logging.getLogger(__name__)
+
+PLAN_TEMPERATURE = 0.3
+MAX_STEP_RETRIES = 3
+# 429s pause a subtask without using up its retries, but not forever.
+MAX_RATE_LIMIT_PAUSES = 20
+DISPATCH_BATCH = 500
+
+
+def submit_job(*, title: str, description: str, priority: int = 5, user=None) -> Job:
+    with transaction.atomic():
+        job = Job.objects.create(
+            title=title, description=description, priority=priority, submitted_by=user
+        )
+        SharedState.objects.create(job=job)
+        events.job_changed(job.pk, moved=True)
+        transaction.on_commit(lambda: tasks.plan_job.delay(job.pk))
+    return job
+
+
+def call_llm(
+    *,
+    agent: Agent,
+    job_id: int,
+    purpose: str,
+    messages: list[dict],
+    subtask_id: int | None = None,
+    temperature: float | None = None,
+) -> llm.Completion:
+    """One attempt, recorded as an LLMCall row whether it succeeds or not."""
+    call = LLMCall(
+        agent=agent, job_id=job_id, subtask_id=subtask_id, purpose=purpose, model=agent.model,
+        messages=messages,
+    )  # fmt: skip
+    try:
+        completion = llm.complete(
+            model=agent.model,
+            messages=messages,
+            temperature=agent.temperature if temperature is None else temperature,
+            max_tokens=agent.max_tokens,
+        )
+    except llm.LLMError as exc:
+        call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
+        call.save()
+        raise
+    call.response = completion.text
+    call.prompt_tokens = completion.prompt_tokens
+    call.completion_tokens = completion.completion_tokens
+    call.latency_s = completion.latency_s
+    call.http_status = completion.http_status
+    call.cost = ModelPrice.cost_of(agent.model, completion.prompt_tokens, completion.completion_tokens)
+    call.save()
+    add_usage(call)
+    return completion
+
+
+def _retry_later(task, job_id: int, failures: int, exc: llm.LLMError) -> bool:
+    """Schedule another try of a job-level step; False when retries are spent."""
+    if exc.permanent or failures > MAX_STEP_RETRIES:
+        return False
+    delay = exc.retry_after if exc.rate_limited and exc.retry_after else metrics.retry_delay(failures)
+    transaction.on_commit(lambda: task.apply_async((job_id,), countdown=delay))
+    return True
+
+
+def _failed_calls(job: Job, purpose: str) -> int:
+    return job.calls.filter(purpose=purpose).exclude(error="").count()
+
+
+def plan_job(job_id: int) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.is_terminal:
+        return
+    if job.planned_at:  # a redelivered message after the plan was written
+        dispatch_ready()
+        return
+    if not job.transition(JobStatus.QUEUED, JobStatus.PLANNING, claimed_at=timezone.now()):
+        return  # another worker holds the planning step
+    events.job_changed(job.pk, moved=True)
+
+    orchestrator = Agent.objects.orchestrator()
+    if orchestrator is None:
+        job.transition(
+            JobStatus.PLANNING,
+            JobStatus.WAITING,
+            status_reason="Waiting for an enabled orchestrator agent to plan this job.",
+        )
+        events.job_changed(job.pk, moved=True)
+        return
+    team = [(a.slug, a.specialties) for a in Agent.objects.specialists()]
+    limit = settings.PLAN_MAX_SUBTASKS
+    messages = planning.decomposition_messages(job.title, job.description, team, limit)
+    try:
+        answer = call_llm(
+            agent=orchestrator, job_id=job.pk, purpose=LLMCall.Purpose.PLAN,
+            messages=messages, temperature=PLAN_TEMPERATURE,
+        )  # fmt: skip
+        try:
+            plan = planning.parse_plan(answer.text, max_subtasks=limit)
+        except planning.PlanError as first:
+            # One repair round-trip: tell the model what was wrong.
+            messages = planning.repair_messages(messages, answer.text, str(first))
+            answer = call_llm(
+                agent=orchestrator, job_id=job.pk, purpose=LLMCall.Purpose.PLAN,
+                messages=messages, temperature=PLAN_TEMPERATURE,
+            )  # fmt: skip
+            plan = planning.parse_plan(answer.text, max_subtasks=limit)
+    except planning.PlanError as exc:
+        _fail_job(job, JobStatus.PLANNING, f"The plan could not be used after one repair: {exc}")
+        return
+    except llm.LLMError as exc:
+        with transaction.atomic():
+            if _retry_later(tasks.plan_job, job.pk, _failed_calls(job, "plan"), exc):
+                job.transition(JobStatus.PLANNING, JobStatus.QUEUED, status_reason=str(exc)[:300])
+            else:
+                _fail_job(job, JobStatus.PLANNING, f"Planning failed: {exc}")
+            events.job_changed(job.pk, moved=True)
+        return
+
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.planned_at or locked.status != JobStatus.PLANNING:
+            return
+        created = {
+            p.key: Subtask.objects.create(
+                job=job, key=p.key, type=p.type, payload=p.payload, assign_hint=p.assign_to,
+                priority=job.priority,
+            )  # fmt: skip
+            for p in plan.subtasks
+        }
+        for p in plan.subtasks:
+            created[p.key].depends_on.set([created[d] for d in p.depends_on])
+        pending = [
+            {"id": p.key, "type": p.type, "description": p.description, "depends_on": p.depends_on}
+            for p in plan.subtasks
+        ]
+        state.write(job.pk, {"pending_tasks": pending}, author=f"{orchestrator.slug}/plan")
+        job.transition(
+            JobStatus.PLANNING,
+            JobStatus.WORKING,
+            planned_at=timezone.now(),
+            claimed_at=None,
+            status_reason="; ".join(plan.notes)[:300],
+        )
+        events.job_changed(job.pk, moved=True)
+    dispatch_ready()
+
+
+def _fail_job(job: Job, expected: str, error: str) -> None:
+    if job.transition(expected, JobStatus.FAILED, error=error, claimed_at=None):
+        events.job_changed(job.pk, moved=True)
+
+
+def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
+    load = dict(
+        Subtask.objects.filter(agent__in=agents, status__in=SUBTASK_IN_FLIGHT)
+        .values_list("agent")
+        .annotate(n=Count("id"))
+    )
+    return {
+        a.pk: Candidate(
+            id=a.pk, slug=a.slug, specialties=tuple(a.specialties), completed=a.completed_count,
+            failed=a.failed_count, avg_latency_s=a.avg_latency_s, load=load.get(a.pk, 0),
+            max_concurrency=a.max_concurrency,
+        )  # fmt: skip
+        for a in agents
+    }
+
+
+def dispatch_ready() -> int:
+    """Assign every runnable waiting subtask to an agent with capacity; return how many.
+
+    Highest job priority first (0 highest), FIFO within a priority. The enabled agents' rows
+    are locked for the whole pass, so concurrent dispatchers never overbook an agent.
+    """
+    now = timezone.now()
+    assigned = 0
+    settle: set[int] = set()
+    with transaction.atomic():
+        agents = list(Agent.objects.select_for_update().filter(enabled=True).order_by("pk"))
+        open_statuses = [SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT]
+        lost_statuses = [SubtaskStatus.FAILED, SubtaskStatus.CANCELLED]
+        runnable = (
+            Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .annotate(
+                open_deps=Count("depends_on", filter=Q(depends_on__status__in=open_statuses)),
+                lost_deps=Count("depends_on", filter=Q(depends_on__status__in=lost_statuses)),
+            )
+            .order_by("priority", "job_id", "pk")[:DISPATCH_BATCH]
+        )
+        candidates = _candidates(agents)
+        for sub in runnable:
+            if sub.lost_deps:
+                if sub.transition(SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"):
+                    events.subtask_changed(sub.pk)
+                    settle.add(sub.job_id)
+                continue
+            if sub.open_deps:
+                continue
+            if not any(c.load < c.max_concurrency for c in candidates.values()):
+                break
+            chosen, reasons = choose(sub.type, candidates.values(), sub.assign_hint)
+            if chosen is None:
+                continue
+            if sub.transition(
+                SubtaskStatus.WAITING, SubtaskStatus.QUEUED, agent_id=chosen.id,
+                allocation=reasons, next_attempt_at=None,
+            ):  # fmt: skip
+                candidates[chosen.id] = Candidate(**{**chosen.__dict__, "load": chosen.load + 1})
+                assigned += 1
+                events.subtask_changed(sub.pk)
+                transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
+        for job_id in settle:
+            settle_job(job_id)
+    return assigned
+
+
+def _prompt(sub: Subtask, agent: Agent) -> list[dict]:
+    limit = settings.PROMPT_DEPENDENCY_CHARS
+    upstream = [
+        f"Result of {dep.key} ({dep.type}):\n{dep.result[:limit]}"
+        for dep in sub.depends_on.order_by("pk")
+    ]
+    job = sub.job
+    parts = [f"Job: {job.title}\n\n{job.description}", f"Your subtask ({sub.type}): {sub.description}"]
+    if upstream:
+        parts.append("What your teammates found:\n\n" + "\n\n".join(upstream))
+    system = agent.system_prompt or f"You are {agent.name}, a specialist in {', '.join(agent.specialties)}."
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def run_subtask(subtask_id: int) -> None:
+    sub = Subtask.objects.select_related("job", "agent").filter(pk=subtask_id).first()
+    if sub is None or sub.status != SubtaskStatus.QUEUED or sub.agent is None:
+        return
+    if sub.job.status != JobStatus.WORKING:
+        if sub.transition(SubtaskStatus.QUEUED, SubtaskStatus.CANCELLED, error="job is not running"):
+            events.subtask_changed(sub.pk)
+        return
+    # The claim: of two deliveries of this message, only one gets past here.
+    if not sub.transition(
+        SubtaskStatus.QUEUED, SubtaskStatus.WORKING, started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    ):  # fmt: skip
+        return
+    events.subtask_changed(sub.pk)
+    agent = sub.agent
+    try:
+        answer = call_llm(
+            agent=agent, job_id=sub.job_id, subtask_id=sub.pk, purpose=LLMCall.Purpose.SUBTASK,
+            messages=_prompt(sub, agent),
+        )  # fmt: skip
+    except llm.LLMError as exc:
+        _subtask_failed(sub, exc)
+        dispatch_ready()
+        return
+    text = answer.text
+    if answer.finish_reason == "length":
+        text += "\n\n(Truncated: the model reached its max_tokens.)"
+    with transaction.atomic():
+        if not sub.transition(
+            SubtaskStatus.WORKING, SubtaskStatus.COMPLETED, result=text, error="",
+            latency_s=answer.latency_s,
+        ):  # fmt: skip
+            return
+        metrics.record_outcome(agent.pk, ok=True, latency_s=answer.latency_s)
+        state.write(sub.job_id, {"results": {sub.key: text}}, author=f"{agent.slug}/{sub.key}")
+        events.subtask_changed(sub.pk)
+        settle_job(sub.job_id)
+    dispatch_ready()
+
+
+def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
+    sub.refresh_from_db(fields=["attempts", "retry_count"])
+    now = timezone.now()
+    with transaction.atomic():
+        if exc.rate_limited and sub.attempts <= sub.max_retries + MAX_RATE_LIMIT_PAUSES:
+            delay = exc.retry_after or metrics.retry_delay(1)
+            at = now + timedelta(seconds=delay)
+            moved = sub.transition(
+                SubtaskStatus.WORKING, SubtaskStatus.WAITING, next_attempt_at=at,
+                error=f"rate-limited, next attempt at {at:%H:%M:%S}",
+            )  # fmt: skip
+        elif not exc.permanent and sub.retry_count < sub.max_retries:
+            retry = sub.retry_count + 1
+            delay = metrics.retry_delay(retry)
+            at = now + timedelta(seconds=delay)
+            moved = sub.transition(
+                SubtaskStatus.WORKING, SubtaskStatus.WAITING, retry_count=retry,
+                next_attempt_at=at, error=f"attempt {sub.attempts} failed: {exc}",
+            )  # fmt: skip
+        else:
+            delay = None
+            moved = sub.transition(SubtaskStatus.WORKING, SubtaskStatus.FAILED, error=str(exc))
+            if moved:
+                metrics.record_outcome(sub.agent_id, ok=False, latency_s=exc.latency_s)
+                settle_job(sub.job_id)
+        if moved:
+            events.subtask_changed(sub.pk)
+            if delay is not None:
+                transaction.on_commit(lambda: tasks.dispatch.apply_async(countdown=delay))
+
+
+def settle_job(job_id: int) -> None:
+    """Roll a working job up from its subtasks. Call inside a transaction."""
+    job = Job.objects.select_for_update().get(pk=job_id)
+    if job.status != JobStatus.WORKING:
+        return
+    counts = dict(job.subtasks.values_list("status").annotate(n=Count("id")))
+    total = sum(counts.values())
+    completed = counts.get(SubtaskStatus.COMPLETED, 0)
+    still_open = sum(counts.get(s, 0) for s in (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT))
+    failed = counts.get(SubtaskStatus.FAILED, 0) + counts.get(SubtaskStatus.CANCELLED, 0)
+    if total and completed == total:
+        job.transition(JobStatus.WORKING, JobStatus.SYNTHESIZING, claimed_at=None)
+        transaction.on_commit(lambda: tasks.synthesize_job.delay(job_id))
+    elif failed and not still_open:
+        job.transition(
+            JobStatus.WORKING, JobStatus.FAILED, error=f"{failed} of {total} subtasks failed."
+        )
+    events.job_changed(job_id, moved=job.status != JobStatus.WORKING)
+
+
+def synthesize_job(job_id: int) -> None:
+    claimed = Job.objects.filter(
+        pk=job_id, status=JobStatus.SYNTHESIZING, claimed_at__isnull=True
+    ).update(claimed_at=timezone.now())
+    if not claimed:
+        return
+    job = Job.objects.get(pk=job_id)
+    orchestrator = Agent.objects.orchestrator() or Agent.objects.filter(enabled=True).first()
+    if orchestrator is None:
+        Job.objects.filter(pk=job_id).update(claimed_at=None)
+        return  # the reconciler tries again once an agent is enabled
+    limit = settings.PROMPT_DEPENDENCY_CHARS
+    results = "\n\n".join(
+        f"## {s.key} ({s.type})\n{s.result[:limit]}" for s in job.subtasks.order_by("pk")
+    )
+    messages = [
+        {
+            "role": "system",
+            "content": "You compose the final answer to a job from your team's results. "
+            "Be complete and concise; keep what matters from each result.",
+        },
+        {"role": "user", "content": f"Job: {job.title}\n\n{job.description}\n\n{results}"},
+    ]
+    try:
+        answer = call_llm(
+            agent=orchestrator, job_id=job_id, purpose=LLMCall.Purpose.SYNTHESIS,
+            messages=messages,
+        )  # fmt: skip
+    except llm.LLMError as exc:
+        with transaction.atomic():
+            Job.objects.filter(pk=job_id).update(claimed_at=None)
+            if not _retry_later(tasks.synthesize_job, job_id, _failed_calls(job, "synthesis"), exc):
+                _fail_job(job, JobStatus.SYNTHESIZING, f"Synthesis failed: {exc}")
+        return
+    with transaction.atomic():
+        if job.transition(
+            JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.text, claimed_at=None
+        ):
+            state.write(job_id, {"final": answer.text}, author=f"{orchestrator.slug}/synthesis")
+            events.job_changed(job_id, moved=True)
+
+
+def reconcile() -> dict[str, int]:
+    """Re-dispatch work whose status says queued or working but that no worker holds.
+
+    Safe to run anywhere, any time: every re-dispatched message meets a conditional claim.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.RECONCILE_AFTER_S)
+    # Messages that may simply be lost (a broker restart) are re-sent sooner: a duplicate of
+    # a queued message is harmless, it loses the claim.
+    lost = now - timedelta(seconds=min(15.0, settings.RECONCILE_AFTER_S))
+    counts = {"jobs": 0, "subtasks": 0}
+
+    resumed = Job.objects.filter(status=JobStatus.WAITING, planned_at__isnull=True)
+    if resumed.exists() and Agent.objects.orchestrator() is not None:
+        resumed.update(status=JobStatus.QUEUED, status_reason="", updated_at=now)
+    Job.objects.filter(status=JobStatus.PLANNING, claimed_at__lt=stale).update(
+        status=JobStatus.QUEUED, claimed_at=None, updated_at=now
+    )
+    Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
+        claimed_at=None, updated_at=now
+    )
+    for job_id in Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost).values_list(
+        "pk", flat=True
+    ):
+        tasks.plan_job.delay(job_id)
+        counts["jobs"] += 1
+    for job_id in Job.objects.filter(
+        status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
+    ).values_list("pk", flat=True):
+        tasks.synthesize_job.delay(job_id)
+        counts["jobs"] += 1
+
+    Subtask.objects.filter(status=SubtaskStatus.WORKING, started_at__lt=stale).update(
+        status=SubtaskStatus.QUEUED, updated_at=now, error="re-dispatched: no worker finished it"
+    )
+    for sub_id in Subtask.objects.filter(
+        status=SubtaskStatus.QUEUED, updated_at__lt=lost
+    ).values_list("pk", flat=True):
+        tasks.run_subtask.delay(sub_id)
+        counts["subtasks"] += 1
+    for job_id in Job.objects.filter(status=JobStatus.WORKING).values_list("pk", flat=True):
+        with transaction.atomic():
+            settle_job(job_id)
+    dispatch_ready()
+    if any(counts.values()):
+        log.info("reconcile re-dispatched %s", counts)
+    return counts

@@ -1,0 +1,27 @@
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from agents import events
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    """Joins the page's group and forwards the fragments published by agents.events."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        job_id = self.scope["url_route"]["kwargs"].get("job_id")
+        self.live_group = events.BOARD_GROUP if job_id is None else events.job_group(job_id)
+        await self.channel_layer.group_add(self.live_group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "live_group"):
+            await self.channel_layer.group_discard(self.live_group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The page sends nothing that matters: actions are ordinary htmx POSTs."""
+
+    async def fragment(self, event: dict) -> None:
+        await self.send(text_data=event["html"])

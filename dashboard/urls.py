@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.board, name="dash-board"),
+    path("jobs/submit/", views.submit_job, name="dash-submit-job"),
+    path("jobs/<int:job_id>/", views.job_detail, name="dash-job-detail"),
+    path("agents/", views.agent_list, name="dash-agents"),
+    path("agents/new/", views.agent_create, name="dash-agent-create"),
+]

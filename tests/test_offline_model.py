@@ -1,0 +1,97 @@
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agents import offline
+
+PLANNER = {"role": "system", "content": "You are a task-decomposition expert. Answer in JSON."}
+
+
+def plan_for(job: str) -> dict:
+    return json.loads(offline.respond([PLANNER, {"role": "user", "content": job}]))
+
+
+def test_it_recognises_a_decomposition_request_by_its_system_prompt():
+    assert offline.is_decomposition([PLANNER, {"role": "user", "content": "x"}])
+    assert not offline.is_decomposition([{"role": "system", "content": "You are a coder."}])
+    # The phrase in a user message does not make it a planning request.
+    assert not offline.is_decomposition(
+        [{"role": "user", "content": "act as a task-decomposition expert"}]
+    )
+
+
+def test_it_plans_research_then_coding_then_review():
+    plan = plan_for("Build a URL shortener")
+
+    subtasks = plan["subtasks"]
+    assert [s["id"] for s in subtasks] == ["research", "coding", "review"]
+    assert [s["type"] for s in subtasks] == ["research", "coding", "review"]
+    assert [s["assign_to"] for s in subtasks] == ["researcher", "coder", "reviewer"]
+    assert [s["depends_on"] for s in subtasks] == [[], ["research"], ["coding"]]
+    for subtask in subtasks:
+        assert "Build a URL shortener" in subtask["payload"]["description"]
+
+
+def test_the_plan_carries_a_trimmed_job_description():
+    plan = plan_for("word " * 1000)
+
+    description = plan["subtasks"][0]["payload"]["description"]
+    assert len(description) < 400
+    assert description.endswith("…")
+
+
+def test_the_plan_reads_the_last_user_message():
+    messages = [
+        PLANNER,
+        {"role": "user", "content": "first job"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "second job"},
+    ]
+    description = json.loads(offline.respond(messages))["subtasks"][1]["payload"]["description"]
+    assert "second job" in description
+    assert "first job" not in description
+
+
+def test_other_requests_get_a_labelled_placeholder():
+    text = offline.respond(
+        [
+            {"role": "system", "content": "You are a researcher."},
+            {"role": "user", "content": "Compare Redis and Memcached for sessions"},
+        ]
+    )
+    assert text.startswith("[offline model]")
+    assert "no language model was called" in text
+    assert "Compare Redis and Memcached for sessions" in text
+
+
+def test_the_label_names_who_answered():
+    text = offline.respond([{"role": "user", "content": "hi"}], label="simulator")
+    assert text.startswith("[simulator]")
+
+
+def test_the_gist_is_short():
+    text = offline.respond([{"role": "user", "content": "a" * 5000}])
+    assert len(text) < 400
+
+
+def test_it_reads_content_parts():
+    messages = [{"role": "user", "content": [{"type": "text", "text": "part one"}]}]
+    assert "part one" in offline.respond(messages)
+
+
+def test_it_estimates_about_four_characters_per_token():
+    assert offline.estimate_tokens("") == 0
+    assert offline.estimate_tokens("abcd") == 1
+    assert offline.estimate_tokens("a" * 400) == 100
+
+
+@given(st.text(), st.booleans())
+def test_it_is_deterministic_and_plans_are_valid_json(job: str, planning: bool):
+    messages = [PLANNER] if planning else []
+    messages.append({"role": "user", "content": job})
+
+    first = offline.respond(messages)
+    assert offline.respond(messages) == first
+    if planning:
+        assert len(json.loads(first)["subtasks"]) == 3
