@@ -3,8 +3,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -29,9 +29,9 @@ def provider(base_url: str, key: str = KEY, timeout: float = 5) -> Iterator[None
         yield
 
 
-def call_failing(**kwargs: object) -> llm.LLMError:
+def call_failing(model: str = "gpt-4.1") -> llm.LLMError:
     with pytest.raises(llm.LLMError) as caught:
-        llm.complete(model="gpt-4.1", messages=MESSAGES, **kwargs)  # type: ignore[arg-type]
+        llm.complete(model=model, messages=MESSAGES)
     error = caught.value
     assert KEY not in str(error)
     assert KEY not in error.body
@@ -59,7 +59,9 @@ def test_it_calls_the_provider_and_reads_usage():
     assert "Summarise the CAP theorem" in completion.text
     assert completion.http_status == 200
     assert completion.finish_reason == "stop"
-    assert completion.prompt_tokens == (len(MESSAGES[0]["content"] + MESSAGES[1]["content"]) + 4) // 4
+    assert (
+        completion.prompt_tokens == (len(MESSAGES[0]["content"] + MESSAGES[1]["content"]) + 4) // 4
+    )
     assert completion.completion_tokens == (len(completion.text) + 3) // 4
     assert completion.latency_s > 0
 

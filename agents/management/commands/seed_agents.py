@@ -1,12 +1,21 @@
 from django.core.management.base import BaseCommand
 
 from agents import team
+from agents.models import Agent
 
 
 class Command(BaseCommand):
     help = "Create the default team of agents (and model prices) where missing. Idempotent."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--if-empty", action="store_true", help="only when no agent exists at all"
+        )
+
     def handle(self, *args, **options) -> None:
+        if options["if_empty"] and Agent.objects.exists():
+            self.stdout.write("Agents exist already; not seeding.")
+            return
         created = team.seed()
         if created:
             self.stdout.write(f"Created agents: {', '.join(created)}")

@@ -1,0 +1,48 @@
+# Baton: `make dev` serves the standalone mode; `make test` runs the whole suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: dev test test-fast lint bench simulator worker web clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed
+	DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_agents --if-empty
+	$(PY) manage.py ensure_admin
+	DEBUG=$${DEBUG:-true} $(PY) manage.py runstandalone --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest -m "not browser" -q
+	DJANGO_ALLOW_ASYNC_UNSAFE=true $(VENV)/bin/pytest -m browser -q
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not browser and not stack" -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+simulator: $(VENV)/.installed
+	$(PY) manage.py llm_simulator --port 8001 --latency-ms 200
+
+worker: $(VENV)/.installed
+	$(VENV)/bin/celery -A orchestrator_site worker --pool threads --concurrency 32 --loglevel INFO
+
+web: $(VENV)/.installed
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) orchestrator_site.asgi:application
+
+clean:
+	rm -rf $(VENV) var *.egg-info

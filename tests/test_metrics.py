@@ -1,0 +1,79 @@
+import threading
+
+import pytest
+from django.db import connection
+
+from agents import metrics
+from agents.models import Agent
+
+
+def test_the_success_rate_is_one_before_any_outcome():
+    assert metrics.success_rate(0, 0) == 1.0
+
+
+def test_the_success_rate_is_completed_over_all_outcomes():
+    assert metrics.success_rate(3, 1) == 0.75
+    assert metrics.success_rate(0, 4) == 0.0
+
+
+def test_the_first_latency_sample_is_taken_as_it_is():
+    assert metrics.moving_average(0.0, 12.5, samples=0) == 12.5
+
+
+def test_later_latency_samples_weigh_the_old_average_by_0_7():
+    assert metrics.moving_average(10.0, 20.0, samples=1) == pytest.approx(0.7 * 10 + 0.3 * 20)
+    assert metrics.moving_average(10.0, 20.0, samples=50) == pytest.approx(13.0)
+
+
+def test_the_retry_delay_doubles_2_4_8_plus_the_jitter():
+    assert [metrics.retry_delay(n, jitter=0.0) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
+    assert metrics.retry_delay(2, jitter=0.25) == 4.25
+
+
+def test_the_default_jitter_stays_below_one_second():
+    for n in (1, 2, 3):
+        delays = [metrics.retry_delay(n) for _ in range(200)]
+        assert all(2**n <= d < 2**n + 1 for d in delays)
+        assert len(set(delays)) > 1
+
+
+@pytest.mark.django_db
+def test_record_outcome_updates_counts_and_the_moving_average():
+    a = Agent.objects.create(name="A", slug="a")
+    metrics.record_outcome(a.pk, ok=True, latency_s=10.0)
+    metrics.record_outcome(a.pk, ok=True, latency_s=20.0)
+    metrics.record_outcome(a.pk, ok=False, latency_s=30.0)
+    a.refresh_from_db()
+    assert (a.completed_count, a.failed_count, a.latency_samples) == (2, 1, 3)
+    first_two = metrics.moving_average(10.0, 20.0, samples=1)
+    assert a.avg_latency_s == pytest.approx(metrics.moving_average(first_two, 30.0, samples=2))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_outcomes_lose_no_update():
+    threads, calls_each = 16, 5
+    a = Agent.objects.create(name="A", slug="a")
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work() -> None:
+        try:
+            start.wait()
+            for _ in range(calls_each):
+                metrics.record_outcome(a.pk, ok=True, latency_s=1.0)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+    assert errors == []
+    a.refresh_from_db()
+    assert a.completed_count == threads * calls_each
+    assert a.latency_samples == threads * calls_each
+    assert a.avg_latency_s == pytest.approx(1.0)

@@ -1,0 +1,190 @@
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+
+from agents import offline
+from tests.simulator_fixture import running_simulator
+
+AUTH = {"Authorization": "Bearer sk-anything"}
+PLANNING = {
+    "model": "gpt-4.1",
+    "messages": [
+        {"role": "system", "content": "You are a task-decomposition expert."},
+        {"role": "user", "content": "Build a chess engine"},
+    ],
+}
+CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hello there"}]}
+
+
+def post(base_url: str, body: object, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{base_url}/chat/completions", json=body, headers=AUTH if headers is None else headers
+    )
+
+
+def content(response: httpx.Response) -> str:
+    return response.json()["choices"][0]["message"]["content"]
+
+
+def test_it_answers_in_openai_shape():
+    with running_simulator() as sim:
+        response = post(sim.base_url, CHAT)
+
+    assert response.status_code == 200
+    data = response.json()
+    assert data["object"] == "chat.completion"
+    assert data["model"] == "gpt-4.1"
+    [choice] = data["choices"]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"]["content"].startswith("[simulator]")
+    usage = data["usage"]
+    assert usage["prompt_tokens"] == 3  # "Hello there" is 11 characters
+    assert usage["completion_tokens"] == (len(choice["message"]["content"]) + 3) // 4
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_it_serves_both_paths():
+    with running_simulator() as sim:
+        root = sim.base_url.removesuffix("/v1")
+        assert post(root, CHAT).status_code == 200
+        assert post(sim.base_url, CHAT).status_code == 200
+        assert httpx.post(f"{root}/other", json=CHAT, headers=AUTH).status_code == 404
+
+
+def test_it_plans_with_plain_json():
+    with running_simulator() as sim:
+        plan = json.loads(content(post(sim.base_url, PLANNING)))
+    assert [s["assign_to"] for s in plan["subtasks"]] == ["researcher", "coder", "reviewer"]
+
+
+def test_it_requires_a_bearer_token():
+    with running_simulator() as sim:
+        assert post(sim.base_url, CHAT, headers={"Authorization": "Basic abc"}).status_code == 401
+        assert post(sim.base_url, CHAT, headers={}).status_code == 401
+        assert sim.stats.snapshot()["errors"] == 2
+
+
+def test_it_rejects_a_body_without_model_or_messages():
+    with running_simulator() as sim:
+        assert post(sim.base_url, {"messages": []}).status_code == 400
+        assert post(sim.base_url, {"model": "m"}).status_code == 400
+        response = httpx.post(f"{sim.base_url}/chat/completions", content=b"{", headers=AUTH)
+        assert response.status_code == 400
+
+
+def test_it_wraps_plans_in_fences_or_prose():
+    with running_simulator(wrap="fence") as sim:
+        fenced = content(post(sim.base_url, PLANNING))
+        assert fenced.startswith("```json\n{") and fenced.endswith("}\n```")
+        # Only plans are wrapped.
+        assert content(post(sim.base_url, CHAT)).startswith("[simulator]")
+    with running_simulator(wrap="prose") as sim:
+        prose = content(post(sim.base_url, PLANNING))
+        assert prose.startswith("Sure!") and '{"subtasks"' in prose
+
+
+def test_it_breaks_plan_json_on_demand():
+    with running_simulator(invalid_json_rate=1) as sim:
+        broken = content(post(sim.base_url, PLANNING))
+    assert broken.startswith('{"subtasks"')
+    try:
+        json.loads(broken)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the plan should not parse")
+
+
+def test_it_truncates_on_demand():
+    with running_simulator(truncate_rate=1) as sim:
+        data = post(sim.base_url, PLANNING).json()
+    assert data["choices"][0]["finish_reason"] == "length"
+    text = data["choices"][0]["message"]["content"]
+    assert text == offline.respond(PLANNING["messages"], label="simulator")[: len(text)]
+    assert len(text) < len(offline.respond(PLANNING["messages"], label="simulator"))
+
+
+def test_faults_are_counted():
+    with running_simulator(error_rate=1) as sim:
+        assert post(sim.base_url, CHAT).status_code == 500
+        assert sim.stats.snapshot()["errors"] == 1
+    with running_simulator(rate_limit_rate=1, retry_after=3) as sim:
+        response = post(sim.base_url, CHAT)
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "3"
+        assert sim.stats.snapshot()["rate_limited"] == 1
+
+
+def test_a_hang_is_released_when_the_server_stops():
+    with running_simulator(hang_rate=1) as sim:
+        try:
+            httpx.post(f"{sim.base_url}/chat/completions", json=CHAT, headers=AUTH, timeout=0.2)
+        except httpx.TimeoutException:
+            pass
+        else:
+            raise AssertionError("a hung request should not be answered")
+        assert sim.stats.snapshot()["hangs"] == 1
+        assert sim.stats.snapshot()["in_flight"] == 1
+
+
+def test_a_seed_makes_faults_repeatable():
+    def statuses(seed: int) -> list[int]:
+        with running_simulator(seed=seed, error_rate=0.5) as sim:
+            return [post(sim.base_url, CHAT).status_code for _ in range(20)]
+
+    first = statuses(7)
+    assert first == statuses(7)
+    assert set(first) == {200, 500}
+
+
+def test_stats_count_concurrent_requests_and_reset():
+    with running_simulator(latency_ms=300) as sim:
+        with httpx.Client(limits=httpx.Limits(max_connections=50)) as client:
+            threads = [
+                threading.Thread(
+                    target=client.post,
+                    args=(f"{sim.base_url}/chat/completions",),
+                    kwargs={"json": CHAT, "headers": AUTH},
+                )
+                for _ in range(25)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            stats = client.get(f"{sim.base_url.removesuffix('/v1')}/stats").json()
+            reset = client.post(f"{sim.base_url.removesuffix('/v1')}/stats/reset").json()
+
+    assert stats == {
+        "requests": 25,
+        "in_flight": 0,
+        "peak_in_flight": 25,
+        "errors": 0,
+        "rate_limited": 0,
+        "hangs": 0,
+    }
+    assert reset["requests"] == 0
+    assert reset["peak_in_flight"] == 0
+
+
+def test_the_command_announces_its_port():
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    process = subprocess.Popen(
+        [sys.executable, str(manage), "llm_simulator", "--port", "0", "--latency-ms", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline().strip()  # type: ignore[union-attr]
+        assert line.startswith("llm_simulator listening on http://127.0.0.1:")
+        base = line.rsplit(" ", 1)[1]
+        assert httpx.post(f"{base}/v1/chat/completions", json=CHAT, headers=AUTH).is_success
+        assert httpx.get(f"{base}/stats").json()["requests"] == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
