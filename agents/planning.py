@@ -44,6 +44,7 @@ TYPE_SYNONYMS = {
 }
 
 KEY_RE = re.compile(r"[^a-z0-9_-]+")
+KEY_CHARS = 64  # Subtask.key's max_length
 FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
@@ -91,6 +92,10 @@ def normalise_type(raw: str) -> str:
     return TYPE_SYNONYMS.get(kind, kind)
 
 
+def _key(raw: object) -> str:
+    return KEY_RE.sub("-", str(raw).strip().lower()).strip("-")[:KEY_CHARS]
+
+
 def _extract_json(text: str) -> object:
     fenced = FENCE_RE.search(text)
     candidate = fenced.group(1) if fenced else text
@@ -127,8 +132,7 @@ def _subtask(index: int, item: object) -> PlannedSubtask:
     description = payload.get("description") or item.get("description") or ""
     if not isinstance(description, str) or not description.strip():
         raise PlanError(f'{where} has no "payload.description"')
-    raw_key = item.get("id", "")
-    key = KEY_RE.sub("-", str(raw_key).strip().lower()).strip("-")[:64] or f"t{index + 1}"
+    key = _key(item.get("id", "")) or f"t{index + 1}"
     hint = item.get("assign_to") or ""
     deps = item.get("depends_on") or []
     if isinstance(deps, str | int):
@@ -139,8 +143,8 @@ def _subtask(index: int, item: object) -> PlannedSubtask:
         key=key,
         type=normalise_type(kind),
         description=description.strip(),
-        assign_to=hint.strip().lower() if isinstance(hint, str) else "",
-        depends_on=[KEY_RE.sub("-", str(d).strip().lower()).strip("-") for d in deps],
+        assign_to=hint.strip().lower()[:50] if isinstance(hint, str) else "",
+        depends_on=[_key(d) for d in deps],
         payload={**payload, "description": description.strip()},
     )
 
@@ -177,7 +181,10 @@ def parse_plan(text: str, *, max_subtasks: int = 12) -> Plan:
     seen: set[str] = set()
     for i, sub in enumerate(subtasks):
         if sub.key in seen:
-            sub.key = f"{sub.key}-{i + 1}"
+            base, n = sub.key, i + 1
+            while sub.key in seen:  # the new name may be taken too, and must fit the column
+                sub.key = f"{base[: KEY_CHARS - len(str(n)) - 1]}-{n}"
+                n += 1
             notes.append(f"renamed a duplicate id to {sub.key}")
         seen.add(sub.key)
     # Plans number their subtasks now and then: "depends_on": [1] means the first one.

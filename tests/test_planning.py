@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agents import offline, planning
@@ -78,7 +78,9 @@ def test_a_self_dependency_is_dropped():
 
 
 def test_a_cycle_is_an_error():
-    text = plan_json(sub("a", depends_on=["c"]), sub("b", depends_on=["a"]), sub("c", depends_on=["b"]))
+    text = plan_json(
+        sub("a", depends_on=["c"]), sub("b", depends_on=["a"]), sub("c", depends_on=["b"])
+    )
     with pytest.raises(PlanError, match="cycle"):
         parse_plan(text)
 
@@ -125,12 +127,35 @@ def test_duplicate_ids_are_renamed():
     assert plan.notes
 
 
+def test_a_renamed_duplicate_does_not_take_an_existing_id():
+    plan = parse_plan(plan_json(sub("a-3"), sub("a"), sub("a")))
+    keys = [s.key for s in plan.subtasks]
+    assert len(set(keys)) == 3
+
+
+def test_keys_and_hints_fit_their_columns():
+    long = "x" * 70
+    plan = parse_plan(plan_json(sub(long, assign_to="y" * 70), sub(long)))
+    assert all(len(s.key) <= 64 for s in plan.subtasks)
+    assert len({s.key for s in plan.subtasks}) == 2
+    assert len(plan.subtasks[0].assign_to) <= 50
+
+
+def test_a_dependency_on_a_long_id_is_kept():
+    long = "x" * 70
+    plan = parse_plan(plan_json(sub(long), sub("b", depends_on=[long])))
+    assert plan.subtasks[1].depends_on == [plan.subtasks[0].key]
+    assert plan.notes == []
+
+
 def assert_valid(plan: Plan) -> None:
     keys = [s.key for s in plan.subtasks]
     assert plan.subtasks
     assert all(keys) and len(set(keys)) == len(keys)
+    assert all(len(k) <= 64 for k in keys)  # Subtask.key's max_length
     for s in plan.subtasks:
         assert s.type and s.description.strip()
+        assert len(s.type) <= 50 and len(s.assign_to) <= 50
         assert set(s.depends_on) <= set(keys)
         assert s.key not in s.depends_on
     done: set[str] = set()
@@ -181,7 +206,11 @@ subtask_like = st.fixed_dictionaries(
         "type": st.one_of(st.sampled_from(["research", "coding", "qa"]), scalars),
         "payload": st.one_of(st.fixed_dictionaries({"description": st.text(max_size=5)}), jsonish),
     },
-    optional={"depends_on": st.one_of(ids, st.lists(ids, max_size=4)), "x": jsonish},
+    optional={
+        "depends_on": st.one_of(ids, st.lists(ids, max_size=4)),
+        "assign_to": st.one_of(ids, scalars),
+        "x": jsonish,
+    },
 )
 plan_like = st.one_of(
     jsonish,
@@ -190,7 +219,9 @@ plan_like = st.one_of(
 )
 
 
-@settings(max_examples=5000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@example(data=[sub("a-3"), sub("a"), sub("a")], before="", after="", fence=False, cut=0)
+@example(data=[sub("x" * 70), sub("x" * 70)], before="Plan:", after="", fence=True, cut=0)
 @given(
     data=plan_like,
     before=st.text(max_size=20),
