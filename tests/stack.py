@@ -38,7 +38,9 @@ def test_database_url() -> str:
         return f"sqlite:///{Path(db['NAME']).resolve()}"
     user = db.get("USER") or ""
     auth = f"{user}:{db.get('PASSWORD')}@" if db.get("PASSWORD") else (f"{user}@" if user else "")
-    return f"postgresql://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    return (
+        f"postgresql://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    )
 
 
 @dataclass
@@ -63,10 +65,21 @@ class Stack:
     def start_worker(self, name: str) -> subprocess.Popen:
         log = self.logs / f"{name}.log"
         cmd = [
-            str(VENV_BIN / "celery"), "-A", "orchestrator_site", "worker", "--pool", "threads",
-            "--concurrency", "16", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-            "-n", f"{name}@%h",
-        ]  # fmt: skip
+            str(VENV_BIN / "celery"),
+            "-A",
+            "orchestrator_site",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "16",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{name}@%h",
+        ]
         proc = _spawn(cmd, self.env, log)
         _wait_for(lambda: "ready." in log.read_text(), f"worker {name}", log, proc)
         self.workers.append(proc)
@@ -132,10 +145,18 @@ def start_stack(logs: Path, *, latency_ms: int = 20, workers: int = 1, **env_ext
         python = str(VENV_BIN / "python")
         sim_log = logs / "simulator.log"
         sim = _spawn(
-            [python, "manage.py", "llm_simulator", "--port", str(sim_port),
-             "--latency-ms", str(latency_ms)],
-            env, sim_log,
-        )  # fmt: skip
+            [
+                python,
+                "manage.py",
+                "llm_simulator",
+                "--port",
+                str(sim_port),
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            env,
+            sim_log,
+        )
         stack.procs.append(sim)
         _wait_for(lambda: "listening" in sim_log.read_text(), "simulator", sim_log, sim)
         web_log = logs / "web.log"
@@ -143,16 +164,24 @@ def start_stack(logs: Path, *, latency_ms: int = 20, workers: int = 1, **env_ext
             from orchestrator_site.celery import app
 
             app.control.purge()  # messages left by an earlier, interrupted run
-            web_cmd = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(web_port),
-                       "orchestrator_site.asgi:application"]  # fmt: skip
+            web_cmd = [
+                str(VENV_BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(web_port),
+                "orchestrator_site.asgi:application",
+            ]
         else:
             web_cmd = [python, "manage.py", "runstandalone", "--port", str(web_port)]
         web = _spawn(web_cmd, env, web_log)
         stack.procs.append(web)
         _wait_for(
             lambda: httpx.get(f"{stack.base_url}/login/", timeout=2).status_code == 200,
-            "web server", web_log, web,
-        )  # fmt: skip
+            "web server",
+            web_log,
+            web,
+        )
         if stack.production:
             for n in range(workers):
                 stack.start_worker(f"worker{n + 1}")
@@ -167,8 +196,11 @@ def login(base_url: str, username: str, password: str) -> httpx.Client:
     client.get("/login/")
     response = client.post(
         "/login/",
-        data={"username": username, "password": password,
-              "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-    )  # fmt: skip
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+    )
     assert re.search(r"Log out", response.text), "login failed"
     return client

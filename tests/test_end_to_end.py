@@ -47,7 +47,9 @@ def test_it_completes_a_job_submitted_in_the_form(stack, seeded, django_db_block
     assert [s.status for s in subtasks] == [SubtaskStatus.COMPLETED] * 3
     # plan + 3 subtasks + synthesis, each answered by the simulator with its token counts
     assert len(calls) == 5
-    assert all(c.http_status == 200 and c.prompt_tokens > 0 and c.completion_tokens > 0 for c in calls)
+    assert all(
+        c.http_status == 200 and c.prompt_tokens > 0 and c.completion_tokens > 0 for c in calls
+    )
     assert job.total_tokens == sum(c.prompt_tokens + c.completion_tokens for c in calls)
     assert "simulator" in job.result
     assert stack.simulator_stats()["requests"] == 5
@@ -64,9 +66,13 @@ def test_a_duplicated_run_subtask_message_does_not_call_the_llm_again(
     client = login(stack.base_url, "alice", PASSWORD)
     client.post(
         "/jobs/submit/",
-        data={"title": "E2E duplicate", "description": "Count to three, carefully.",
-              "priority": "5", "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-    )  # fmt: skip
+        data={
+            "title": "E2E duplicate",
+            "description": "Count to three, carefully.",
+            "priority": "5",
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+    )
     job = wait_for_job(django_db_blocker, "E2E duplicate")
     assert job.status == JobStatus.COMPLETED
     with django_db_blocker.unblock():

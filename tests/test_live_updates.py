@@ -42,9 +42,13 @@ def test_it_pushes_status_changes_to_the_board(stack, seeded):
     ) as socket:
         client.post(
             "/jobs/submit/",
-            data={"title": "Pushed job", "description": "Summarise the news of the day.",
-                  "priority": "5", "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-        )  # fmt: skip
+            data={
+                "title": "Pushed job",
+                "description": "Summarise the news of the day.",
+                "priority": "5",
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+        )
         seen: list[str] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

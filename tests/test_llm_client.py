@@ -173,6 +173,41 @@ def test_a_200_without_choices_can_be_retried():
     assert "choices" in error.body
 
 
+class DripHandler(BaseHTTPRequestHandler):
+    """Answers at once, then sends the body a byte at a time: each read is quick."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        for _ in range(100):
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            time.sleep(0.05)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_timeout_bounds_the_whole_call():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DripHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with provider(f"http://127.0.0.1:{server.server_port}", timeout=0.4):
+            started = time.monotonic()
+            error = call_failing()
+            elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert "timed out" in str(error)
+    assert not error.permanent
+    assert elapsed < 1
+
+
 def test_it_parses_retry_after_in_both_forms():
     assert llm.parse_retry_after("12") == 12
     assert llm.parse_retry_after("0.5") == 0.5
