@@ -13,17 +13,31 @@ from .models import (
 )
 
 METRICS = (
-    "completed_count", "failed_count", "avg_latency_s", "latency_samples", "total_tokens",
-    "total_cost", "created_at", "updated_at",
-)  # fmt: skip
+    "completed_count",
+    "failed_count",
+    "avg_latency_s",
+    "latency_samples",
+    "total_tokens",
+    "total_cost",
+    "created_at",
+    "updated_at",
+)
 
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     list_display = (
-        "name", "slug", "model", "enabled", "load", "max_concurrency", "success_rate_display",
-        "avg_latency_s", "total_tokens", "total_cost",
-    )  # fmt: skip
+        "name",
+        "slug",
+        "model",
+        "enabled",
+        "load",
+        "max_concurrency",
+        "success_rate_display",
+        "avg_latency_s",
+        "total_tokens",
+        "total_cost",
+    )
     list_filter = ("enabled", "model")
     search_fields = ("name", "slug", "model")
     prepopulated_fields = {"slug": ("name",)}
@@ -65,19 +79,47 @@ class SubtaskInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "title", "status", "priority", "submitted_by", "total_tokens", "total_cost", "created_at")  # fmt: skip
+    list_display = (
+        "id",
+        "title",
+        "status",
+        "priority",
+        "submitted_by",
+        "total_tokens",
+        "total_cost",
+        "created_at",
+    )
     list_filter = ("status", "priority", "created_at")
     search_fields = ("title", "description")
     readonly_fields = (
-        "status", "status_reason", "result", "error", "total_tokens", "total_cost", "created_at",
-        "updated_at", "planned_at", "claimed_at", "finished_at", "submitted_by",
-    )  # fmt: skip
+        "status",
+        "status_reason",
+        "result",
+        "error",
+        "total_tokens",
+        "total_cost",
+        "created_at",
+        "updated_at",
+        "planned_at",
+        "claimed_at",
+        "finished_at",
+        "submitted_by",
+    )
     inlines = [SubtaskInline]
 
 
 class LLMCallInline(admin.TabularInline):
     model = LLMCall
-    fields = ("purpose", "model", "http_status", "prompt_tokens", "completion_tokens", "latency_s", "cost", "error")  # fmt: skip
+    fields = (
+        "purpose",
+        "model",
+        "http_status",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "cost",
+        "error",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -90,16 +132,41 @@ class SubtaskAdmin(admin.ModelAdmin):
     list_filter = ("status", "type", "agent")
     search_fields = ("key", "type", "job__title")
     readonly_fields = (
-        "job", "depends_on", "allocation", "status", "result", "error", "retry_count", "attempts",
-        "tokens", "cost", "latency_s", "next_attempt_at", "created_at", "updated_at",
-        "started_at", "finished_at",
-    )  # fmt: skip
+        "job",
+        "depends_on",
+        "allocation",
+        "status",
+        "result",
+        "error",
+        "retry_count",
+        "attempts",
+        "tokens",
+        "cost",
+        "latency_s",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+    )
     inlines = [LLMCallInline]
 
 
 @admin.register(LLMCall)
 class LLMCallAdmin(admin.ModelAdmin):
-    list_display = ("id", "purpose", "agent", "job", "model", "http_status", "prompt_tokens", "completion_tokens", "latency_s", "cost", "created_at")  # fmt: skip
+    list_display = (
+        "id",
+        "purpose",
+        "agent",
+        "job",
+        "model",
+        "http_status",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "cost",
+        "created_at",
+    )
     list_filter = ("purpose", "model", "agent", "http_status")
     search_fields = ("response", "error")
 

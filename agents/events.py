@@ -7,7 +7,10 @@ swaps), and fanned out to channel groups: `board` and `job-<id>`. Consumers only
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import logging
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -18,6 +21,9 @@ log = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
 _loop: asyncio.AbstractEventLoop | None = None
+_publisher_loop: asyncio.AbstractEventLoop | None = None
+_publisher_lock = threading.Lock()
+_pending: set[concurrent.futures.Future] = set()
 
 
 def job_group(job_id: int) -> str:
@@ -82,19 +88,49 @@ def _publish_state(job_id: int) -> None:
         send(job_group(job_id), render_to_string("dashboard/live/state.html", {"state": state}))
 
 
+def _sending_loop(layer) -> asyncio.AbstractEventLoop | None:
+    """The loop to send on: Daphne's when in the web process, else one of our own.
+
+    A long-lived loop keeps channels_redis's connections open; async_to_sync would make a
+    new loop, and new connections, for every event. The in-memory layer is not thread-safe
+    and must be used from Daphne's loop alone (sending from a worker thread would not wake it).
+    """
+    global _publisher_loop
+    if _loop is not None and _loop.is_running():
+        return _loop
+    if isinstance(layer, InMemoryChannelLayer):
+        return None
+    with _publisher_lock:
+        if _publisher_loop is None:
+            _publisher_loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=_publisher_loop.run_forever, name="baton-events", daemon=True
+            ).start()
+    return _publisher_loop
+
+
 def send(group: str, html: str) -> None:
+    """Fan a fragment out to a group without blocking the caller."""
     layer = get_channel_layer()
     if layer is None:
         return
     message = {"type": "fragment", "html": html}
-    if isinstance(layer, InMemoryChannelLayer) and _loop is not None and _loop.is_running():
-        # Sending from a worker thread via async_to_sync would not wake Daphne's loop.
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _loop)
-        future.add_done_callback(_log_failure)
-    else:
+    loop = _sending_loop(layer)
+    if loop is None:
         async_to_sync(layer.group_send)(group, message)
+        return
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+    _pending.add(future)
+    future.add_done_callback(_sent)
 
 
-def _log_failure(future) -> None:
-    if future.exception() is not None:
+def _sent(future: concurrent.futures.Future) -> None:
+    _pending.discard(future)
+    if not future.cancelled() and future.exception() is not None:
         log.error("group_send failed: %r", future.exception())
+
+
+@atexit.register
+def flush(timeout: float = 2.0) -> None:
+    """Let events still on their way leave before a short-lived process (a command) exits."""
+    concurrent.futures.wait(list(_pending), timeout=timeout)

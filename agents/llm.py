@@ -130,10 +130,10 @@ def _complete_http(body: dict) -> Completion:
             latency_s=elapsed,
         ) from None
     latency = time.monotonic() - started
-    text = _scrub(raw.decode("utf-8", errors="replace"), key)
+    text = raw.decode("utf-8", errors="replace")
 
     if status != 200:
-        trimmed = text[:BODY_CHARS]
+        trimmed = _scrub(text, key)[:BODY_CHARS]
         raise LLMError(
             f"LLM provider answered HTTP {status}: {trimmed[:300]}",
             status=status,

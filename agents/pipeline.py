@@ -7,6 +7,7 @@ to run twice. The order lives in the database (the subtask DAG), not in Celery c
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from . import events, llm, metrics, planning, state, tasks
+from . import coalesce, events, llm, metrics, planning, state, tasks
 from .allocation import Candidate, choose
 from .models import (
     SUBTASK_IN_FLIGHT,
@@ -60,9 +61,13 @@ def call_llm(
 ) -> llm.Completion:
     """One attempt, recorded as an LLMCall row whether it succeeds or not."""
     call = LLMCall(
-        agent=agent, job_id=job_id, subtask_id=subtask_id, purpose=purpose, model=agent.model,
+        agent=agent,
+        job_id=job_id,
+        subtask_id=subtask_id,
+        purpose=purpose,
+        model=agent.model,
         messages=messages,
-    )  # fmt: skip
+    )
     try:
         completion = llm.complete(
             model=agent.model,
@@ -79,7 +84,9 @@ def call_llm(
     call.completion_tokens = completion.completion_tokens
     call.latency_s = completion.latency_s
     call.http_status = completion.http_status
-    call.cost = ModelPrice.cost_of(agent.model, completion.prompt_tokens, completion.completion_tokens)
+    call.cost = ModelPrice.cost_of(
+        agent.model, completion.prompt_tokens, completion.completion_tokens
+    )
     call.save()
     add_usage(call)
     return completion
@@ -89,7 +96,9 @@ def _retry_later(task, job_id: int, failures: int, exc: llm.LLMError) -> bool:
     """Schedule another try of a job-level step; False when retries are spent."""
     if exc.permanent or failures > MAX_STEP_RETRIES:
         return False
-    delay = exc.retry_after if exc.rate_limited and exc.retry_after else metrics.retry_delay(failures)
+    delay = (
+        exc.retry_after if exc.rate_limited and exc.retry_after else metrics.retry_delay(failures)
+    )
     transaction.on_commit(lambda: task.apply_async((job_id,), countdown=delay))
     return True
 
@@ -123,18 +132,24 @@ def plan_job(job_id: int) -> None:
     messages = planning.decomposition_messages(job.title, job.description, team, limit)
     try:
         answer = call_llm(
-            agent=orchestrator, job_id=job.pk, purpose=LLMCall.Purpose.PLAN,
-            messages=messages, temperature=PLAN_TEMPERATURE,
-        )  # fmt: skip
+            agent=orchestrator,
+            job_id=job.pk,
+            purpose=LLMCall.Purpose.PLAN,
+            messages=messages,
+            temperature=PLAN_TEMPERATURE,
+        )
         try:
             plan = planning.parse_plan(answer.text, max_subtasks=limit)
         except planning.PlanError as first:
             # One repair round-trip: tell the model what was wrong.
             messages = planning.repair_messages(messages, answer.text, str(first))
             answer = call_llm(
-                agent=orchestrator, job_id=job.pk, purpose=LLMCall.Purpose.PLAN,
-                messages=messages, temperature=PLAN_TEMPERATURE,
-            )  # fmt: skip
+                agent=orchestrator,
+                job_id=job.pk,
+                purpose=LLMCall.Purpose.PLAN,
+                messages=messages,
+                temperature=PLAN_TEMPERATURE,
+            )
             plan = planning.parse_plan(answer.text, max_subtasks=limit)
     except planning.PlanError as exc:
         _fail_job(job, JobStatus.PLANNING, f"The plan could not be used after one repair: {exc}")
@@ -154,9 +169,13 @@ def plan_job(job_id: int) -> None:
             return
         created = {
             p.key: Subtask.objects.create(
-                job=job, key=p.key, type=p.type, payload=p.payload, assign_hint=p.assign_to,
+                job=job,
+                key=p.key,
+                type=p.type,
+                payload=p.payload,
+                assign_hint=p.assign_to,
                 priority=job.priority,
-            )  # fmt: skip
+            )
             for p in plan.subtasks
         }
         for p in plan.subtasks:
@@ -190,10 +209,15 @@ def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
     )
     return {
         a.pk: Candidate(
-            id=a.pk, slug=a.slug, specialties=tuple(a.specialties), completed=a.completed_count,
-            failed=a.failed_count, avg_latency_s=a.avg_latency_s, load=load.get(a.pk, 0),
+            id=a.pk,
+            slug=a.slug,
+            specialties=tuple(a.specialties),
+            completed=a.completed_count,
+            failed=a.failed_count,
+            avg_latency_s=a.avg_latency_s,
+            load=load.get(a.pk, 0),
             max_concurrency=a.max_concurrency,
-        )  # fmt: skip
+        )
         for a in agents
     }
 
@@ -201,49 +225,73 @@ def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
 def dispatch_ready() -> int:
     """Assign every runnable waiting subtask to an agent with capacity; return how many.
 
-    Highest job priority first (0 highest), FIFO within a priority. The enabled agents' rows
-    are locked for the whole pass, so concurrent dispatchers never overbook an agent.
+    One pass runs at a time across all workers, so no agent is ever overbooked; a caller
+    that finds a pass running leaves it a mark to go round again (agents.coalesce).
     """
+    coalesce.mark_dirty()
+    assigned = 0
+    while True:
+        with coalesce.exclusive_pass() as exclusive:
+            if not exclusive:
+                return assigned
+            coalesce.take_dirty()
+            assigned += _dispatch_pass()
+        if not coalesce.take_dirty():
+            return assigned
+
+
+def _dispatch_pass() -> int:
+    """Highest job priority first (0 highest), FIFO within a priority."""
     now = timezone.now()
     assigned = 0
     settle: set[int] = set()
-    with transaction.atomic():
-        agents = list(Agent.objects.select_for_update().filter(enabled=True).order_by("pk"))
-        open_statuses = [SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT]
-        lost_statuses = [SubtaskStatus.FAILED, SubtaskStatus.CANCELLED]
-        runnable = (
-            Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .annotate(
-                open_deps=Count("depends_on", filter=Q(depends_on__status__in=open_statuses)),
-                lost_deps=Count("depends_on", filter=Q(depends_on__status__in=lost_statuses)),
-            )
-            .order_by("priority", "job_id", "pk")[:DISPATCH_BATCH]
+    agents = list(Agent.objects.filter(enabled=True).order_by("pk"))
+    candidates = _candidates(agents)
+    if not any(c.load < c.max_concurrency for c in candidates.values()):
+        return 0
+    open_statuses = [SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT]
+    lost_statuses = [SubtaskStatus.FAILED, SubtaskStatus.CANCELLED]
+    runnable = (
+        Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .annotate(
+            open_deps=Count("depends_on", filter=Q(depends_on__status__in=open_statuses)),
+            lost_deps=Count("depends_on", filter=Q(depends_on__status__in=lost_statuses)),
         )
-        candidates = _candidates(agents)
-        for sub in runnable:
-            if sub.lost_deps:
-                if sub.transition(SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"):
-                    events.subtask_changed(sub.pk)
-                    settle.add(sub.job_id)
-                continue
-            if sub.open_deps:
-                continue
-            if not any(c.load < c.max_concurrency for c in candidates.values()):
-                break
-            chosen, reasons = choose(sub.type, candidates.values(), sub.assign_hint)
-            if chosen is None:
-                continue
+        .filter(Q(open_deps=0) | Q(lost_deps__gt=0))
+        .only("pk", "job_id", "type", "assign_hint", "status")
+        .order_by("priority", "job_id", "pk")[:DISPATCH_BATCH]
+    )
+    full_types: set[str] = set()
+    for sub in runnable:
+        if sub.lost_deps:
             if sub.transition(
-                SubtaskStatus.WAITING, SubtaskStatus.QUEUED, agent_id=chosen.id,
-                allocation=reasons, next_attempt_at=None,
-            ):  # fmt: skip
-                candidates[chosen.id] = Candidate(**{**chosen.__dict__, "load": chosen.load + 1})
-                assigned += 1
+                SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"
+            ):
                 events.subtask_changed(sub.pk)
-                transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
-        for job_id in settle:
-            settle_job(job_id)
+                settle.add(sub.job_id)
+            continue
+        if not any(c.load < c.max_concurrency for c in candidates.values()):
+            break
+        if sub.type in full_types and not sub.assign_hint:
+            continue
+        chosen, reasons = choose(sub.type, candidates.values(), sub.assign_hint)
+        if chosen is None:
+            full_types.add(sub.type)
+            continue
+        if sub.transition(
+            SubtaskStatus.WAITING,
+            SubtaskStatus.QUEUED,
+            agent_id=chosen.id,
+            allocation=reasons,
+            next_attempt_at=None,
+        ):
+            candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
+            assigned += 1
+            events.subtask_changed(sub.pk)
+            transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
+    for job_id in settle:
+        settle_job(job_id)
     return assigned
 
 
@@ -254,10 +302,16 @@ def _prompt(sub: Subtask, agent: Agent) -> list[dict]:
         for dep in sub.depends_on.order_by("pk")
     ]
     job = sub.job
-    parts = [f"Job: {job.title}\n\n{job.description}", f"Your subtask ({sub.type}): {sub.description}"]
+    parts = [
+        f"Job: {job.title}\n\n{job.description}",
+        f"Your subtask ({sub.type}): {sub.description}",
+    ]
     if upstream:
         parts.append("What your teammates found:\n\n" + "\n\n".join(upstream))
-    system = agent.system_prompt or f"You are {agent.name}, a specialist in {', '.join(agent.specialties)}."
+    system = (
+        agent.system_prompt
+        or f"You are {agent.name}, a specialist in {', '.join(agent.specialties)}."
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
@@ -266,22 +320,29 @@ def run_subtask(subtask_id: int) -> None:
     if sub is None or sub.status != SubtaskStatus.QUEUED or sub.agent is None:
         return
     if sub.job.status != JobStatus.WORKING:
-        if sub.transition(SubtaskStatus.QUEUED, SubtaskStatus.CANCELLED, error="job is not running"):
+        if sub.transition(
+            SubtaskStatus.QUEUED, SubtaskStatus.CANCELLED, error="job is not running"
+        ):
             events.subtask_changed(sub.pk)
         return
     # The claim: of two deliveries of this message, only one gets past here.
     if not sub.transition(
-        SubtaskStatus.QUEUED, SubtaskStatus.WORKING, started_at=timezone.now(),
+        SubtaskStatus.QUEUED,
+        SubtaskStatus.WORKING,
+        started_at=timezone.now(),
         attempts=F("attempts") + 1,
-    ):  # fmt: skip
+    ):
         return
     events.subtask_changed(sub.pk)
     agent = sub.agent
     try:
         answer = call_llm(
-            agent=agent, job_id=sub.job_id, subtask_id=sub.pk, purpose=LLMCall.Purpose.SUBTASK,
+            agent=agent,
+            job_id=sub.job_id,
+            subtask_id=sub.pk,
+            purpose=LLMCall.Purpose.SUBTASK,
             messages=_prompt(sub, agent),
-        )  # fmt: skip
+        )
     except llm.LLMError as exc:
         _subtask_failed(sub, exc)
         dispatch_ready()
@@ -291,9 +352,12 @@ def run_subtask(subtask_id: int) -> None:
         text += "\n\n(Truncated: the model reached its max_tokens.)"
     with transaction.atomic():
         if not sub.transition(
-            SubtaskStatus.WORKING, SubtaskStatus.COMPLETED, result=text, error="",
+            SubtaskStatus.WORKING,
+            SubtaskStatus.COMPLETED,
+            result=text,
+            error="",
             latency_s=answer.latency_s,
-        ):  # fmt: skip
+        ):
             return
         metrics.record_outcome(agent.pk, ok=True, latency_s=answer.latency_s)
         state.write(sub.job_id, {"results": {sub.key: text}}, author=f"{agent.slug}/{sub.key}")
@@ -310,17 +374,22 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
             delay = exc.retry_after or metrics.retry_delay(1)
             at = now + timedelta(seconds=delay)
             moved = sub.transition(
-                SubtaskStatus.WORKING, SubtaskStatus.WAITING, next_attempt_at=at,
+                SubtaskStatus.WORKING,
+                SubtaskStatus.WAITING,
+                next_attempt_at=at,
                 error=f"rate-limited, next attempt at {at:%H:%M:%S}",
-            )  # fmt: skip
+            )
         elif not exc.permanent and sub.retry_count < sub.max_retries:
             retry = sub.retry_count + 1
             delay = metrics.retry_delay(retry)
             at = now + timedelta(seconds=delay)
             moved = sub.transition(
-                SubtaskStatus.WORKING, SubtaskStatus.WAITING, retry_count=retry,
-                next_attempt_at=at, error=f"attempt {sub.attempts} failed: {exc}",
-            )  # fmt: skip
+                SubtaskStatus.WORKING,
+                SubtaskStatus.WAITING,
+                retry_count=retry,
+                next_attempt_at=at,
+                error=f"attempt {sub.attempts} failed: {exc}",
+            )
         else:
             delay = None
             moved = sub.transition(SubtaskStatus.WORKING, SubtaskStatus.FAILED, error=str(exc))
@@ -378,9 +447,11 @@ def synthesize_job(job_id: int) -> None:
     ]
     try:
         answer = call_llm(
-            agent=orchestrator, job_id=job_id, purpose=LLMCall.Purpose.SYNTHESIS,
+            agent=orchestrator,
+            job_id=job_id,
+            purpose=LLMCall.Purpose.SYNTHESIS,
             messages=messages,
-        )  # fmt: skip
+        )
     except llm.LLMError as exc:
         with transaction.atomic():
             Job.objects.filter(pk=job_id).update(claimed_at=None)

@@ -2,7 +2,9 @@ from django import forms
 
 from agents.models import Agent, Job
 
-PRIORITY_CHOICES = [(n, f"{n}" + {0: " (highest)", 5: " (default)", 9: " (lowest)"}.get(n, "")) for n in range(10)]
+PRIORITY_CHOICES = [
+    (n, f"{n}" + {0: " (highest)", 5: " (default)", 9: " (lowest)"}.get(n, "")) for n in range(10)
+]
 
 
 class JobForm(forms.ModelForm):
@@ -44,9 +46,16 @@ class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
         fields = [
-            "name", "slug", "specialties", "model", "system_prompt", "temperature",
-            "max_tokens", "max_concurrency", "enabled",
-        ]  # fmt: skip
+            "name",
+            "slug",
+            "specialties",
+            "model",
+            "system_prompt",
+            "temperature",
+            "max_tokens",
+            "max_concurrency",
+            "enabled",
+        ]
         widgets = {"system_prompt": forms.Textarea(attrs={"rows": 3})}
 
     def clean_specialties(self) -> list[str]:
