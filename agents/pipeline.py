@@ -84,9 +84,10 @@ def call_llm(
     call.completion_tokens = completion.completion_tokens
     call.latency_s = completion.latency_s
     call.http_status = completion.http_status
-    call.cost = ModelPrice.cost_of(
-        agent.model, completion.prompt_tokens, completion.completion_tokens
-    )
+    if completion.http_status is not None:  # the offline model costs nothing
+        call.cost = ModelPrice.cost_of(
+            agent.model, completion.prompt_tokens, completion.completion_tokens
+        )
     call.save()
     add_usage(call)
     return completion
