@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.db.models import Count, Q
 
+from . import actions
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
+    AuditEntry,
     Job,
     LLMCall,
     ModelPrice,
@@ -61,11 +63,15 @@ class AgentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected agents")
     def enable(self, request, queryset) -> None:
-        self.message_user(request, f"Enabled {queryset.update(enabled=True)} agents.")
+        for agent in queryset:
+            actions.set_agent_enabled(agent, True, user=request.user)
+        self.message_user(request, f"Enabled {len(queryset)} agents.")
 
     @admin.action(description="Disable selected agents")
     def disable(self, request, queryset) -> None:
-        self.message_user(request, f"Disabled {queryset.update(enabled=False)} agents.")
+        for agent in queryset:
+            actions.set_agent_enabled(agent, False, user=request.user)
+        self.message_user(request, f"Disabled {len(queryset)} agents.")
 
 
 class SubtaskInline(admin.TabularInline):
@@ -199,4 +205,18 @@ class SharedStateAdmin(admin.ModelAdmin):
     inlines = [VersionInline]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")
+    list_filter = ("action", "created_at")
+    search_fields = ("detail", "actor__username")
+    readonly_fields = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -7,6 +7,7 @@ error on their row and decide; nothing here retries or sleeps.
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -60,11 +61,21 @@ def is_offline() -> bool:
 
 
 def complete(
-    *, model: str, messages: list[dict], temperature: float = 0.7, max_tokens: int = 2048
+    *,
+    model: str,
+    messages: list[dict],
+    temperature: float = 0.7,
+    max_tokens: int = 2048,
+    on_start: Callable[[], None] | None = None,
 ) -> Completion:
-    """Ask the model; latency_s is the call itself, not the wait for a limiter slot."""
+    """Ask the model; latency_s is the call itself, not the wait for a limiter slot.
+
+    `on_start` runs once a slot is held, just before the request: the caller's heartbeat.
+    """
     try:
         with limiter.llm_slot():
+            if on_start is not None:
+                on_start()
             if is_offline():
                 return _complete_offline(messages)
             return _complete_http(

@@ -128,6 +128,17 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     total_tokens = models.PositiveBigIntegerField(default=0)
     total_cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    budget_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="No new LLM call starts once this many tokens are spent."
+    )
+    budget_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="No new LLM call starts once this much money (USD) is spent.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     planned_at = models.DateTimeField(null=True, blank=True)
@@ -175,6 +186,21 @@ class Job(models.Model):
         total = getattr(self, "subtasks_total", 0)
         return round(100 * self.subtasks_done / total) if total else 0
 
+    def over_budget(self) -> bool:
+        """True once the spent tokens or money reach a budget the job carries."""
+        if self.budget_tokens is not None and self.total_tokens >= self.budget_tokens:
+            return True
+        return self.budget_cost is not None and self.total_cost >= self.budget_cost
+
+    @property
+    def budget_left(self) -> str:
+        parts = []
+        if self.budget_tokens is not None:
+            parts.append(f"{max(self.budget_tokens - self.total_tokens, 0)} tokens")
+        if self.budget_cost is not None:
+            parts.append(f"${max(self.budget_cost - self.total_cost, 0):.4f}")
+        return " · ".join(parts)
+
     @property
     def elapsed_s(self) -> float:
         return ((self.finished_at or timezone.now()) - self.created_at).total_seconds()
@@ -200,6 +226,7 @@ class Subtask(models.Model):
     error = models.TextField(blank=True)
     retry_count = models.PositiveSmallIntegerField(default=0)
     max_retries = models.PositiveSmallIntegerField(default=3)
+    redispatches = models.PositiveSmallIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     priority = models.PositiveSmallIntegerField(default=5)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -228,14 +255,25 @@ class Subtask(models.Model):
     def description(self) -> str:
         return str(self.payload.get("description", "")) if isinstance(self.payload, dict) else ""
 
-    def transition(self, expected: str | tuple[str, ...], new: str, **fields: object) -> bool:
-        """Conditional status update; False means another process already moved it."""
+    def transition(
+        self,
+        expected: str | tuple[str, ...],
+        new: str,
+        *,
+        attempt: int | None = None,
+        **fields: object,
+    ) -> bool:
+        """Conditional status update; False means another process already moved it.
+
+        `attempt` also requires that no later claim has taken the subtask over since.
+        """
         expected = (expected,) if isinstance(expected, str) else expected
         if new in SUBTASK_TERMINAL:
             fields.setdefault("finished_at", timezone.now())
-        updated = Subtask.objects.filter(pk=self.pk, status__in=expected).update(
-            status=new, updated_at=timezone.now(), **fields
-        )
+        rows = Subtask.objects.filter(pk=self.pk, status__in=expected)
+        if attempt is not None:
+            rows = rows.filter(attempts=attempt)
+        updated = rows.update(status=new, updated_at=timezone.now(), **fields)
         if updated:
             self.status = new
             for name, value in fields.items():
@@ -349,3 +387,29 @@ def add_usage(call: LLMCall) -> None:
         Agent.objects.filter(pk=call.agent_id).update(
             total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
         )
+
+
+class AuditEntry(models.Model):
+    """Who did what: operator actions, and the reconciler's re-dispatches."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    action = models.CharField(max_length=40)
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.CASCADE, related_name="audit"
+    )
+    subtask = models.ForeignKey(Subtask, null=True, blank=True, on_delete=models.CASCADE)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="audit"
+    )
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["action", "-created_at"], name="audit_action_created")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor or 'system'} {self.action}"

@@ -24,7 +24,6 @@ from .models import (
     JobStatus,
     LLMCall,
     ModelPrice,
-    SharedState,
     Subtask,
     SubtaskStatus,
     add_usage,
@@ -36,18 +35,14 @@ PLAN_TEMPERATURE = 0.3
 MAX_STEP_RETRIES = 3
 # 429s pause a subtask without using up its retries, but not forever.
 MAX_RATE_LIMIT_PAUSES = 20
+BUDGET_EXCEEDED = "budget exceeded"
+NO_AGENT = "No agent is enabled: waiting until one is."
 DISPATCH_BATCH = 500
+RECONCILE_BATCH = 500
 
 
-def submit_job(*, title: str, description: str, priority: int = 5, user=None) -> Job:
-    with transaction.atomic():
-        job = Job.objects.create(
-            title=title, description=description, priority=priority, submitted_by=user
-        )
-        SharedState.objects.create(job=job)
-        events.job_changed(job.pk, moved=True)
-        transaction.on_commit(lambda: tasks.plan_job.delay(job.pk))
-    return job
+class BudgetExceeded(Exception):
+    pass
 
 
 def call_llm(
@@ -58,8 +53,15 @@ def call_llm(
     messages: list[dict],
     subtask_id: int | None = None,
     temperature: float | None = None,
+    on_start=None,
 ) -> llm.Completion:
-    """One attempt, recorded as an LLMCall row whether it succeeds or not."""
+    """One attempt, recorded as an LLMCall row whether it succeeds or not.
+
+    Raises BudgetExceeded, before any call, once the job has spent its budget.
+    """
+    spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
+    if spent.get(pk=job_id).over_budget():
+        raise BudgetExceeded
     call = LLMCall(
         agent=agent,
         job_id=job_id,
@@ -74,6 +76,7 @@ def call_llm(
             messages=messages,
             temperature=agent.temperature if temperature is None else temperature,
             max_tokens=agent.max_tokens,
+            on_start=on_start,
         )
     except llm.LLMError as exc:
         call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
@@ -155,6 +158,9 @@ def plan_job(job_id: int) -> None:
     except planning.PlanError as exc:
         _fail_job(job, JobStatus.PLANNING, f"The plan could not be used after one repair: {exc}")
         return
+    except BudgetExceeded:
+        end_job(job.pk, JobStatus.FAILED, BUDGET_EXCEEDED)
+        return
     except llm.LLMError as exc:
         with transaction.atomic():
             if _retry_later(tasks.plan_job, job.pk, _failed_calls(job, "plan"), exc):
@@ -202,6 +208,30 @@ def _fail_job(job: Job, expected: str, error: str) -> None:
         events.job_changed(job.pk, moved=True)
 
 
+def end_job(job_id: int, status: str, error: str) -> bool:
+    """End a job early (cancelled, or failed on its budget), keeping what it has.
+
+    Calls in flight finish and keep their results; nothing new starts: every waiting or
+    queued subtask is cancelled, and a queued message meets a claim that no longer holds.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.is_terminal or not job.transition(job.status, status, error=error):
+            return False
+        stopped = list(
+            job.subtasks.filter(
+                status__in=(SubtaskStatus.WAITING, SubtaskStatus.QUEUED)
+            ).values_list("pk", flat=True)
+        )
+        Subtask.objects.filter(pk__in=stopped).update(
+            status=SubtaskStatus.CANCELLED, error=error, finished_at=timezone.now()
+        )
+        for pk in stopped:
+            events.subtask_changed(pk)
+        events.job_changed(job_id, moved=True)
+    return True
+
+
 def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
     load = dict(
         Subtask.objects.filter(agent__in=agents, status__in=SUBTASK_IN_FLIGHT)
@@ -247,6 +277,7 @@ def _dispatch_pass() -> int:
     assigned = 0
     settle: set[int] = set()
     agents = list(Agent.objects.filter(enabled=True).order_by("pk"))
+    _show_agentless(not agents)
     candidates = _candidates(agents)
     if not any(c.load < c.max_concurrency for c in candidates.values()):
         return 0
@@ -296,6 +327,22 @@ def _dispatch_pass() -> int:
     return assigned
 
 
+def _show_agentless(agentless: bool) -> None:
+    """Say on the job why it is not moving when no agent at all is enabled, and clear it."""
+    if agentless:
+        jobs = Job.objects.filter(status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING)
+        jobs = jobs.exclude(status_reason=NO_AGENT).distinct()
+        reason = NO_AGENT
+    else:
+        jobs = Job.objects.filter(status=JobStatus.WORKING, status_reason=NO_AGENT)
+        reason = ""
+    ids = list(jobs.values_list("pk", flat=True))
+    if ids:
+        Job.objects.filter(pk__in=ids).update(status_reason=reason)
+        for pk in ids:
+            events.job_changed(pk)
+
+
 def _prompt(sub: Subtask, agent: Agent) -> list[dict]:
     limit = settings.PROMPT_DEPENDENCY_CHARS
     upstream = [
@@ -326,16 +373,20 @@ def run_subtask(subtask_id: int) -> None:
         ):
             events.subtask_changed(sub.pk)
         return
-    # The claim: of two deliveries of this message, only one gets past here.
+    # The claim: of two deliveries of this message, only one gets past here. The attempt
+    # number then marks this run, so a run the reconciler gave up on cannot complete it.
+    attempt = sub.attempts + 1
     if not sub.transition(
-        SubtaskStatus.QUEUED,
-        SubtaskStatus.WORKING,
-        started_at=timezone.now(),
-        attempts=F("attempts") + 1,
+        SubtaskStatus.QUEUED, SubtaskStatus.WORKING, started_at=timezone.now(), attempts=attempt
     ):
         return
     events.subtask_changed(sub.pk)
     agent = sub.agent
+
+    def heartbeat() -> None:
+        # Waiting for a limiter slot is not being stuck: the reconciler's clock starts here.
+        Subtask.objects.filter(pk=sub.pk, attempts=attempt).update(started_at=timezone.now())
+
     try:
         answer = call_llm(
             agent=agent,
@@ -343,9 +394,18 @@ def run_subtask(subtask_id: int) -> None:
             subtask_id=sub.pk,
             purpose=LLMCall.Purpose.SUBTASK,
             messages=_prompt(sub, agent),
+            on_start=heartbeat,
         )
+    except BudgetExceeded:
+        if sub.transition(
+            SubtaskStatus.WORKING, SubtaskStatus.CANCELLED, attempt=attempt, error=BUDGET_EXCEEDED
+        ):
+            events.subtask_changed(sub.pk)
+        end_job(sub.job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
+        dispatch_ready()
+        return
     except llm.LLMError as exc:
-        _subtask_failed(sub, exc)
+        _subtask_failed(sub, attempt, exc)
         dispatch_ready()
         return
     text = answer.text
@@ -355,6 +415,7 @@ def run_subtask(subtask_id: int) -> None:
         if not sub.transition(
             SubtaskStatus.WORKING,
             SubtaskStatus.COMPLETED,
+            attempt=attempt,
             result=text,
             error="",
             latency_s=answer.latency_s,
@@ -367,7 +428,7 @@ def run_subtask(subtask_id: int) -> None:
     dispatch_ready()
 
 
-def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
+def _subtask_failed(sub: Subtask, attempt: int, exc: llm.LLMError) -> None:
     sub.refresh_from_db(fields=["attempts", "retry_count"])
     now = timezone.now()
     with transaction.atomic():
@@ -377,6 +438,7 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
             moved = sub.transition(
                 SubtaskStatus.WORKING,
                 SubtaskStatus.WAITING,
+                attempt=attempt,
                 next_attempt_at=at,
                 error=f"rate-limited, next attempt at {at:%H:%M:%S}",
             )
@@ -387,13 +449,16 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
             moved = sub.transition(
                 SubtaskStatus.WORKING,
                 SubtaskStatus.WAITING,
+                attempt=attempt,
                 retry_count=retry,
                 next_attempt_at=at,
                 error=f"attempt {sub.attempts} failed: {exc}",
             )
         else:
             delay = None
-            moved = sub.transition(SubtaskStatus.WORKING, SubtaskStatus.FAILED, error=str(exc))
+            moved = sub.transition(
+                SubtaskStatus.WORKING, SubtaskStatus.FAILED, attempt=attempt, error=str(exc)
+            )
             if moved:
                 metrics.record_outcome(sub.agent_id, ok=False, latency_s=exc.latency_s)
                 settle_job(sub.job_id)
@@ -453,6 +518,9 @@ def synthesize_job(job_id: int) -> None:
             purpose=LLMCall.Purpose.SYNTHESIS,
             messages=messages,
         )
+    except BudgetExceeded:
+        end_job(job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
+        return
     except llm.LLMError as exc:
         with transaction.atomic():
             Job.objects.filter(pk=job_id).update(claimed_at=None)
@@ -467,47 +535,79 @@ def synthesize_job(job_id: int) -> None:
             events.job_changed(job_id, moved=True)
 
 
+def _resend(rows, task, now, what: str) -> int:
+    """Send each row's step again and record it; bumping updated_at spaces the resends."""
+    from .models import AuditEntry
+
+    ids = list(rows.values_list("pk", flat=True)[:RECONCILE_BATCH])
+    if not ids:
+        return 0
+    rows.model.objects.filter(pk__in=ids).update(updated_at=now)
+    if rows.model is Subtask:
+        Subtask.objects.filter(pk__in=ids).update(redispatches=F("redispatches") + 1)
+        entries = [AuditEntry(action="redispatch", subtask_id=pk, detail=what) for pk in ids]
+        job_of = dict(Subtask.objects.filter(pk__in=ids).values_list("pk", "job_id"))
+        for entry in entries:
+            entry.job_id = job_of[entry.subtask_id]
+    else:
+        entries = [AuditEntry(action="redispatch", job_id=pk, detail=what) for pk in ids]
+    AuditEntry.objects.bulk_create(entries)
+    for pk in ids:
+        transaction.on_commit(lambda pk=pk: task.delay(pk))
+    return len(ids)
+
+
 def reconcile() -> dict[str, int]:
     """Re-dispatch work whose status says queued or working but that no worker holds.
 
-    Safe to run anywhere, any time: every re-dispatched message meets a conditional claim.
+    Safe to run anywhere, any time: every re-dispatched message meets a conditional claim,
+    and a completed subtask is never claimed again.
     """
     now = timezone.now()
     stale = now - timedelta(seconds=settings.RECONCILE_AFTER_S)
     # Messages that may simply be lost (a broker restart) are re-sent sooner: a duplicate of
     # a queued message is harmless, it loses the claim.
     lost = now - timedelta(seconds=min(15.0, settings.RECONCILE_AFTER_S))
-    counts = {"jobs": 0, "subtasks": 0}
-
-    resumed = Job.objects.filter(status=JobStatus.WAITING, planned_at__isnull=True)
-    if resumed.exists() and Agent.objects.orchestrator() is not None:
-        resumed.update(status=JobStatus.QUEUED, status_reason="", updated_at=now)
-    Job.objects.filter(status=JobStatus.PLANNING, claimed_at__lt=stale).update(
-        status=JobStatus.QUEUED, claimed_at=None, updated_at=now
+    counts = {}
+    with transaction.atomic():
+        waiting = Job.objects.filter(status=JobStatus.WAITING, planned_at__isnull=True)
+        if waiting.exists() and Agent.objects.orchestrator() is not None:
+            waiting.update(status=JobStatus.QUEUED, status_reason="", updated_at=stale)
+        # A worker that died mid-step left its claim behind: release it.
+        Job.objects.filter(status=JobStatus.PLANNING, claimed_at__lt=stale).update(
+            status=JobStatus.QUEUED, claimed_at=None, updated_at=stale
+        )
+        Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
+            claimed_at=None, updated_at=stale
+        )
+        Subtask.objects.filter(status=SubtaskStatus.WORKING, started_at__lt=stale).update(
+            status=SubtaskStatus.QUEUED, updated_at=stale
+        )
+        counts["plans"] = _resend(
+            Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost),
+            tasks.plan_job,
+            now,
+            "planning re-sent: no worker took it",
+        )
+        counts["syntheses"] = _resend(
+            Job.objects.filter(
+                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
+            ),
+            tasks.synthesize_job,
+            now,
+            "synthesis re-sent: no worker took it",
+        )
+        counts["subtasks"] = _resend(
+            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lt=lost),
+            tasks.run_subtask,
+            now,
+            "subtask re-sent: no worker finished it",
+        )
+    open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
+    unsettled = Job.objects.filter(status=JobStatus.WORKING).exclude(
+        subtasks__status__in=open_statuses
     )
-    Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
-        claimed_at=None, updated_at=now
-    )
-    for job_id in Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost).values_list(
-        "pk", flat=True
-    ):
-        tasks.plan_job.delay(job_id)
-        counts["jobs"] += 1
-    for job_id in Job.objects.filter(
-        status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
-    ).values_list("pk", flat=True):
-        tasks.synthesize_job.delay(job_id)
-        counts["jobs"] += 1
-
-    Subtask.objects.filter(status=SubtaskStatus.WORKING, started_at__lt=stale).update(
-        status=SubtaskStatus.QUEUED, updated_at=now, error="re-dispatched: no worker finished it"
-    )
-    for sub_id in Subtask.objects.filter(
-        status=SubtaskStatus.QUEUED, updated_at__lt=lost
-    ).values_list("pk", flat=True):
-        tasks.run_subtask.delay(sub_id)
-        counts["subtasks"] += 1
-    for job_id in Job.objects.filter(status=JobStatus.WORKING).values_list("pk", flat=True):
+    for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
         with transaction.atomic():
             settle_job(job_id)
     dispatch_ready()

@@ -62,14 +62,14 @@ def run(jobs: int, latency_ms: int, cap: int, workers: int, env: dict, logs: Pat
         django.setup()
         from django.db import connection
 
-        from agents import pipeline
+        from agents import actions
         from agents.models import Job, LLMCall
 
         httpx.post(f"http://127.0.0.1:{sim_port}/stats/reset")
         Job.objects.all().delete()
         start = time.monotonic()
         for i in range(jobs):
-            pipeline.submit_job(title=f"bench {i}", description=f"Benchmark job number {i}.")
+            actions.submit_job(title=f"bench {i}", description=f"Benchmark job number {i}.")
         while Job.objects.exclude(status__in=["completed", "failed", "cancelled"]).exists():
             time.sleep(0.05)
         wall = time.monotonic() - start

@@ -12,7 +12,8 @@ class JobForm(forms.ModelForm):
 
     class Meta:
         model = Job
-        fields = ["title", "description", "priority"]
+        fields = ["title", "description", "priority", "budget_tokens", "budget_cost"]
+        labels = {"budget_tokens": "Token budget", "budget_cost": "Money budget (USD)"}
         widgets = {"description": forms.Textarea(attrs={"rows": 4})}
 
     def clean_title(self) -> str:

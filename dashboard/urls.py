@@ -6,6 +6,9 @@ urlpatterns = [
     path("", views.board, name="dash-board"),
     path("jobs/submit/", views.submit_job, name="dash-submit-job"),
     path("jobs/<int:job_id>/", views.job_detail, name="dash-job-detail"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="dash-job-cancel"),
+    path("jobs/<int:job_id>/retry/", views.job_retry, name="dash-job-retry"),
+    path("subtasks/<int:subtask_id>/retry/", views.subtask_retry, name="dash-subtask-retry"),
     path("agents/", views.agent_list, name="dash-agents"),
     path("agents/new/", views.agent_create, name="dash-agent-create"),
 ]

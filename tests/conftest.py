@@ -2,7 +2,7 @@ import os
 
 import pytest
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 
 from agents import team
 
@@ -42,15 +42,23 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def seeded(django_db_blocker):
-    """The default team and three users, made anew: transactional tests flush tables."""
+    """The default team and three users, made anew: transactional tests flush tables.
+
+    alice is a superuser, bob an operator (submit, cancel, retry), carol a viewer.
+    """
     with django_db_blocker.unblock():
         team.seed()
         users = {}
-        for name, staff in (("alice", True), ("bob", False)):
+        for name, superuser in (("alice", True), ("bob", False), ("carol", False)):
             user, _ = User.objects.get_or_create(
-                username=name, defaults={"is_staff": staff, "is_superuser": staff}
+                username=name, defaults={"is_staff": superuser, "is_superuser": superuser}
             )
             user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
             user.save()
             users[name] = user
+        users["bob"].user_permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="agents", codename__in=["add_job", "change_job"]
+            )
+        )
     return users

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TEST_API_KEY = "sk-test-not-a-real-key"
+# Every stack started in this test process and not yet stopped.
+_LIVE: list[Stack] = []
 
 
 def free_port() -> int:
@@ -51,6 +54,10 @@ class Stack:
     env: dict
     procs: list[subprocess.Popen] = field(default_factory=list)
     workers: list[subprocess.Popen] = field(default_factory=list)
+    worker_names: dict[int, str] = field(default_factory=dict)
+    # Workers of other stacks stopped while this one runs alone (start_stack exclusive=True).
+    paused: list[tuple[Stack, list[str]]] = field(default_factory=list)
+    started_workers: int = 0
 
     @property
     def production(self) -> bool:
@@ -62,7 +69,15 @@ class Stack:
     def reset_simulator(self) -> None:
         httpx.post(f"{self.simulator_url}/stats/reset", timeout=5)
 
-    def start_worker(self, name: str) -> subprocess.Popen:
+    def worker_log(self, proc: subprocess.Popen) -> Path:
+        return self.logs / f"{self.worker_names[proc.pid]}.log"
+
+    def live_workers(self) -> list[subprocess.Popen]:
+        return [w for w in self.workers if w.poll() is None]
+
+    def start_worker(self, name: str | None = None) -> subprocess.Popen:
+        self.started_workers += 1
+        name = name or f"worker{self.started_workers}"
         log = self.logs / f"{name}.log"
         cmd = [
             str(VENV_BIN / "celery"),
@@ -81,10 +96,35 @@ class Stack:
             f"{name}@%h",
         ]
         proc = _spawn(cmd, self.env, log)
+        self.procs.append(proc)
         _wait_for(lambda: "ready." in log.read_text(), f"worker {name}", log, proc)
         self.workers.append(proc)
-        self.procs.append(proc)
+        self.worker_names[proc.pid] = name
         return proc
+
+    def kill_worker(self, proc: subprocess.Popen | None = None) -> subprocess.Popen:
+        """SIGKILL a worker (the first live one by default): no cleanup, no ack, no release."""
+        proc = proc or self.live_workers()[0]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        return proc
+
+    def pause_workers(self) -> list[str]:
+        """Stop this stack's workers gracefully; return their names for resume_workers()."""
+        names = [self.worker_names[w.pid] for w in self.live_workers()]
+        for proc in self.live_workers():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        return names
+
+    def resume_workers(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.start_worker(name)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -95,6 +135,12 @@ class Stack:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self in _LIVE:
+            _LIVE.remove(self)
+        while self.paused:
+            other, names = self.paused.pop()
+            if other in _LIVE:
+                other.resume_workers(names)
 
 
 def _spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -118,7 +164,23 @@ def _wait_for(ready, what: str, log: Path, proc: subprocess.Popen, timeout: floa
     raise RuntimeError(f"{what} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def start_stack(logs: Path, *, latency_ms: int = 20, workers: int = 1, **env_extra: str) -> Stack:
+def start_stack(
+    logs: Path,
+    *,
+    latency_ms: int = 20,
+    workers: int = 1,
+    simulator_args: Sequence[str] = (),
+    exclusive: bool = False,
+    **env_extra: str,
+) -> Stack:
+    """Start the simulator, the web server and (production mode) `workers` Celery workers.
+
+    `simulator_args` are extra `llm_simulator` flags (faults: `--error-rate 0.2` ...);
+    `env_extra` overrides settings of the stack's processes (`LLM_TIMEOUT_S="3"` ...).
+    `exclusive` stops the workers of every other live stack of this test process until this
+    one stops: they share the database and the broker, so their workers and reconcilers
+    would otherwise take this stack's jobs to their own simulator.
+    """
     logs.mkdir(parents=True, exist_ok=True)
     sim_port, web_port = free_port(), free_port()
     env = {
@@ -141,6 +203,10 @@ def start_stack(logs: Path, *, latency_ms: int = 20, workers: int = 1, **env_ext
         logs=logs,
         env=env,
     )
+    if exclusive:
+        for other in list(_LIVE):
+            stack.paused.append((other, other.pause_workers()))
+    _LIVE.append(stack)
     try:
         python = str(VENV_BIN / "python")
         sim_log = logs / "simulator.log"
@@ -153,6 +219,7 @@ def start_stack(logs: Path, *, latency_ms: int = 20, workers: int = 1, **env_ext
                 str(sim_port),
                 "--latency-ms",
                 str(latency_ms),
+                *simulator_args,
             ],
             env,
             sim_log,
@@ -183,12 +250,38 @@ def start_stack(logs: Path, *, latency_ms: int = 20, workers: int = 1, **env_ext
             web,
         )
         if stack.production:
-            for n in range(workers):
-                stack.start_worker(f"worker{n + 1}")
+            for _ in range(workers):
+                stack.start_worker()
     except Exception:
         stack.stop()
         raise
     return stack
+
+
+def wait_until_terminal(job_ids: Iterable[int], timeout: float = 60, poll_s: float = 0.2):
+    """Wait until every one of these jobs is completed, failed or cancelled; return them.
+
+    The caller must be allowed to use the database (a django_db test, or inside
+    `django_db_blocker.unblock()`). Raises AssertionError naming the jobs still open.
+    """
+    from agents.models import JOB_TERMINAL, Job
+
+    ids = list(job_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = list(Job.objects.filter(pk__in=ids).order_by("pk"))
+        open_jobs = [j for j in jobs if j.status not in JOB_TERMINAL]
+        if len(jobs) == len(ids) and not open_jobs:
+            return jobs
+        if time.monotonic() > deadline:
+            found = {j.pk for j in jobs}
+            missing = [i for i in ids if i not in found]
+            raise AssertionError(
+                f"not terminal after {timeout} s: "
+                + ", ".join(f"#{j.pk} {j.status} ({j.status_reason or j.error})" for j in open_jobs)
+                + (f"; missing {missing}" if missing else "")
+            )
+        time.sleep(poll_s)
 
 
 def login(base_url: str, username: str, password: str) -> httpx.Client:

@@ -19,6 +19,7 @@ from agents import offline
 
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 WRAPS = ("none", "prose", "fence")
+UNKNOWN_MODEL_PREFIX = "unknown-"
 
 
 @dataclass
@@ -137,6 +138,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             return self._error(400, "the body must be JSON with a model and a messages list")
+        if model.startswith(UNKNOWN_MODEL_PREFIX):
+            # A deterministic permanent error, for drills: as providers answer unknown models.
+            return self._error(404, f"The model `{model}` does not exist")
 
         if server.chance(config.hang_rate):
             server.stats.add("hangs")

@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from agents import pipeline
+from agents import actions
 from agents.models import JOB_TERMINAL, Job
 
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         title, description = options["title"].strip(), options["description"].strip()
         if not title or not description:
             raise CommandError("--title and --description must not be empty")
-        job = pipeline.submit_job(
+        job = actions.submit_job(
             title=title[:200], description=description, priority=options["priority"]
         )
         self.stdout.write(str(job.pk))

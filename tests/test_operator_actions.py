@@ -1,0 +1,178 @@
+"""Budget, cancel and retry, through the running stack: each shows nothing extra was called."""
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
+
+from .conftest import PASSWORD
+from .stack import login, start_stack
+
+pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+
+
+def submit(client, title: str, **extra: str) -> None:
+    data = {
+        "title": title,
+        "description": "Build a tiny URL shortener and review it.",
+        "priority": "5",
+        "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        **extra,
+    }
+    assert client.post("/jobs/submit/", data=data).status_code == 200
+
+
+def post(client, url: str) -> int:
+    return client.post(url, data={"csrfmiddlewaretoken": client.cookies["csrftoken"]}).status_code
+
+
+def wait_until(predicate, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished(title: str) -> Job:
+    return wait_until(
+        lambda: (
+            Job.objects.filter(title=title, status__in=("completed", "failed", "cancelled"))
+            .order_by("-pk")
+            .first()
+        ),
+        f"job {title!r} to end",
+    )
+
+
+def successful_calls(job: Job) -> dict[str, int]:
+    calls = LLMCall.objects.filter(job=job, error="")
+    return {
+        "plan": calls.filter(purpose="plan").count(),
+        "synthesis": calls.filter(purpose="synthesis").count(),
+        **{s.key: calls.filter(subtask=s).count() for s in job.subtasks.all()},
+    }
+
+
+def test_a_spent_token_budget_stops_the_job_before_the_next_call(stack, seeded):
+    stack.reset_simulator()
+    client = login(stack.base_url, "bob", PASSWORD)
+    submit(client, "Budgeted", budget_tokens="100")
+
+    job = finished("Budgeted")
+    assert job.status == JobStatus.FAILED
+    assert job.error == "budget exceeded"
+    # The plan's call spent the budget; no subtask and no synthesis was sent to a model.
+    assert LLMCall.objects.filter(job=job).count() == 1
+    assert stack.simulator_stats()["requests"] == 1
+    assert set(job.subtasks.values_list("status", flat=True)) == {SubtaskStatus.CANCELLED}
+    assert job.total_tokens > 100
+
+
+def test_retrying_a_failed_job_reruns_only_what_failed(stack, seeded):
+    Agent.objects.filter(slug="coder").update(model="unknown-model")
+    client = login(stack.base_url, "bob", PASSWORD)
+    submit(client, "Retry job")
+    job = finished("Retry job")
+    assert job.status == JobStatus.FAILED
+    statuses = dict(job.subtasks.values_list("key", "status"))
+    assert statuses == {"research": "completed", "coding": "failed", "review": "failed"}
+    assert job.subtasks.get(key="review").error == "dependency failed"
+    assert "404" in job.subtasks.get(key="coding").error  # permanent: failed at once
+    assert successful_calls(job) == {
+        "plan": 1,
+        "synthesis": 0,
+        "research": 1,
+        "coding": 0,
+        "review": 0,
+    }
+
+    Agent.objects.filter(slug="coder").update(model="gpt-4.1-mini")
+    assert post(client, f"/jobs/{job.pk}/retry/") == 200
+    job = wait_until(
+        lambda: Job.objects.filter(pk=job.pk, status="completed").first(), "the retried job"
+    )
+    # Research was not repeated; the failed branch ran once more, then the synthesis.
+    assert successful_calls(job) == {
+        "plan": 1,
+        "synthesis": 1,
+        "research": 1,
+        "coding": 1,
+        "review": 1,
+    }
+    assert job.audit.filter(action="retry_job", actor__username="bob").exists()
+
+
+def test_retrying_a_failed_subtask_runs_it_and_its_dependents(stack, seeded):
+    Agent.objects.filter(slug="reviewer").update(model="unknown-model")
+    client = login(stack.base_url, "bob", PASSWORD)
+    submit(client, "Retry subtask")
+    job = finished("Retry subtask")
+    review = job.subtasks.get(key="review")
+    assert review.status == SubtaskStatus.FAILED
+
+    Agent.objects.filter(slug="reviewer").update(model="gpt-4.1-mini")
+    assert post(client, f"/subtasks/{review.pk}/retry/") == 200
+    job = wait_until(
+        lambda: Job.objects.filter(pk=job.pk, status="completed").first(), "the retried job"
+    )
+    assert successful_calls(job) == {
+        "plan": 1,
+        "synthesis": 1,
+        "research": 1,
+        "coding": 1,
+        "review": 1,
+    }
+
+
+def test_a_viewer_cannot_cancel_or_retry(stack, seeded):
+    Agent.objects.filter(slug="reviewer").update(model="unknown-model")
+    operator = login(stack.base_url, "bob", PASSWORD)
+    submit(operator, "Viewer job")
+    job = finished("Viewer job")
+    viewer = login(stack.base_url, "carol", PASSWORD)
+    review = job.subtasks.get(key="review")
+    assert post(viewer, f"/jobs/{job.pk}/retry/") == 403
+    assert post(viewer, f"/subtasks/{review.pk}/retry/") == 403
+    assert post(viewer, f"/jobs/{job.pk}/cancel/") == 403
+    assert post(viewer, "/jobs/submit/") == 403
+    assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
+
+
+@pytest.fixture(scope="module")
+def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    with django_db_blocker.unblock():
+        running = start_stack(tmp_path_factory.mktemp("slow"), latency_ms=1500)
+    yield running
+    running.stop()
+
+
+def test_cancelling_lets_running_calls_finish_and_starts_nothing_new(slow_stack, seeded):
+    client = login(slow_stack.base_url, "bob", PASSWORD)
+    submit(client, "Cancelled")
+    job = wait_until(lambda: Job.objects.filter(title="Cancelled").first(), "the job")
+    wait_until(
+        lambda: job.subtasks.filter(status=SubtaskStatus.WORKING).exists(), "a working subtask"
+    )
+    in_flight = job.subtasks.filter(status=SubtaskStatus.WORKING).count()
+    requests_at_cancel = slow_stack.simulator_stats()["requests"]
+    cancelled_at = timezone.now()
+    assert post(client, f"/jobs/{job.pk}/cancel/") == 200
+
+    wait_until(
+        lambda: not Subtask.objects.filter(job=job, status__in=("queued", "working")).exists(),
+        "calls in flight to finish",
+    )
+    time.sleep(1)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    statuses = dict(job.subtasks.values_list("key", "status"))
+    assert statuses == {"research": "completed", "coding": "cancelled", "review": "cancelled"}
+    # The running call finished and was kept; no request left for the model after the cancel.
+    assert slow_stack.simulator_stats()["requests"] == requests_at_cancel
+    assert LLMCall.objects.filter(job=job, created_at__gt=cancelled_at).count() == in_flight
+    assert job.audit.filter(action="cancel").exists()
