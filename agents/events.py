@@ -14,8 +14,11 @@ import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
+
+from .limiter import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,27 @@ _pending: set[concurrent.futures.Future] = set()
 
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
+
+
+WATCHERS_KEY = "baton:watchers"
+_local_watchers: dict[str, int] = {}
+
+
+def watch(group: str, delta: int) -> None:
+    """Count the pages open on a group (consumers call it), so nobody renders for no one."""
+    if settings.REDIS_URL:
+        client = redis_client(settings.REDIS_URL)
+        if client.hincrby(WATCHERS_KEY, group, delta) <= 0:
+            client.hdel(WATCHERS_KEY, group)
+    else:
+        with _publisher_lock:
+            _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
+
+
+def watched(group: str) -> bool:
+    if settings.REDIS_URL:
+        return bool(redis_client(settings.REDIS_URL).hexists(WATCHERS_KEY, group))
+    return _local_watchers.get(group, 0) > 0
 
 
 def bind_event_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -60,21 +84,25 @@ def _safely(publish, *args) -> None:
 def _publish_job(job_id: int, moved: bool) -> None:
     from .models import Job
 
+    if not (watched(BOARD_GROUP) or watched(job_group(job_id))):
+        return
     job = Job.objects.for_board().filter(pk=job_id).first()
     if job is None:
         return
     context = {"job": job, "moved": moved, "counts": Job.objects.status_counts() if moved else {}}
-    send(BOARD_GROUP, render_to_string("dashboard/live/board_job.html", context))
-    if moved:
-        context["subtasks"] = job.subtasks.select_related("agent").order_by("pk")
-    send(job_group(job_id), render_to_string("dashboard/live/job_header.html", context))
+    if watched(BOARD_GROUP):
+        send(BOARD_GROUP, render_to_string("dashboard/live/board_job.html", context))
+    if watched(job_group(job_id)):
+        if moved:
+            context["subtasks"] = job.subtasks.select_related("agent").order_by("pk")
+        send(job_group(job_id), render_to_string("dashboard/live/job_header.html", context))
 
 
 def _publish_subtask(subtask_id: int) -> None:
     from .models import Subtask
 
     sub = Subtask.objects.select_related("agent").filter(pk=subtask_id).first()
-    if sub is None:
+    if sub is None or not watched(job_group(sub.job_id)):
         return
     html = render_to_string("dashboard/live/subtask.html", {"sub": sub})
     send(job_group(sub.job_id), html)
@@ -83,6 +111,8 @@ def _publish_subtask(subtask_id: int) -> None:
 def _publish_state(job_id: int) -> None:
     from .models import SharedState
 
+    if not watched(job_group(job_id)):
+        return
     state = SharedState.objects.filter(job_id=job_id).first()
     if state is not None:
         send(job_group(job_id), render_to_string("dashboard/live/state.html", {"state": state}))

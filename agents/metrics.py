@@ -1,6 +1,7 @@
 """Agent metrics: plain functions, and the atomic UPDATE that applies them under concurrency."""
 
 import random
+from decimal import Decimal
 
 from django.db.models import Case, F, Value, When
 
@@ -27,8 +28,15 @@ def retry_delay(retry_count: int, jitter: float | None = None) -> float:
     return float(2**retry_count) + jitter
 
 
-def record_outcome(agent_id: int, *, ok: bool, latency_s: float) -> None:
-    """Apply one outcome in a single UPDATE, so concurrent completions lose nothing."""
+def record_outcome(
+    agent_id: int,
+    *,
+    ok: bool,
+    latency_s: float,
+    tokens: int = 0,
+    cost: Decimal = Decimal(0),
+) -> None:
+    """Apply one outcome, and its usage, in a single UPDATE: concurrent ones lose nothing."""
     from .models import Agent
 
     counter = "completed_count" if ok else "failed_count"
@@ -40,4 +48,6 @@ def record_outcome(agent_id: int, *, ok: bool, latency_s: float) -> None:
             + Value(latency_s * (1 - MOVING_AVERAGE_KEEP)),
         ),
         latency_samples=F("latency_samples") + 1,
+        total_tokens=F("total_tokens") + tokens,
+        total_cost=F("total_cost") + cost,
     )

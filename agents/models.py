@@ -6,6 +6,7 @@ or redelivered Celery message can never apply a transition twice.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from django.conf import settings
@@ -186,6 +187,10 @@ class Job(models.Model):
         total = getattr(self, "subtasks_total", 0)
         return round(100 * self.subtasks_done / total) if total else 0
 
+    @property
+    def has_budget(self) -> bool:
+        return self.budget_tokens is not None or self.budget_cost is not None
+
     def over_budget(self) -> bool:
         """True once the spent tokens or money reach a budget the job carries."""
         if self.budget_tokens is not None and self.total_tokens >= self.budget_tokens:
@@ -295,13 +300,34 @@ class ModelPrice(models.Model):
 
     @classmethod
     def cost_of(cls, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        price = cls.objects.filter(model=model).first()
-        if price is None:
+        prices = _price_cache.get()
+        if model not in prices:
             return Decimal(0)
-        million = Decimal(1_000_000)
-        return (
-            price.input_per_million * prompt_tokens + price.output_per_million * completion_tokens
-        ) / million
+        prompt_price, completion_price = prices[model]
+        return (prompt_price * prompt_tokens + completion_price * completion_tokens) / 1_000_000
+
+
+class _PriceCache:
+    """Prices change rarely (admin edits): read them at most every few seconds per process."""
+
+    ttl_s = 5.0
+
+    def __init__(self) -> None:
+        self._prices: dict[str, tuple[Decimal, Decimal]] = {}
+        self._read_at = float("-inf")
+
+    def get(self) -> dict[str, tuple[Decimal, Decimal]]:
+        now = time.monotonic()
+        if now - self._read_at > self.ttl_s:
+            rows = ModelPrice.objects.values_list(
+                "model", "input_per_million", "output_per_million"
+            )
+            self._prices = {model: (i, o) for model, i, o in rows}
+            self._read_at = now
+        return self._prices
+
+
+_price_cache = _PriceCache()
 
 
 class LLMCall(models.Model):
@@ -323,6 +349,7 @@ class LLMCall(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_s = models.FloatField(default=0.0)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     created_at = models.DateTimeField(auto_now_add=True)
@@ -374,7 +401,11 @@ class SharedStateVersion(models.Model):
 
 
 def add_usage(call: LLMCall) -> None:
-    """Roll one call's tokens and cost up to its job, subtask and agent, atomically."""
+    """Roll one call's tokens and cost up to its job at once (budgets read it).
+
+    A subtask's calls reach the subtask and the agent with the subtask's outcome
+    (agents.metrics.record_outcome), in the same UPDATE as the outcome itself.
+    """
     tokens = call.total_tokens
     Job.objects.filter(pk=call.job_id).update(
         total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
@@ -383,7 +414,7 @@ def add_usage(call: LLMCall) -> None:
         Subtask.objects.filter(pk=call.subtask_id).update(
             tokens=F("tokens") + tokens, cost=F("cost") + call.cost
         )
-    if call.agent_id:
+    elif call.agent_id:
         Agent.objects.filter(pk=call.agent_id).update(
             total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
         )

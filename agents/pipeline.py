@@ -54,14 +54,17 @@ def call_llm(
     subtask_id: int | None = None,
     temperature: float | None = None,
     on_start=None,
-) -> llm.Completion:
-    """One attempt, recorded as an LLMCall row whether it succeeds or not.
+    budgeted: bool = True,
+) -> LLMCall:
+    """One attempt, recorded as an LLMCall row whether it succeeds or not; returns the row.
 
-    Raises BudgetExceeded, before any call, once the job has spent its budget.
+    Raises BudgetExceeded, before any call, once the job has spent its budget (checked
+    unless the caller knows the job has none).
     """
-    spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
-    if spent.get(pk=job_id).over_budget():
-        raise BudgetExceeded
+    if budgeted:
+        spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
+        if spent.get(pk=job_id).over_budget():
+            raise BudgetExceeded
     call = LLMCall(
         agent=agent,
         job_id=job_id,
@@ -87,13 +90,14 @@ def call_llm(
     call.completion_tokens = completion.completion_tokens
     call.latency_s = completion.latency_s
     call.http_status = completion.http_status
+    call.finish_reason = completion.finish_reason
     if completion.http_status is not None:  # the offline model costs nothing
         call.cost = ModelPrice.cost_of(
             agent.model, completion.prompt_tokens, completion.completion_tokens
         )
     call.save()
     add_usage(call)
-    return completion
+    return call
 
 
 def _retry_later(task, job_id: int, failures: int, exc: llm.LLMError) -> bool:
@@ -143,10 +147,10 @@ def plan_job(job_id: int) -> None:
             temperature=PLAN_TEMPERATURE,
         )
         try:
-            plan = planning.parse_plan(answer.text, max_subtasks=limit)
+            plan = planning.parse_plan(answer.response, max_subtasks=limit)
         except planning.PlanError as first:
             # One repair round-trip: tell the model what was wrong.
-            messages = planning.repair_messages(messages, answer.text, str(first))
+            messages = planning.repair_messages(messages, answer.response, str(first))
             answer = call_llm(
                 agent=orchestrator,
                 job_id=job.pk,
@@ -154,7 +158,7 @@ def plan_job(job_id: int) -> None:
                 messages=messages,
                 temperature=PLAN_TEMPERATURE,
             )
-            plan = planning.parse_plan(answer.text, max_subtasks=limit)
+            plan = planning.parse_plan(answer.response, max_subtasks=limit)
     except planning.PlanError as exc:
         _fail_job(job, JobStatus.PLANNING, f"The plan could not be used after one repair: {exc}")
         return
@@ -395,6 +399,7 @@ def run_subtask(subtask_id: int) -> None:
             purpose=LLMCall.Purpose.SUBTASK,
             messages=_prompt(sub, agent),
             on_start=heartbeat,
+            budgeted=sub.job.has_budget,
         )
     except BudgetExceeded:
         if sub.transition(
@@ -408,10 +413,10 @@ def run_subtask(subtask_id: int) -> None:
         _subtask_failed(sub, attempt, exc)
         dispatch_ready()
         return
-    text = answer.text
+    text = answer.response
     if answer.finish_reason == "length":
         text += "\n\n(Truncated: the model reached its max_tokens.)"
-    with transaction.atomic():
+    with state.locked(sub.job_id), transaction.atomic():
         if not sub.transition(
             SubtaskStatus.WORKING,
             SubtaskStatus.COMPLETED,
@@ -421,8 +426,14 @@ def run_subtask(subtask_id: int) -> None:
             latency_s=answer.latency_s,
         ):
             return
-        metrics.record_outcome(agent.pk, ok=True, latency_s=answer.latency_s)
-        state.write(sub.job_id, {"results": {sub.key: text}}, author=f"{agent.slug}/{sub.key}")
+        metrics.record_outcome(
+            agent.pk,
+            ok=True,
+            latency_s=answer.latency_s,
+            tokens=answer.total_tokens,
+            cost=answer.cost,
+        )
+        state.record_result(sub.job_id, sub.key, text, author=f"{agent.slug}/{sub.key}")
         events.subtask_changed(sub.pk)
         settle_job(sub.job_id)
     dispatch_ready()
@@ -529,9 +540,9 @@ def synthesize_job(job_id: int) -> None:
         return
     with transaction.atomic():
         if job.transition(
-            JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.text, claimed_at=None
+            JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.response, claimed_at=None
         ):
-            state.write(job_id, {"final": answer.text}, author=f"{orchestrator.slug}/synthesis")
+            state.write(job_id, {"final": answer.response}, author=f"{orchestrator.slug}/synthesis")
             events.job_changed(job_id, moved=True)
 
 

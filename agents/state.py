@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
 from django.db import transaction
 
 from . import events
+from .limiter import redis_client
 from .models import SharedState, SharedStateVersion
 
 MAX_CAS_ATTEMPTS = 100
+LOCK_TTL_S = 30
+_stripes = [threading.Lock() for _ in range(64)]
 
 
 class StateConflict(RuntimeError):
@@ -25,21 +33,66 @@ def merge(data: dict, changes: dict) -> dict:
     return merged
 
 
+@contextmanager
+def locked(job_id: int) -> Iterator[None]:
+    """Guard a read-modify-write that spans keys of one job's state.
+
+    Take it before opening the database transaction: a holder never waits on a row lock
+    whose owner waits for this lock. The TTL frees it if its holder dies.
+    """
+    if settings.REDIS_URL:
+        lock = redis_client(settings.REDIS_URL).lock(
+            f"baton:state:{job_id}:lock", timeout=LOCK_TTL_S, blocking_timeout=LOCK_TTL_S
+        )
+        if not lock.acquire():
+            raise StateConflict(f"state of job {job_id}: lock not acquired in {LOCK_TTL_S} s")
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except Exception:  # expired: someone else may hold it now, which is fine
+                pass
+        return
+    with _stripes[job_id % len(_stripes)]:
+        yield
+
+
 def write(job_id: int, changes: dict, *, author: str) -> int:
     """Apply `changes` as a new version and return it. A lost race re-reads and re-applies."""
-    state, _ = SharedState.objects.get_or_create(job_id=job_id)
+    return update(job_id, lambda data: changes, author=author)
+
+
+def update(job_id: int, change: Callable[[dict], dict], *, author: str) -> int:
+    """Apply `change(current data)` (which returns the changes) as a new version."""
     for _ in range(MAX_CAS_ATTEMPTS):
-        with transaction.atomic():
-            current = SharedState.objects.values("version", "data").get(pk=state.pk)
-            version = current["version"] + 1
-            data = merge(current["data"], changes)
-            won = SharedState.objects.filter(pk=state.pk, version=current["version"]).update(
+        # No savepoint inside a caller's transaction: a lost race writes nothing to undo.
+        with transaction.atomic(savepoint=False):
+            current = SharedState.objects.filter(job_id=job_id).values("pk", "version", "data")
+            row = current.first()
+            if row is None:
+                SharedState.objects.get_or_create(job_id=job_id)
+                continue
+            changes = change(row["data"])
+            version = row["version"] + 1
+            data = merge(row["data"], changes)
+            won = SharedState.objects.filter(pk=row["pk"], version=row["version"]).update(
                 data=data, version=version
             )
             if won:
                 SharedStateVersion.objects.create(
-                    state_id=state.pk, version=version, data=data, changes=changes, author=author
+                    state_id=row["pk"], version=version, data=data, changes=changes, author=author
                 )
                 events.state_changed(job_id)
                 return version
     raise StateConflict(f"state of job {job_id}: no write won after {MAX_CAS_ATTEMPTS} tries")
+
+
+def record_result(job_id: int, key: str, result: str, *, author: str) -> int:
+    """A subtask's result into `results`, and the subtask out of `pending_tasks`."""
+
+    def change(data: dict) -> dict:
+        pending = [t for t in data.get("pending_tasks", []) if t.get("id") != key]
+        return {"results": {key: result}, "pending_tasks": pending}
+
+    return update(job_id, change, author=author)

@@ -1,3 +1,4 @@
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents import events
@@ -14,11 +15,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         job_id = self.scope["url_route"]["kwargs"].get("job_id")
         self.live_group = events.BOARD_GROUP if job_id is None else events.job_group(job_id)
         await self.channel_layer.group_add(self.live_group, self.channel_name)
+        await sync_to_async(events.watch)(self.live_group, +1)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "live_group"):
             await self.channel_layer.group_discard(self.live_group, self.channel_name)
+            await sync_to_async(events.watch)(self.live_group, -1)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page sends nothing that matters: actions are ordinary htmx POSTs."""
