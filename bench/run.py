@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,9 @@ def run(jobs: int, latency_ms: int, cap: int, workers: int, env: dict, logs: Pat
     import httpx
 
     env = {**env, "LLM_MAX_CONCURRENCY": str(cap)}
-    sim_port = 8391
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        sim_port = s.getsockname()[1]
     env["LLM_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
     procs = [
         subprocess.Popen(

@@ -1,0 +1,39 @@
+"""With no enabled agent at all, a job waits with a visible reason and resumes on enable."""
+
+import pytest
+
+from agents import actions, pipeline
+from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def working_job() -> Job:
+    job = Job.objects.create(title="t", description="d", status=JobStatus.WORKING)
+    Subtask.objects.create(job=job, key="a", type="research")
+    return job
+
+
+def test_it_says_why_a_job_waits_when_no_agent_is_enabled():
+    Agent.objects.create(name="R", slug="r", specialties=["research"], enabled=False)
+    job = working_job()
+
+    assert pipeline.dispatch_ready() == 0
+    job.refresh_from_db()
+    assert job.status_reason == pipeline.NO_AGENT
+    assert job.subtasks.get().status == SubtaskStatus.WAITING
+
+
+def test_it_resumes_when_an_agent_is_enabled(django_capture_on_commit_callbacks):
+    agent = Agent.objects.create(name="R", slug="r", specialties=["research"], enabled=False)
+    job = working_job()
+    pipeline.dispatch_ready()
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        actions.set_agent_enabled(agent, True)
+    assert callbacks, "enabling an agent asks for a dispatch pass"
+    assert pipeline.dispatch_ready() == 1
+    job.refresh_from_db()
+    assert job.status_reason == ""
+    assert job.subtasks.get().agent == agent
+    assert job.audit.count() == 0 and agent.audit.get().action == "enable_agent"

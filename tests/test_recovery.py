@@ -1,0 +1,177 @@
+"""Nothing stays stuck: a worker killed with SIGKILL mid-subtask, and the Redis that holds
+the broker's queues flushed mid-run. Every job still ends; no completed work runs again.
+
+Real processes on PostgreSQL + Redis: two Celery workers, Daphne, and the simulator with a
+latency long enough that the fault lands while calls are in flight.
+"""
+
+import time
+from collections import Counter
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+
+from agents import actions, team
+from agents.models import Agent, LLMCall, Subtask, SubtaskStatus
+from orchestrator_site.celery import app
+
+from .stack import Stack, start_stack, wait_until_terminal
+
+pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+
+JOBS = 6
+LATENCY_MS = 2000
+STACK_ENV = {
+    "LLM_TIMEOUT_S": "4",
+    # A subtask a dead worker held comes back after this; longer than a call can last.
+    "RECONCILE_AFTER_S": "6",
+    "RECONCILE_EVERY_S": "1",
+}
+TERMINAL_WITHIN_S = 75
+
+
+@pytest.fixture(scope="module")
+def recovery_stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    if not (settings.REDIS_URL and connection.vendor == "postgresql"):
+        pytest.skip("needs PostgreSQL and Redis (DATABASE_URL and REDIS_URL)")
+    with django_db_blocker.unblock():
+        running = start_stack(
+            tmp_path_factory.mktemp("recovery-stack"),
+            latency_ms=LATENCY_MS,
+            workers=2,
+            exclusive=True,
+            **STACK_ENV,
+        )
+    yield running
+    running.stop()
+
+
+def _submit(prefix: str) -> list[int]:
+    team.seed()
+    Agent.objects.update(max_concurrency=2)
+    return [
+        actions.submit_job(title=f"{prefix} {n}", description=f"Plan a migration, part {n}.").pk
+        for n in range(JOBS)
+    ]
+
+
+def _wait_for_subtasks(ids: list[int], statuses, at_least: int = 1, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(
+            Subtask.objects.filter(job_id__in=ids, status__in=statuses).values_list(
+                "pk", flat=True
+            )
+        )
+        if len(found) >= at_least:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no subtask reached {statuses} within {timeout} s")
+
+
+def _worker_holding(stack: Stack, subtask_ids: list[int]) -> tuple[object, set[int]]:
+    """The live worker process running one of these subtasks, and the ones it runs."""
+    by_name = {stack.worker_names[w.pid]: w for w in stack.live_workers()}
+    active = app.control.inspect(timeout=0.5).active() or {}
+    for node, running in active.items():
+        held = {
+            t["args"][0]
+            for t in running
+            if t["name"] == "agents.tasks.run_subtask" and t["args"][0] in subtask_ids
+        }
+        proc = by_name.get(node.split("@")[0])
+        if held and proc is not None:
+            return proc, held
+    return None, set()
+
+
+def _check_exactly_once(ids: list[int]) -> dict[str, object]:
+    """No subtask, plan or synthesis has more than one successful call; return figures."""
+    calls = LLMCall.objects.filter(job_id__in=ids)
+    twice = list(
+        calls.filter(purpose=LLMCall.Purpose.SUBTASK, error="")
+        .values("subtask")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    assert not twice, f"subtasks with more than one successful call: {twice}"
+    for purpose in (LLMCall.Purpose.PLAN, LLMCall.Purpose.SYNTHESIS):
+        again = list(
+            calls.filter(purpose=purpose, error="")
+            .values("job")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+        )
+        assert not again, f"jobs with more than one successful {purpose} call: {again}"
+    for sub in Subtask.objects.filter(job_id__in=ids, status=SubtaskStatus.COMPLETED):
+        assert sub.calls.filter(error="").count() == 1, f"{sub} completed without one ok call"
+    return {
+        "calls": calls.count(),
+        "failed calls": calls.exclude(error="").count(),
+        "subtasks": dict(
+            Counter(Subtask.objects.filter(job_id__in=ids).values_list("status", flat=True))
+        ),
+    }
+
+
+def test_a_worker_killed_mid_subtask_loses_nothing(recovery_stack):
+    ids = _submit("Killed worker")
+    victim, held = None, set()
+    deadline = time.monotonic() + 40
+    while not held and time.monotonic() < deadline:
+        working = _wait_for_subtasks(ids, [SubtaskStatus.WORKING])
+        victim, held = _worker_holding(recovery_stack, working)
+    assert victim is not None, "no worker was seen running a subtask"
+    recovery_stack.kill_worker(victim)
+    killed_at = time.monotonic()
+    # Only what the dead worker held and had not finished is orphaned.
+    orphaned = set(
+        Subtask.objects.filter(pk__in=held, status=SubtaskStatus.WORKING).values_list(
+            "pk", flat=True
+        )
+    )
+    recovery_stack.start_worker()
+
+    finished = wait_until_terminal(ids, timeout=TERMINAL_WITHIN_S)
+    recovered_s = time.monotonic() - killed_at
+    figures = _check_exactly_once(ids)
+    outcomes = Counter(j.status for j in finished)
+    orphans = list(Subtask.objects.filter(pk__in=orphaned))
+    print(
+        f"\nSIGKILL: killed {recovery_stack.worker_names[victim.pid]} holding subtasks "
+        f"{sorted(held)} (orphaned {sorted(orphaned)}); all {len(ids)} jobs terminal "
+        f"{recovered_s:.1f} s later: {dict(outcomes)}; {figures}; orphans now "
+        f"{[(s.pk, s.status, s.attempts) for s in orphans]}"
+    )
+    assert outcomes == {"completed": JOBS}, [(j.pk, j.status, j.error) for j in finished]
+    # The orphans were taken up again: a second claim, then one successful call.
+    assert all(s.status == SubtaskStatus.COMPLETED and s.attempts >= 2 for s in orphans), orphans
+
+
+def test_a_flushed_broker_loses_nothing(recovery_stack):
+    ids = _submit("Flushed broker")
+    _wait_for_subtasks(ids, [SubtaskStatus.QUEUED, SubtaskStatus.WORKING], at_least=2)
+    # The stack's Redis database: broker queues, unacked messages, limiter slots, all gone.
+    redis.Redis.from_url(recovery_stack.env["REDIS_URL"]).flushdb()
+    flushed_at = time.monotonic()
+    in_flight = Counter(
+        Subtask.objects.filter(job_id__in=ids).values_list("status", flat=True).iterator()
+    )
+
+    finished = wait_until_terminal(ids, timeout=TERMINAL_WITHIN_S)
+    recovered_s = time.monotonic() - flushed_at
+    figures = _check_exactly_once(ids)
+    outcomes = Counter(j.status for j in finished)
+    errors = {
+        w.name: [line for line in w.read_text().splitlines() if "Error" in line][:3]
+        for w in recovery_stack.logs.glob("worker*.log")
+    }
+    print(
+        f"\nFLUSHDB with subtasks {dict(in_flight)}: all {len(ids)} jobs terminal "
+        f"{recovered_s:.1f} s later: {dict(outcomes)}; {figures}; worker log errors {errors}"
+    )
+    assert outcomes == {"completed": JOBS}, [(j.pk, j.status, j.error) for j in finished]
+    assert len(recovery_stack.live_workers()) == 2, "a worker died of the flush"
