@@ -3,12 +3,13 @@ entry and sends the events after commit (as Zulip's `do_*` actions)."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import events, pipeline, tasks
+from . import events, pipeline, state, tasks
 from .models import (
     JOB_TERMINAL,
     Agent,
@@ -37,18 +38,33 @@ def submit_job(
     user=None,
     budget_tokens: int | None = None,
     budget_cost: Decimal | None = None,
+    review_plan: bool = False,
+    submit_token: uuid.UUID | None = None,
 ) -> Job:
-    with transaction.atomic():
-        job = Job.objects.create(
+    """Create the job and ask for its plan. The same `submit_token` twice gives one job."""
+    if submit_token and (existing := Job.objects.filter(submit_token=submit_token).first()):
+        return existing
+    try:
+        return _create_job(
             title=title,
             description=description,
             priority=priority,
             submitted_by=user,
             budget_tokens=budget_tokens,
             budget_cost=budget_cost,
+            review_plan=review_plan,
+            submit_token=submit_token,
         )
+    except IntegrityError:  # the same form, posted twice at once: the other one won
+        return Job.objects.get(submit_token=submit_token)
+
+
+def _create_job(**fields) -> Job:
+    user = fields["submitted_by"]
+    with transaction.atomic():
+        job = Job.objects.create(**fields)
         SharedState.objects.create(job=job)
-        audit("submit", actor=user, job=job, detail=title)
+        audit("submit", actor=user, job=job, detail=job.title)
         events.job_changed(job.pk, moved=True)
         transaction.on_commit(lambda: tasks.plan_job.delay(job.pk))
     return job
@@ -142,3 +158,79 @@ def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
         if enabled:
             # Work may have been waiting for exactly this agent.
             transaction.on_commit(tasks.dispatch.delay)
+
+
+def _in_review(job: Job) -> bool:
+    return job.status == JobStatus.WAITING and job.review_plan and job.planned_at is not None
+
+
+def edit_subtask(
+    sub: Subtask, *, description: str, type: str, agent: Agent | None, user=None
+) -> bool:
+    """Change a planned subtask before approval; `agent` None leaves the choice to the score."""
+    if not _in_review(sub.job):
+        return False
+    sub.payload = {**sub.payload, "description": description}
+    sub.type = type
+    sub.assign_hint = agent.slug if agent else ""
+    sub.save(update_fields=["payload", "type", "assign_hint", "updated_at"])
+    audit("edit_subtask", actor=user, job=sub.job, subtask=sub, detail=f"{type}: {description}")
+    return True
+
+
+def delete_subtask(sub: Subtask, *, user=None) -> bool:
+    if not _in_review(sub.job):
+        return False
+    audit("delete_subtask", actor=user, job=sub.job, detail=sub.key)
+    sub.delete()
+    return True
+
+
+def add_subtask(
+    job: Job,
+    *,
+    key: str,
+    type: str,
+    description: str,
+    depends_on: list[Subtask],
+    agent: Agent | None,
+    user=None,
+) -> Subtask | None:
+    if not _in_review(job):
+        return None
+    with transaction.atomic():
+        sub = Subtask.objects.create(
+            job=job,
+            key=key,
+            type=type,
+            payload={"description": description},
+            assign_hint=agent.slug if agent else "",
+            priority=job.priority,
+        )
+        sub.depends_on.set(depends_on)
+        audit("add_subtask", actor=user, job=job, subtask=sub, detail=f"{type}: {description}")
+    return sub
+
+
+def approve_plan(job: Job, *, user=None) -> bool:
+    """Send the reviewed plan to the specialists: nothing ran before this."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if not _in_review(job) or not job.subtasks.exists():
+            return False
+        job.transition(JobStatus.WAITING, JobStatus.WORKING, status_reason="")
+        pending = [
+            {
+                "id": s.key,
+                "type": s.type,
+                "description": s.description,
+                "depends_on": [d.key for d in s.depends_on.all()],
+            }
+            for s in job.subtasks.prefetch_related("depends_on").order_by("pk")
+        ]
+        author = f"{user.username if user else 'operator'}/review"
+        state.write(job.pk, {"pending_tasks": pending}, author=author)
+        audit("approve_plan", actor=user, job=job)
+        events.job_changed(job.pk, moved=True)
+    pipeline.dispatch_ready()
+    return True

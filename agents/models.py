@@ -102,9 +102,13 @@ class Agent(models.Model):
 class JobQuerySet(models.QuerySet):
     def for_board(self) -> JobQuerySet:
         """Jobs with their progress, in one query whatever their number."""
-        return self.select_related("submitted_by").annotate(
-            subtasks_done=models.Count("subtasks", filter=Q(subtasks__status="completed")),
-            subtasks_total=models.Count("subtasks"),
+        return (
+            self.select_related("submitted_by")
+            .annotate(
+                subtasks_done=models.Count("subtasks", filter=Q(subtasks__status="completed")),
+                subtasks_total=models.Count("subtasks"),
+            )
+            .order_by("-created_at", "-pk")
         )
 
     def status_counts(self) -> dict[str, int]:
@@ -140,6 +144,11 @@ class Job(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="No new LLM call starts once this much money (USD) is spent.",
     )
+    review_plan = models.BooleanField(
+        default=False, help_text="Stop after planning until an operator approves the plan."
+    )
+    # One per submitted form: a second POST of the same form finds the first job.
+    submit_token = models.UUIDField(null=True, blank=True, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     planned_at = models.DateTimeField(null=True, blank=True)

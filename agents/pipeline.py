@@ -196,12 +196,15 @@ def plan_job(job_id: int) -> None:
             for p in plan.subtasks
         ]
         state.write(job.pk, {"pending_tasks": pending}, author=f"{orchestrator.slug}/plan")
+        notes = "; ".join(plan.notes)
+        if job.review_plan:
+            notes = "The plan awaits an operator's review. " + notes
         job.transition(
             JobStatus.PLANNING,
-            JobStatus.WORKING,
+            JobStatus.WAITING if job.review_plan else JobStatus.WORKING,
             planned_at=timezone.now(),
             claimed_at=None,
-            status_reason="; ".join(plan.notes)[:300],
+            status_reason=notes.strip()[:300],
         )
         events.job_changed(job.pk, moved=True)
     dispatch_ready()

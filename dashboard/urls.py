@@ -8,7 +8,11 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="dash-job-detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="dash-job-cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry, name="dash-job-retry"),
+    path("jobs/<int:job_id>/approve/", views.job_approve, name="dash-job-approve"),
+    path("jobs/<int:job_id>/subtasks/add/", views.subtask_add, name="dash-subtask-add"),
     path("subtasks/<int:subtask_id>/retry/", views.subtask_retry, name="dash-subtask-retry"),
+    path("subtasks/<int:subtask_id>/edit/", views.subtask_edit, name="dash-subtask-edit"),
+    path("subtasks/<int:subtask_id>/delete/", views.subtask_delete, name="dash-subtask-delete"),
     path("agents/", views.agent_list, name="dash-agents"),
     path("agents/new/", views.agent_create, name="dash-agent-create"),
 ]

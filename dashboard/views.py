@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,23 +9,57 @@ from django.views.decorators.http import require_POST
 from agents import actions
 from agents.models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, LLMCall, Subtask
 
-from .forms import AgentForm, JobForm
+from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 
-BOARD_CARDS_PER_COLUMN = 50
+BOARD_CARDS_PER_COLUMN = 25
+BOARD_PAGE_SIZE = 50
 
 
-def _board_context(form: JobForm) -> dict:
-    columns = []
-    counts = Job.objects.status_counts()
-    for status, label in JobStatus.choices:
-        jobs = Job.objects.for_board().filter(status=status)[:BOARD_CARDS_PER_COLUMN]
-        columns.append({"status": status, "label": label, "count": counts[status], "jobs": jobs})
-    return {"columns": columns, "form": form}
+def _filtered_jobs(filters: BoardFilterForm):
+    jobs = Job.objects.for_board()
+    if not filters.is_valid():
+        return jobs
+    data = filters.cleaned_data
+    if data["q"]:
+        jobs = jobs.filter(Q(title__icontains=data["q"]) | Q(description__icontains=data["q"]))
+    if data["priority"] is not None:
+        jobs = jobs.filter(priority=data["priority"])
+    if data["submitter"]:
+        jobs = jobs.filter(submitted_by__username=data["submitter"])
+    if data["status"]:
+        jobs = jobs.filter(status=data["status"])
+    return jobs
+
+
+def _board_context(request: HttpRequest, form: JobForm) -> dict:
+    """One query per column and one for the counts, however many jobs there are."""
+    filters = BoardFilterForm(request.GET)
+    jobs = _filtered_jobs(filters)
+    counts = jobs.status_counts()
+    status = filters.cleaned_data.get("status") if filters.is_valid() else ""
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "filters": filters, "query": query.urlencode()}
+    if status:
+        context["page"] = Paginator(jobs, BOARD_PAGE_SIZE).get_page(request.GET.get("page"))
+        context["status_label"] = JobStatus(status).label
+        return context
+    context["columns"] = [
+        {
+            "status": value,
+            "label": label,
+            "count": counts[value],
+            "jobs": jobs.filter(status=value)[:BOARD_CARDS_PER_COLUMN],
+            "more": max(counts[value] - BOARD_CARDS_PER_COLUMN, 0),
+        }
+        for value, label in JobStatus.choices
+    ]
+    return context
 
 
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/board.html", _board_context(JobForm()))
+    return render(request, "dashboard/board.html", _board_context(request, JobForm()))
 
 
 @login_required
@@ -40,7 +75,7 @@ def submit_job(request: HttpRequest) -> HttpResponse:
         return redirect("dash-board")
     if request.htmx:
         return render(request, "dashboard/board.html#submit-form", {"form": form})
-    return render(request, "dashboard/board.html", _board_context(form), status=400)
+    return render(request, "dashboard/board.html", _board_context(request, form), status=400)
 
 
 @login_required
@@ -60,7 +95,76 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "state": getattr(job, "state", None),
         "audit": job.audit.select_related("actor", "subtask")[:50],
     }
+    if (
+        job.status == JobStatus.WAITING
+        and job.review_plan
+        and request.user.has_perm("agents.change_job")
+    ):
+        context["review"] = [
+            (sub, SubtaskForm(initial=_subtask_initial(sub), prefix=f"s{sub.pk}"))
+            for sub in subtasks
+        ]
+        context["new_subtask"] = NewSubtaskForm(job=job, prefix="new")
     return render(request, "dashboard/job_detail.html", context)
+
+
+def _subtask_initial(sub: Subtask) -> dict:
+    return {"description": sub.description, "type": sub.type, "agent": sub.assign_hint or None}
+
+
+def _review_failed(request: HttpRequest, job: Job, form=None) -> HttpResponse:
+    if form is not None and form.errors:
+        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        messages.error(request, f"Not saved: {errors}")
+    else:
+        messages.error(request, f"Job #{job.pk} is {job.status}: its plan can no longer change.")
+    return redirect(job)
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_job", raise_exception=True)
+def subtask_edit(request: HttpRequest, subtask_id: int) -> HttpResponse:
+    sub = get_object_or_404(Subtask.objects.select_related("job"), pk=subtask_id)
+    form = SubtaskForm(request.POST, prefix=f"s{sub.pk}")
+    if not form.is_valid():
+        return _review_failed(request, sub.job, form)
+    if not actions.edit_subtask(sub, **form.cleaned_data, user=request.user):
+        return _review_failed(request, sub.job)
+    return redirect(sub.job)
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_job", raise_exception=True)
+def subtask_delete(request: HttpRequest, subtask_id: int) -> HttpResponse:
+    sub = get_object_or_404(Subtask.objects.select_related("job"), pk=subtask_id)
+    if not actions.delete_subtask(sub, user=request.user):
+        return _review_failed(request, sub.job)
+    return redirect(sub.job)
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_job", raise_exception=True)
+def subtask_add(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    form = NewSubtaskForm(request.POST, job=job, prefix="new")
+    if not form.is_valid():
+        return _review_failed(request, job, form)
+    if actions.add_subtask(job, **form.cleaned_data, user=request.user) is None:
+        return _review_failed(request, job)
+    return redirect(job)
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_job", raise_exception=True)
+def job_approve(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    if not actions.approve_plan(job, user=request.user):
+        return _review_failed(request, job)
+    return redirect(job)
 
 
 @login_required

@@ -2,14 +2,16 @@ import os
 
 import pytest
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Group, Permission, User
 
 from agents import team
+from agents.roles import ensure_roles
 
 from .stack import start_stack
 
 IN_CI = os.environ.get("CI") == "true"
 PASSWORD = "correct-horse-battery"
+USERS = {"alice": None, "bob": "Operators", "carol": "Viewers", "dave": "Agent managers"}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -42,23 +44,21 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def seeded(django_db_blocker):
-    """The default team and three users, made anew: transactional tests flush tables.
+    """The default team, the roles and four users, made anew: transactional tests flush.
 
-    alice is a superuser, bob an operator (submit, cancel, retry), carol a viewer.
+    alice is a superuser, bob an operator, carol a viewer, dave an agent manager.
     """
     with django_db_blocker.unblock():
         team.seed()
+        ensure_roles(Group, Permission)
         users = {}
-        for name, superuser in (("alice", True), ("bob", False), ("carol", False)):
+        for name, role in USERS.items():
+            superuser = role is None
             user, _ = User.objects.get_or_create(
                 username=name, defaults={"is_staff": superuser, "is_superuser": superuser}
             )
             user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
             user.save()
+            user.groups.set(Group.objects.filter(name=role))
             users[name] = user
-        users["bob"].user_permissions.set(
-            Permission.objects.filter(
-                content_type__app_label="agents", codename__in=["add_job", "change_job"]
-            )
-        )
     return users

@@ -5,6 +5,7 @@ Real processes on PostgreSQL + Redis: two Celery workers, Daphne, and the simula
 latency long enough that the fault lands while calls are in flight.
 """
 
+import signal
 import time
 from collections import Counter
 
@@ -62,9 +63,7 @@ def _wait_for_subtasks(ids: list[int], statuses, at_least: int = 1, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = list(
-            Subtask.objects.filter(job_id__in=ids, status__in=statuses).values_list(
-                "pk", flat=True
-            )
+            Subtask.objects.filter(job_id__in=ids, status__in=statuses).values_list("pk", flat=True)
         )
         if len(found) >= at_least:
             return found
@@ -154,9 +153,26 @@ def test_a_worker_killed_mid_subtask_loses_nothing(recovery_stack):
 def test_a_flushed_broker_loses_nothing(recovery_stack):
     ids = _submit("Flushed broker")
     _wait_for_subtasks(ids, [SubtaskStatus.QUEUED, SubtaskStatus.WORKING], at_least=2)
-    # The stack's Redis database: broker queues, unacked messages, limiter slots, all gone.
-    redis.Redis.from_url(recovery_stack.env["REDIS_URL"]).flushdb()
+    # Mid-run, with messages waiting in the broker: the workers are frozen for a moment
+    # while two more jobs are submitted, so their plan_job messages sit in the queue.
+    workers = recovery_stack.live_workers()
+    for proc in workers:
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        late = [
+            actions.submit_job(title=f"Flushed broker late {n}", description="Count sheep.").pk
+            for n in range(2)
+        ]
+        # The stack's Redis database: queues, unacked messages, limiter slots, bindings.
+        broker = redis.Redis.from_url(recovery_stack.env["REDIS_URL"])
+        # (A worker blocked in BRPOP before the freeze may still get one of them.)
+        queued_messages = sum(broker.llen(key) for key in broker.scan_iter("celery*"))
+        broker.flushdb()
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGCONT)
     flushed_at = time.monotonic()
+    ids += late
     in_flight = Counter(
         Subtask.objects.filter(job_id__in=ids).values_list("status", flat=True).iterator()
     )
@@ -170,8 +186,10 @@ def test_a_flushed_broker_loses_nothing(recovery_stack):
         for w in recovery_stack.logs.glob("worker*.log")
     }
     print(
-        f"\nFLUSHDB with subtasks {dict(in_flight)}: all {len(ids)} jobs terminal "
-        f"{recovered_s:.1f} s later: {dict(outcomes)}; {figures}; worker log errors {errors}"
+        f"\nFLUSHDB with {queued_messages} messages in the queue and subtasks "
+        f"{dict(in_flight)}: all {len(ids)} jobs terminal {recovered_s:.1f} s later: "
+        f"{dict(outcomes)}; {figures}; worker log errors {errors}"
     )
-    assert outcomes == {"completed": JOBS}, [(j.pk, j.status, j.error) for j in finished]
+    assert queued_messages >= 1, "the flush was meant to lose queued messages"
+    assert outcomes == {"completed": len(ids)}, [(j.pk, j.status, j.error) for j in finished]
     assert len(recovery_stack.live_workers()) == 2, "a worker died of the flush"

@@ -1,0 +1,103 @@
+"""The board: filters, pagination, constant query count, the submit form's guards."""
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import Job, JobStatus
+from agents.roles import ensure_roles
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    ensure_roles(Group, Permission)
+    user = User.objects.create_user("bob", password="pw-bob-123")
+    user.groups.set(Group.objects.filter(name="Operators"))
+    client.force_login(user)
+    return user
+
+
+def make_jobs(n: int, user) -> None:
+    statuses = list(JobStatus.values)
+    Job.objects.bulk_create(
+        Job(
+            title=f"job {i}",
+            description="d" * 20,
+            status=statuses[i % len(statuses)],
+            priority=i % 10,
+            submitted_by=user,
+        )
+        for i in range(n)
+    )
+
+
+def board_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/").status_code == 200
+    return len(queries)
+
+
+def test_its_query_count_does_not_grow_with_the_number_of_jobs(client, operator):
+    make_jobs(10, operator)
+    few = board_queries(client)
+    make_jobs(9_990, operator)
+    many = board_queries(client)
+    print(f"board queries: {few} at 10 jobs, {many} at 10,000 jobs")
+    assert few == many
+
+
+def test_it_filters_and_paginates(client, operator):
+    make_jobs(130, operator)
+    Job.objects.create(title="Needle in the stack", description="x" * 20, status="completed")
+    page = client.get("/", {"q": "needle"}).content.decode()
+    assert "Needle in the stack" in page
+    assert "job 1<" not in page
+
+    listing = client.get("/", {"status": "failed"}).content.decode()
+    failed = Job.objects.filter(status="failed").count()
+    assert f'<span class="count">{failed}</span>' in listing
+    second = client.get("/", {"status": "queued", "priority": "0", "page": "2"})
+    assert second.status_code == 200
+    assert client.get("/", {"status": "bogus"}).status_code == 200  # ignored, not a crash
+
+
+def test_the_same_form_posted_twice_makes_one_job(client, operator):
+    token = str(uuid.uuid4())
+    data = {
+        "title": "Once",
+        "description": "Only one job, please.",
+        "priority": "5",
+        "submit_token": token,
+    }
+    client.post("/jobs/submit/", data)
+    client.post("/jobs/submit/", data)
+    assert Job.objects.filter(title="Once").count() == 1
+
+
+def test_a_description_over_the_cap_gets_a_clear_error(client, operator):
+    data = {"title": "Long", "description": "x" * 20_001, "priority": "5"}
+    response = client.post("/jobs/submit/", data)
+    assert response.status_code == 400
+    assert "Keep the description under 20,000 characters" in response.content.decode()
+    assert not Job.objects.filter(title="Long").exists()
+
+
+def test_a_viewer_sees_no_submit_form_and_cannot_post(client):
+    ensure_roles(Group, Permission)
+    viewer = User.objects.create_user("carol", password="pw-carol-123")
+    viewer.groups.set(Group.objects.filter(name="Viewers"))
+    client.force_login(viewer)
+    assert "Submit a job" not in client.get("/").content.decode()
+    data = {"title": "Nope", "description": "Viewers cannot submit.", "priority": "5"}
+    assert client.post("/jobs/submit/", data).status_code == 403
+    assert not Job.objects.exists()
+
+
+def test_anonymous_users_are_sent_to_log_in(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
