@@ -154,14 +154,14 @@ def test_a_flushed_broker_loses_nothing(recovery_stack):
     ids = _submit("Flushed broker")
     _wait_for_subtasks(ids, [SubtaskStatus.QUEUED, SubtaskStatus.WORKING], at_least=2)
     # Mid-run, with messages waiting in the broker: the workers are frozen for a moment
-    # while two more jobs are submitted, so their plan_job messages sit in the queue.
+    # while more jobs are submitted, so their plan_job messages sit in the queue.
     workers = recovery_stack.live_workers()
     for proc in workers:
         proc.send_signal(signal.SIGSTOP)
     try:
         late = [
             actions.submit_job(title=f"Flushed broker late {n}", description="Count sheep.").pk
-            for n in range(2)
+            for n in range(4)
         ]
         # The stack's Redis database: queues, unacked messages, limiter slots, bindings.
         broker = redis.Redis.from_url(recovery_stack.env["REDIS_URL"])
