@@ -15,7 +15,7 @@ import threading
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.template.loader import render_to_string
 
 from .limiter import redis_client
@@ -23,6 +23,7 @@ from .limiter import redis_client
 log = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
+AGENTS_GROUP = "agents"
 _loop: asyncio.AbstractEventLoop | None = None
 _publisher_loop: asyncio.AbstractEventLoop | None = None
 _publisher_lock = threading.Lock()
@@ -73,6 +74,11 @@ def state_changed(job_id: int) -> None:
     transaction.on_commit(lambda: _safely(_publish_state, job_id))
 
 
+def agent_changed(agent_id: int) -> None:
+    """Load or metrics of an agent changed."""
+    transaction.on_commit(lambda: _safely(_publish_agent, agent_id))
+
+
 def _safely(publish, *args) -> None:
     # A failed push must never undo or break the step that already committed.
     try:
@@ -94,7 +100,7 @@ def _publish_job(job_id: int, moved: bool) -> None:
         send(BOARD_GROUP, render_to_string("dashboard/live/board_job.html", context))
     if watched(job_group(job_id)):
         if moved:
-            context["subtasks"] = job.subtasks.select_related("agent").order_by("pk")
+            context["subtasks"] = _plan(job_id)
         send(job_group(job_id), render_to_string("dashboard/live/job_header.html", context))
 
 
@@ -104,8 +110,20 @@ def _publish_subtask(subtask_id: int) -> None:
     sub = Subtask.objects.select_related("agent").filter(pk=subtask_id).first()
     if sub is None or not watched(job_group(sub.job_id)):
         return
-    html = render_to_string("dashboard/live/subtask.html", {"sub": sub})
+    subtasks = _plan(sub.job_id)
+    html = render_to_string("dashboard/live/subtask.html", {"sub": sub, "subtasks": subtasks})
     send(job_group(sub.job_id), html)
+
+
+def _plan(job_id: int):
+    from .models import LLMCall, Subtask
+
+    return (
+        Subtask.objects.filter(job_id=job_id)
+        .select_related("agent")
+        .prefetch_related("depends_on", models.Prefetch("calls", LLMCall.objects.order_by("pk")))
+        .order_by("pk")
+    )
 
 
 def _publish_state(job_id: int) -> None:
@@ -137,6 +155,19 @@ def _sending_loop(layer) -> asyncio.AbstractEventLoop | None:
                 target=_publisher_loop.run_forever, name="baton-events", daemon=True
             ).start()
     return _publisher_loop
+
+
+def _publish_agent(agent_id: int) -> None:
+    if not watched(AGENTS_GROUP):
+        return
+    from .models import Agent
+    from .series import agent_series
+
+    agent = Agent.objects.with_load().filter(pk=agent_id).first()
+    if agent is not None:
+        agent.series = agent_series([agent.pk])[agent.pk]
+        html = render_to_string("dashboard/live/agent.html", {"agent": agent})
+        send(AGENTS_GROUP, html)
 
 
 def send(group: str, html: str) -> None:

@@ -52,6 +52,12 @@ class AgentQuerySet(models.QuerySet):
     def specialists(self) -> list[Agent]:
         return [a for a in self.filter(enabled=True) if not a.is_orchestrator]
 
+    def with_load(self) -> AgentQuerySet:
+        """Agents with `load`, their in-flight subtasks, in the same query."""
+        return self.annotate(
+            load=models.Count("subtasks", filter=Q(subtasks__status__in=SUBTASK_IN_FLIGHT))
+        )
+
 
 class Agent(models.Model):
     name = models.CharField(max_length=100)

@@ -436,6 +436,7 @@ def run_subtask(subtask_id: int) -> None:
             tokens=answer.total_tokens,
             cost=answer.cost,
         )
+        events.agent_changed(agent.pk)
         state.record_result(sub.job_id, sub.key, text, author=f"{agent.slug}/{sub.key}")
         events.subtask_changed(sub.pk)
         settle_job(sub.job_id)
@@ -475,6 +476,7 @@ def _subtask_failed(sub: Subtask, attempt: int, exc: llm.LLMError) -> None:
             )
             if moved:
                 metrics.record_outcome(sub.agent_id, ok=False, latency_s=exc.latency_s)
+                events.agent_changed(sub.agent_id)
                 settle_job(sub.job_id)
         if moved:
             events.subtask_changed(sub.pk)

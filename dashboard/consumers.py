@@ -12,8 +12,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        job_id = self.scope["url_route"]["kwargs"].get("job_id")
-        self.live_group = events.BOARD_GROUP if job_id is None else events.job_group(job_id)
+        route = self.scope["url_route"]["kwargs"]
+        if "job_id" in route:
+            self.live_group = events.job_group(route["job_id"])
+        else:
+            self.live_group = route.get("group", events.BOARD_GROUP)
         await self.channel_layer.group_add(self.live_group, self.channel_name)
         await sync_to_async(events.watch)(self.live_group, +1)
         await self.accept()

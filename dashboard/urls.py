@@ -15,4 +15,6 @@ urlpatterns = [
     path("subtasks/<int:subtask_id>/delete/", views.subtask_delete, name="dash-subtask-delete"),
     path("agents/", views.agent_list, name="dash-agents"),
     path("agents/new/", views.agent_create, name="dash-agent-create"),
+    path("agents/<slug:slug>/edit/", views.agent_edit, name="dash-agent-edit"),
+    path("agents/<slug:slug>/toggle/", views.agent_toggle, name="dash-agent-toggle"),
 ]

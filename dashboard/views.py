@@ -7,9 +7,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from agents import actions
-from agents.models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, LLMCall, Subtask
+from agents.models import (
+    Agent,
+    AuditEntry,
+    Job,
+    JobStatus,
+    LLMCall,
+    Subtask,
+)
+from agents.series import agent_series
 
 from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
+from .graph import plan_graph
 
 BOARD_CARDS_PER_COLUMN = 25
 BOARD_PAGE_SIZE = 50
@@ -92,6 +101,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     context = {
         "job": job,
         "subtasks": subtasks,
+        "graph": plan_graph(subtasks),
         "state": getattr(job, "state", None),
         "audit": job.audit.select_related("actor", "subtask")[:50],
     }
@@ -198,9 +208,10 @@ def subtask_retry(request: HttpRequest, subtask_id: int) -> HttpResponse:
 
 
 def _agents_context(form: AgentForm | None) -> dict:
-    agents = Agent.objects.annotate(
-        load=Count("subtasks", filter=Q(subtasks__status__in=SUBTASK_IN_FLIGHT))
-    )
+    agents = list(Agent.objects.with_load())
+    series = agent_series([a.pk for a in agents])
+    for agent in agents:
+        agent.series = series[agent.pk]
     by_model = (
         LLMCall.objects.values("model")
         .annotate(
@@ -217,7 +228,11 @@ def _agents_context(form: AgentForm | None) -> dict:
 @login_required
 def agent_list(request: HttpRequest) -> HttpResponse:
     form = AgentForm() if request.user.has_perm("agents.add_agent") else None
-    return render(request, "dashboard/agents.html", _agents_context(form))
+    context = _agents_context(form)
+    context["audit"] = AuditEntry.objects.filter(agent__isnull=False).select_related(
+        "actor", "agent"
+    )[:20]
+    return render(request, "dashboard/agents.html", context)
 
 
 @login_required
@@ -232,3 +247,33 @@ def agent_create(request: HttpRequest) -> HttpResponse:
             actions.set_agent_enabled(agent, True, user=request.user)
         return redirect("dash-agents")
     return render(request, "dashboard/agents.html", _agents_context(form), status=400)
+
+
+@login_required
+@permission_required("agents.change_agent", raise_exception=True)
+def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = get_object_or_404(Agent, slug=slug)
+    form = AgentForm(request.POST or None, instance=agent)
+    if request.method == "POST" and form.is_valid():
+        was_enabled = Agent.objects.filter(pk=agent.pk, enabled=True).exists()
+        agent = form.save()
+        actions.audit("edit_agent", actor=request.user, agent=agent, detail=agent.slug)
+        if agent.enabled != was_enabled:
+            actions.set_agent_enabled(agent, agent.enabled, user=request.user)
+        return redirect("dash-agents")
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "dashboard/agent_edit.html", {"agent": agent, "form": form}, status=status
+    )
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_agent", raise_exception=True)
+def agent_toggle(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = get_object_or_404(Agent, slug=slug)
+    actions.set_agent_enabled(agent, not agent.enabled, user=request.user)
+    if request.htmx:
+        agent = next(a for a in _agents_context(None)["agents"] if a.pk == agent.pk)
+        return render(request, "dashboard/agents.html#agent-row", {"agent": agent})
+    return redirect("dash-agents")

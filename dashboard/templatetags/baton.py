@@ -21,3 +21,11 @@ def duration(seconds: float | None) -> str:
 @register.filter
 def pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+@register.simple_tag
+def plan_graph_of(subtasks):
+    """The plan's graph layout, for templates that events render outside a view."""
+    from dashboard.graph import plan_graph
+
+    return plan_graph(subtasks)
