@@ -96,3 +96,19 @@ def record_result(job_id: int, key: str, result: str, *, author: str) -> int:
         return {"results": {key: result}, "pending_tasks": pending}
 
     return update(job_id, change, author=author)
+
+
+def diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, str, object, object]]:
+    """What changed between two versions: (path, "added" | "removed" | "changed", old, new)."""
+    changes: list[tuple[str, str, object, object]] = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
+        if key not in old:
+            changes.append((path, "added", None, new[key]))
+        elif key not in new:
+            changes.append((path, "removed", old[key], None))
+        elif isinstance(old[key], dict) and isinstance(new[key], dict):
+            changes.extend(diff(old[key], new[key], prefix=f"{path}."))
+        elif old[key] != new[key]:
+            changes.append((path, "changed", old[key], new[key]))
+    return changes

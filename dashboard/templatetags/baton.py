@@ -1,6 +1,7 @@
 import json
 
 from django import template
+from django.utils.html import format_html, format_html_join
 
 register = template.Library()
 
@@ -29,3 +30,47 @@ def plan_graph_of(subtasks):
     from dashboard.graph import plan_graph
 
     return plan_graph(subtasks)
+
+
+def _tree(value: object, depth: int) -> str:
+    if isinstance(value, dict) and value:
+        items = format_html_join(
+            "",
+            '<li><span class="key">{}</span>: {}</li>',
+            ((key, _tree(item, depth + 1)) for key, item in value.items()),
+        )
+        return format_html('<ul class="tree">{}</ul>', items)
+    if isinstance(value, list) and value:
+        items = format_html_join("", "<li>{}</li>", ((_tree(item, depth + 1),) for item in value))
+        return format_html('<ol class="tree" start="0">{}</ol>', items)
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    if len(text) > 160:
+        return format_html(
+            '<details><summary>{}…</summary><div class="value">{}</div></details>',
+            text[:160],
+            text,
+        )
+    return format_html('<span class="value">{}</span>', text)
+
+
+@register.filter
+def state_tree(data: object) -> str:
+    """The blackboard as nested lists; every string escaped, long values folded."""
+    return _tree(data, 0)
+
+
+@register.simple_tag
+def state_history(state, limit: int = 20) -> list[dict]:
+    """The latest versions, newest first, each with its diff against the one before."""
+    from agents.state import diff
+
+    if state is None:
+        return []
+    versions = list(state.versions.order_by("-version")[: limit + 1])
+    rows = []
+    for newer, older in zip(versions, [*versions[1:], None], strict=True):
+        if len(rows) == limit:
+            break
+        before = older.data if older else {}
+        rows.append({"version": newer, "changes": diff(before, newer.data)})
+    return rows
