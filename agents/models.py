@@ -108,8 +108,16 @@ class Agent(models.Model):
 class JobQuerySet(models.QuerySet):
     def for_board(self) -> JobQuerySet:
         """Jobs with their progress, in one query whatever their number."""
+        assigned = Subtask.objects.filter(agent__isnull=False).select_related("agent")
         return (
             self.select_related("submitted_by")
+            .prefetch_related(
+                models.Prefetch(
+                    "subtasks",
+                    queryset=assigned.only("job_id", "agent__name"),
+                    to_attr="assigned_subtasks",
+                )
+            )
             .annotate(
                 subtasks_done=models.Count("subtasks", filter=Q(subtasks__status="completed")),
                 subtasks_total=models.Count("subtasks"),
@@ -201,6 +209,11 @@ class Job(models.Model):
         """Needs the for_board() annotations."""
         total = getattr(self, "subtasks_total", 0)
         return round(100 * self.subtasks_done / total) if total else 0
+
+    @property
+    def agents_involved(self) -> list[str]:
+        """Needs for_board()."""
+        return sorted({s.agent.name for s in getattr(self, "assigned_subtasks", [])})
 
     @property
     def has_budget(self) -> bool:

@@ -1,4 +1,5 @@
-// The connection indicator: the only hand-written script. htmx's ws extension does the rest.
+// The connection indicator and the catch-up after a reconnect: the only hand-written script.
+// htmx's ws extension swaps the server-rendered fragments that arrive.
 (function () {
   function show(state, text) {
     var badge = document.getElementById("connection");
@@ -6,17 +7,34 @@
     badge.dataset.state = state;
     badge.textContent = text;
   }
+
+  // Re-render the page's content (#page, inside the <main> that holds the socket): after a
+  // reconnect, as fragments may have been missed, and on filtered pages, where a pushed card
+  // may not match the filters.
+  var pending = null;
+  function refetch() {
+    if (pending) return;
+    pending = setTimeout(function () {
+      pending = null;
+      htmx.ajax("GET", window.location.href, { target: "#page", select: "#page", swap: "outerHTML" });
+    }, 250);
+  }
+
   var everOpen = false;
   document.addEventListener("htmx:wsOpen", function () {
-    // After a reconnect the page may have missed fragments: re-fetch it in place.
-    if (everOpen) {
-      htmx.ajax("GET", window.location.href, { target: "main", select: "main", swap: "outerHTML" });
-    }
+    if (everOpen) refetch();
     everOpen = true;
     show("live", "live");
   });
   document.addEventListener("htmx:wsClose", function () { show("disconnected", "disconnected"); });
   document.addEventListener("htmx:wsError", function () { show("disconnected", "disconnected"); });
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var main = document.querySelector("main");
+    if (main && main.dataset.refetch) {
+      event.preventDefault();
+      refetch();
+    }
+  });
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.querySelector("[ws-connect]")) {
       var badge = document.getElementById("connection");
