@@ -111,8 +111,12 @@ def _retry_later(task, job_id: int, failures: int, exc: llm.LLMError) -> bool:
     return True
 
 
-def _failed_calls(job: Job, purpose: str) -> int:
-    return job.calls.filter(purpose=purpose).exclude(error="").count()
+def _failed_calls(job: Job, purpose: str, exc: llm.LLMError) -> int:
+    """Failures that use up a step's retries; 429s pause the step, up to their own cap."""
+    failed = job.calls.filter(purpose=purpose).exclude(error="")
+    if exc.rate_limited:
+        return max(0, failed.count() - MAX_RATE_LIMIT_PAUSES)
+    return failed.exclude(http_status=429).count()
 
 
 def plan_job(job_id: int) -> None:
@@ -167,7 +171,7 @@ def plan_job(job_id: int) -> None:
         return
     except llm.LLMError as exc:
         with transaction.atomic():
-            if _retry_later(tasks.plan_job, job.pk, _failed_calls(job, "plan"), exc):
+            if _retry_later(tasks.plan_job, job.pk, _failed_calls(job, "plan", exc), exc):
                 job.transition(JobStatus.PLANNING, JobStatus.QUEUED, status_reason=str(exc)[:300])
             else:
                 _fail_job(job, JobStatus.PLANNING, f"Planning failed: {exc}")
@@ -540,7 +544,9 @@ def synthesize_job(job_id: int) -> None:
     except llm.LLMError as exc:
         with transaction.atomic():
             Job.objects.filter(pk=job_id).update(claimed_at=None)
-            if not _retry_later(tasks.synthesize_job, job_id, _failed_calls(job, "synthesis"), exc):
+            if not _retry_later(
+                tasks.synthesize_job, job_id, _failed_calls(job, "synthesis", exc), exc
+            ):
                 _fail_job(job, JobStatus.SYNTHESIZING, f"Synthesis failed: {exc}")
         return
     with transaction.atomic():

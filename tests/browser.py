@@ -1,11 +1,13 @@
 """Real Chromium through Playwright, with the Debian build (no browser download here)."""
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -35,3 +37,66 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def log_in(page: Page, base_url: str, username: str, password: str | None = None) -> None:
+    """Log in through the form; wait for the page that says who is logged in."""
+    from .conftest import PASSWORD
+
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password or PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name=f"Log out {username}")).to_be_visible()
+
+
+def user_page(browser: Browser, base_url: str, username: str) -> Page:
+    """A page in a browser context of its own (own cookies), logged in as `username`."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(page, base_url, username)
+    return page
+
+
+def mark_page(page: Page) -> None:
+    """Set a marker on the window: `not_reloaded(page)` is False once the page reloads."""
+    page.evaluate("window.__batonNotReloaded = true")
+
+
+def not_reloaded(page: Page) -> bool:
+    return page.evaluate("window.__batonNotReloaded === true")
+
+
+_ARTEFACTS: list[str] = []
+
+
+class _ArtefactSummary:
+    @staticmethod
+    def pytest_terminal_summary(terminalreporter) -> None:
+        if _ARTEFACTS:
+            terminalreporter.section("browser test artefacts")
+            for line in _ARTEFACTS:
+                terminalreporter.write_line(line)
+
+
+def artefact_dir(request: pytest.FixtureRequest) -> Path:
+    """Where screenshots go: $BATON_ARTEFACTS, or test-artifacts/browser (ignored by git)."""
+    base = os.environ.get("BATON_ARTEFACTS") or Path(request.config.rootpath) / "test-artifacts"
+    directory = Path(base) / "browser"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def announce(request: pytest.FixtureRequest, line: str) -> None:
+    """Print `line`, and repeat it in pytest's terminal summary (shown even with -q)."""
+    print(line)
+    manager = request.config.pluginmanager
+    if not manager.has_plugin("baton-artefacts"):
+        manager.register(_ArtefactSummary(), "baton-artefacts")
+    _ARTEFACTS.append(line)
+
+
+def screenshot(page: Page, request: pytest.FixtureRequest, name: str) -> Path:
+    path = artefact_dir(request) / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    announce(request, f"screenshot: {path}")
+    return path

@@ -149,6 +149,10 @@ def test_every_job_ends_and_nothing_is_overbooked_under_faults(fault_stack):
     for job in finished:
         if job.status != "completed":
             print(f"  job #{job.pk} {job.status}: {job.error}")
+            for sub in job.subtasks.exclude(status="completed"):
+                tries = list(sub.calls.values_list("http_status", "error"))
+                print(f"    {sub.key} {sub.status} after {sub.attempts} attempts: {sub.error}")
+                print(f"      calls {[(status, error[:40]) for status, error in tries]}")
 
     assert sampler.error is None, sampler.error
     assert sampler.samples > 20

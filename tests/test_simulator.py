@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -188,3 +189,24 @@ def test_the_command_announces_its_port():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_hang_its_client_gave_up_on_is_no_longer_in_flight():
+    with running_simulator(hang_rate=1) as sim:
+        try:
+            httpx.post(f"{sim.base_url}/chat/completions", json=CHAT, headers=AUTH, timeout=0.3)
+        except httpx.TimeoutException:
+            pass
+        deadline = time.monotonic() + 5
+        while sim.stats.snapshot()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = sim.stats.snapshot()
+    assert stats["hangs"] == 1
+    assert stats["in_flight"] == 0
+
+
+def test_an_unknown_model_is_a_404():
+    with running_simulator() as sim:
+        response = post(sim.base_url, {**CHAT, "model": "unknown-model"})
+    assert response.status_code == 404
+    assert "does not exist" in response.json()["error"]["message"]

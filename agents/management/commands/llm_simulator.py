@@ -7,6 +7,8 @@ JSON and truncated answers. GET /stats reports what it saw.
 
 import json
 import random
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -144,7 +146,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
         if server.chance(config.hang_rate):
             server.stats.add("hangs")
-            server.stopping.wait(config.hang_s)
+            self._hang(config.hang_s)
             self.close_connection = True
             return None
         delay_ms = config.latency_ms + server.uniform(-config.jitter_ms, config.jitter_ms)
@@ -161,6 +163,24 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             )
         self._send_json(200, self._completion(model, messages))
         return None
+
+    def _hang(self, limit_s: float) -> None:
+        """Answer nothing until the client gives up (closes the connection), the limit
+        passes or the server stops. A request its client abandoned is no longer in flight:
+        counting it would charge the client's next call to a slot it already released."""
+        deadline = time.monotonic() + limit_s
+        while not self.server.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.1))
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return  # EOF: the client timed out and closed the connection
+                except OSError:
+                    return
+                self.server.stopping.wait(0.01)  # pipelined bytes; keep hanging
 
     def _completion(self, model: str, messages: list[dict]) -> dict[str, Any]:
         config, server = self.server.config, self.server
