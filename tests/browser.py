@@ -50,20 +50,38 @@ def log_in(page: Page, base_url: str, username: str, password: str | None = None
     expect(page.get_by_role("button", name=f"Log out {username}")).to_be_visible()
 
 
-def user_page(browser: Browser, base_url: str, username: str) -> Page:
+def user_page(browser: Browser, base_url: str, username: str, **context_options) -> Page:
     """A page in a browser context of its own (own cookies), logged in as `username`."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    options = {"viewport": {"width": 1280, "height": 900}, **context_options}
+    page = browser.new_context(**options).new_page()
     log_in(page, base_url, username)
     return page
 
 
 def mark_page(page: Page) -> None:
-    """Set a marker on the window: `not_reloaded(page)` is False once the page reloads."""
-    page.evaluate("window.__batonNotReloaded = true")
+    """Set a marker on the window and record the page's WebSocket closes from now on.
+
+    `assert_steady(page)` then checks that the page was neither reloaded nor disconnected.
+    """
+    page.evaluate(
+        """() => {
+          window.__batonNotReloaded = true;
+          window.__batonDrops = [];
+          document.addEventListener('htmx:wsClose',
+            e => window.__batonDrops.push(e.detail.event.code));
+        }"""
+    )
 
 
 def not_reloaded(page: Page) -> bool:
     return page.evaluate("window.__batonNotReloaded === true")
+
+
+def assert_steady(page: Page) -> None:
+    """Since mark_page: no reload, and the WebSocket never closed (so no catch-up re-fetch)."""
+    assert not_reloaded(page), f"{page.url} was reloaded"
+    drops = page.evaluate("window.__batonDrops")
+    assert drops == [], f"{page.url}: the WebSocket closed (codes {drops}) and reconnected"
 
 
 _ARTEFACTS: list[str] = []

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
-from .browser import chromium, mark_page, not_reloaded, screenshot, user_page
+from .browser import assert_steady, chromium, mark_page, screenshot, user_page
 from .stack import start_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -142,7 +142,7 @@ def test_a_job_is_followed_live_on_the_board_and_the_job_page(slow_stack, seeded
         f"no intermediate progress was shown live: {progress}"
     )
     assert progress[-1] == "completed 3/3"
-    assert not_reloaded(watcher)
+    assert_steady(watcher)
 
     # The job page: the graph's nodes changed colour live, and the status reached Completed.
     expect(job_page.locator("#job-status")).to_have_text("Completed", timeout=LIVE_TIMEOUT_MS)
@@ -158,7 +158,7 @@ def test_a_job_is_followed_live_on_the_board_and_the_job_page(slow_stack, seeded
     ]
     assert changed, f"no node was seen changing to status-completed: {seen}"
     expect(job_page.locator("#job-result")).to_contain_text("The request was")
-    assert not_reloaded(job_page)
+    assert_steady(job_page)
 
     # The trace of one subtask: the messages sent and the tokens of its call.
     research = Subtask.objects.get(job_id=job_id, key="research")
@@ -176,7 +176,7 @@ def test_a_job_is_followed_live_on_the_board_and_the_job_page(slow_stack, seeded
         f"{call.prompt_tokens} + {call.completion_tokens} tokens"
     )
     expect(trace.locator(".response")).to_contain_text("The request was")
-    assert not_reloaded(job_page)
+    assert_steady(job_page)
 
 
 def test_cancelling_mid_run_shows_on_both_pages_and_starts_nothing_new(slow_stack, seeded, browser):
@@ -208,7 +208,7 @@ def test_cancelling_mid_run_shows_on_both_pages_and_starts_nothing_new(slow_stac
     assert dialogs and "Cancel this job?" in dialogs[0]
     expect(board.locator(f"#cards-cancelled #job-card-{job_id}")).to_be_visible(timeout=10_000)
     expect(board.locator(f"#job-card-{job_id} .status")).to_have_text("Cancelled")
-    assert not_reloaded(board)
+    assert_steady(board)
 
     cancel = AuditEntry.objects.get(job_id=job_id, action="cancel", actor__username="bob")
     research_call = wait_until(
@@ -234,7 +234,7 @@ def test_cancelling_mid_run_shows_on_both_pages_and_starts_nothing_new(slow_stac
     assert Job.objects.get(pk=job_id).status == JobStatus.CANCELLED
     expect(bob.locator("#job-status")).to_have_text("Cancelled")
     expect(board.locator(f"#cards-cancelled #job-card-{job_id}")).to_be_visible()
-    assert not_reloaded(board)
+    assert_steady(board)
 
 
 def test_a_plan_edited_in_the_browser_is_what_the_specialist_receives(slow_stack, seeded, browser):
@@ -264,7 +264,7 @@ def test_a_plan_edited_in_the_browser_is_what_the_specialist_receives(slow_stack
     expect(bob.get_by_role("heading", name="Review the plan")).to_have_count(0)
     mark_page(bob)
     expect(bob.locator("#job-status")).to_have_text("Completed", timeout=LIVE_TIMEOUT_MS)
-    assert not_reloaded(bob)
+    assert_steady(bob)
     sent = LLMCall.objects.get(subtask__job_id=job_id, subtask__key="research").messages
     assert edited in sent[-1]["content"]
     expect(bob.locator("#subtasks")).to_contain_text(edited)
@@ -280,6 +280,7 @@ def test_review_controls_appear_when_the_plan_is_ready(slow_stack, seeded, brows
     expect(bob.locator("#job-status")).to_have_text("Waiting", timeout=LIVE_TIMEOUT_MS)
     expect(bob.get_by_role("button", name="Approve the plan")).to_be_visible(timeout=10_000)
     expect(bob.get_by_role("form", name="Edit research")).to_be_visible()
+    assert_steady(bob)  # shown live, not by a reload or a reconnect's catch-up
 
 
 def test_screenshots_of_board_job_page_and_agents(slow_stack, seeded, browser, request):

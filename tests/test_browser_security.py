@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from agents.models import Agent, AuditEntry, Job, JobStatus
 
-from .browser import chromium, mark_page, not_reloaded, user_page
+from .browser import assert_steady, chromium, mark_page, not_reloaded, user_page
 from .stack import _spawn, _wait_for, start_stack
 from .test_browser_job import open_job, submit_in_form, wait_until
 
@@ -109,7 +109,7 @@ def test_a_hostile_answer_renders_inert(own_stack, seeded, browser):
     assert 'onerror="window.__pwned=2"' in job.result
     expect(job_page.locator("#subtasks .markdown")).to_have_count(3)
     assert_inert(job_page, dialogs)
-    assert not_reloaded(job_page)
+    assert_steady(job_page)
 
     # Rendered by the server on a fresh load.
     job_page.reload()
@@ -225,7 +225,7 @@ def test_permissions_in_the_browser(own_stack, seeded, browser):
     dave.get_by_role("button", name="Disable Researcher").click()
     expect(row).to_have_attribute("data-enabled", "false")
     expect(row.get_by_role("button", name="Enable Researcher")).to_be_visible()
-    assert not_reloaded(dave)
+    assert_steady(dave)
     assert not Agent.objects.get(slug="researcher").enabled
     assert AuditEntry.objects.filter(actor__username="dave", agent__slug="researcher").exists()
     dave.get_by_role("button", name="Enable Researcher").click()
@@ -287,3 +287,16 @@ def test_the_pages_show_a_lost_connection_and_catch_up_after_it(own_stack, seede
     job_page.get_by_role("button", name="Approve the plan").click()
     expect(board.locator(f"#cards-completed #job-card-{job_id}")).to_be_visible(timeout=60_000)
     assert not_reloaded(board)
+
+
+def test_an_idle_page_keeps_its_connection(own_stack, seeded, browser):
+    """Nothing happens for a while: the socket stays open (no close, no reconnect churn)."""
+    alice = user_page(browser, own_stack.base_url, "alice")
+    expect(alice.locator("#connection")).to_have_text("live")
+    mark_page(alice)
+    deadline = time.monotonic() + 12  # longer than any client or server read timeout of 5 s
+    while time.monotonic() < deadline:
+        assert_steady(alice)
+        alice.wait_for_timeout(500)
+    expect(alice.locator("#connection")).to_have_text("live")
+    assert_steady(alice)
