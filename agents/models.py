@@ -126,7 +126,10 @@ class JobQuerySet(models.QuerySet):
         )
 
     def status_counts(self) -> dict[str, int]:
-        counts = dict(self.order_by().values_list("status").annotate(n=models.Count("id")))
+        # distinct: on a for_board() queryset the subtasks join repeats each job.
+        counts = dict(
+            self.order_by().values_list("status").annotate(n=models.Count("id", distinct=True))
+        )
         return {status: counts.get(status, 0) for status in JobStatus.values}
 
 

@@ -39,6 +39,12 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+def close_contexts(browser: Browser) -> None:
+    """Close every page and context: a page left open keeps its WebSocket and its watchers."""
+    for context in list(browser.contexts):
+        context.close()
+
+
 def log_in(page: Page, base_url: str, username: str, password: str | None = None) -> None:
     """Log in through the form; wait for the page that says who is logged in."""
     from .conftest import PASSWORD

@@ -101,3 +101,11 @@ def test_a_viewer_sees_no_submit_form_and_cannot_post(client):
 def test_anonymous_users_are_sent_to_log_in(client):
     response = client.get("/")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_column_counts_count_jobs_not_subtasks(client, operator):
+    job = Job.objects.create(title="three parts", description="d" * 20, status="working")
+    for key in "abc":
+        job.subtasks.create(key=key, type="research")
+    page = client.get("/").content.decode()
+    assert '<span class="count" id="count-working">1</span>' in page

@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from agents.models import Job, JobStatus
 
 from .axe import axe_source, blocking, describe, run_axe
-from .browser import announce, chromium, user_page
+from .browser import announce, chromium, close_contexts, user_page
 from .test_browser_job import open_job, submit_in_form, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -21,6 +21,12 @@ def axe():
 def browser():
     with chromium() as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def _close_pages(browser):
+    yield
+    close_contexts(browser)
 
 
 def check(request, page, name: str, axe: str, found: dict) -> None:

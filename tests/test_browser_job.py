@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
-from .browser import assert_steady, chromium, mark_page, screenshot, user_page
+from .browser import assert_steady, chromium, close_contexts, mark_page, screenshot, user_page
 from .stack import start_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -72,6 +72,12 @@ def browser():
         yield running
 
 
+@pytest.fixture(autouse=True)
+def _close_pages(browser):
+    yield
+    close_contexts(browser)
+
+
 def wait_until(predicate, what: str, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,7 +103,7 @@ def submit_in_form(page, title: str, description: str = DESCRIPTION, review=Fals
     if review:
         page.get_by_label("Review the plan before it runs").check()
     page.get_by_role("button", name="Submit job").click()
-    notice = page.locator("#submit .notice", has_text="submitted")
+    notice = page.locator("#submit .notice", has_text=f"{title} submitted")
     expect(notice).to_be_visible()
     href = notice.get_by_role("link").get_attribute("href")
     return int(re.search(r"/jobs/(\d+)/", href).group(1))
@@ -297,6 +303,9 @@ def test_screenshots_of_board_job_page_and_agents(slow_stack, seeded, browser, r
     expect(alice.locator("#cards-completed article")).to_have_count(1)
     expect(alice.locator("#cards-waiting article")).to_have_count(1)
     board = screenshot(alice, request, "board")
+    # The columns' counts, as the server renders them, match their cards.
+    expect(alice.locator("#count-completed")).to_have_text("1")
+    expect(alice.locator("#count-waiting")).to_have_text("1")
 
     open_job(alice, url, done)
     research = Subtask.objects.get(job_id=done, key="research")

@@ -13,7 +13,14 @@ from playwright.sync_api import expect
 
 from agents.models import Agent, AuditEntry, Job, JobStatus
 
-from .browser import assert_steady, chromium, mark_page, not_reloaded, user_page
+from .browser import (
+    assert_steady,
+    chromium,
+    close_contexts,
+    mark_page,
+    not_reloaded,
+    user_page,
+)
 from .stack import _spawn, _wait_for, start_stack
 from .test_browser_job import open_job, submit_in_form, wait_until
 
@@ -61,6 +68,12 @@ def own_stack(django_db_setup, django_db_blocker, tmp_path_factory):
 def browser():
     with chromium() as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def _close_pages(browser):
+    yield
+    close_contexts(browser)
 
 
 def record_dialogs(page, dialogs: list) -> None:
@@ -291,12 +304,22 @@ def test_the_pages_show_a_lost_connection_and_catch_up_after_it(own_stack, seede
 
 def test_an_idle_page_keeps_its_connection(own_stack, seeded, browser):
     """Nothing happens for a while: the socket stays open (no close, no reconnect churn)."""
-    alice = user_page(browser, own_stack.base_url, "alice")
-    expect(alice.locator("#connection")).to_have_text("live")
-    mark_page(alice)
-    deadline = time.monotonic() + 12  # longer than any client or server read timeout of 5 s
+    url = own_stack.base_url
+    alice = user_page(browser, url, "alice")
+    job_id = submit_in_form(alice, "Soon idle")
+    wait_until(
+        lambda: Job.objects.filter(pk=job_id, status=JobStatus.COMPLETED).exists(), "the job"
+    )
+    # A finished job's page: nothing more is published to it.
+    open_job(alice, url, job_id)
+    alice.evaluate(
+        "window.__messages = 0;"
+        "document.addEventListener('htmx:wsAfterMessage', () => window.__messages++)"
+    )
+    deadline = time.monotonic() + 12  # more than twice any 5 s read timeout on the way
     while time.monotonic() < deadline:
         assert_steady(alice)
         alice.wait_for_timeout(500)
+    print("fragments received while idle:", alice.evaluate("window.__messages"))
     expect(alice.locator("#connection")).to_have_text("live")
     assert_steady(alice)

@@ -32,3 +32,12 @@ def test_the_job_page_shows_the_tree_and_who_wrote_each_version(client):
     assert "v2 by <strong>coder/a</strong>" in page
     assert "v1 by <strong>orchestrator/plan</strong>" in page
     assert "<code>results</code></td><td>added</td>" in page
+
+
+def test_a_job_page_opens_before_the_state_has_a_version(client):
+    client.force_login(User.objects.create_user("early", password="pw-early-1"))
+    job = Job.objects.create(title="fresh", description="d" * 20)
+    SharedState.objects.create(job=job)
+    response = client.get(f"/jobs/{job.pk}/")
+    assert response.status_code == 200
+    assert 'id="state-version">v0<' in response.content.decode()

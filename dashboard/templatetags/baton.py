@@ -67,6 +67,8 @@ def state_history(state, limit: int = 20) -> list[dict]:
     if state is None:
         return []
     versions = list(state.versions.order_by("-version")[: limit + 1])
+    if not versions:
+        return []
     rows = []
     for newer, older in zip(versions, [*versions[1:], None], strict=True):
         if len(rows) == limit:

@@ -35,6 +35,16 @@
       refetch();
     }
   });
+  // A job that now awaits plan review: the review forms depend on who is looking, so they
+  // are not in the shared fragment; an operator's page fetches them.
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var header = document.getElementById("job-header");
+    if (header && header.dataset.status === "waiting" &&
+        document.body.classList.contains("can-operate") &&
+        !document.querySelector(".review") && header.dataset.review === "true") {
+      refetch();
+    }
+  });
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.querySelector("[ws-connect]")) {
       var badge = document.getElementById("connection");
