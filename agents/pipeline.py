@@ -339,19 +339,19 @@ def _dispatch_pass() -> int:
 
 
 def _show_agentless(agentless: bool) -> None:
-    """Say on the job why it is not moving when no agent at all is enabled, and clear it."""
+    """With no agent enabled at all, running jobs wait, saying why; they resume with one."""
     if agentless:
         jobs = Job.objects.filter(status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING)
-        jobs = jobs.exclude(status_reason=NO_AGENT).distinct()
-        reason = NO_AGENT
+        moves = (JobStatus.WORKING, JobStatus.WAITING, NO_AGENT)
     else:
-        jobs = Job.objects.filter(status=JobStatus.WORKING, status_reason=NO_AGENT)
-        reason = ""
-    ids = list(jobs.values_list("pk", flat=True))
+        jobs = Job.objects.filter(status=JobStatus.WAITING, status_reason=NO_AGENT)
+        moves = (JobStatus.WAITING, JobStatus.WORKING, "")
+    expected, new, reason = moves
+    ids = list(jobs.distinct().values_list("pk", flat=True))
     if ids:
-        Job.objects.filter(pk__in=ids).update(status_reason=reason)
+        Job.objects.filter(pk__in=ids, status=expected).update(status=new, status_reason=reason)
         for pk in ids:
-            events.job_changed(pk)
+            events.job_changed(pk, moved=True)
 
 
 def _prompt(sub: Subtask, agent: Agent) -> list[dict]:

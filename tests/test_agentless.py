@@ -20,6 +20,7 @@ def test_it_says_why_a_job_waits_when_no_agent_is_enabled():
 
     assert pipeline.dispatch_ready() == 0
     job.refresh_from_db()
+    assert job.status == JobStatus.WAITING
     assert job.status_reason == pipeline.NO_AGENT
     assert job.subtasks.get().status == SubtaskStatus.WAITING
 
@@ -28,12 +29,14 @@ def test_it_resumes_when_an_agent_is_enabled(django_capture_on_commit_callbacks)
     agent = Agent.objects.create(name="R", slug="r", specialties=["research"], enabled=False)
     job = working_job()
     pipeline.dispatch_ready()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
 
     with django_capture_on_commit_callbacks() as callbacks:
         actions.set_agent_enabled(agent, True)
     assert callbacks, "enabling an agent asks for a dispatch pass"
     assert pipeline.dispatch_ready() == 1
     job.refresh_from_db()
+    assert job.status == JobStatus.WORKING
     assert job.status_reason == ""
     assert job.subtasks.get().agent == agent
     assert job.audit.count() == 0 and agent.audit.get().action == "enable_agent"
