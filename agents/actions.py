@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import events, pipeline, state, tasks
+from . import dispatch, events, pipeline, state, tasks
 from .models import (
     JOB_TERMINAL,
     Agent,
@@ -123,7 +123,7 @@ def retry_subtask(sub: Subtask, *, user=None) -> bool:
             return False
         _reopen(job, _downstream(sub))
         audit("retry_subtask", actor=user, job=job, subtask=sub, detail=sub.key)
-    pipeline.dispatch_ready()
+    dispatch.dispatch_ready()
     return True
 
 
@@ -144,7 +144,7 @@ def retry_job(job: Job, *, user=None) -> bool:
             transaction.on_commit(lambda: tasks.synthesize_job.delay(job.pk))
         else:
             _reopen(job, set(open_subtasks.values_list("pk", flat=True)))
-            transaction.on_commit(tasks.dispatch.delay)
+            transaction.on_commit(tasks.dispatch_ready.delay)
         audit("retry_job", actor=user, job=job)
         events.job_changed(job.pk, moved=True)
     return True
@@ -157,7 +157,7 @@ def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
         audit("enable_agent" if enabled else "disable_agent", actor=user, agent=agent)
         if enabled:
             # Work may have been waiting for exactly this agent.
-            transaction.on_commit(tasks.dispatch.delay)
+            transaction.on_commit(tasks.dispatch_ready.delay)
 
 
 def _in_review(job: Job) -> bool:
@@ -232,5 +232,5 @@ def approve_plan(job: Job, *, user=None) -> bool:
         state.write(job.pk, {"pending_tasks": pending}, author=author)
         audit("approve_plan", actor=user, job=job)
         events.job_changed(job.pk, moved=True)
-    pipeline.dispatch_ready()
+    dispatch.dispatch_ready()
     return True

@@ -7,16 +7,14 @@ to run twice. The order lives in the database (the subtask DAG), not in Celery c
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count
 from django.utils import timezone
 
-from . import coalesce, events, llm, metrics, planning, state, tasks
-from .allocation import Candidate, choose
+from . import dispatch, events, llm, metrics, planning, state, tasks
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
@@ -36,9 +34,6 @@ MAX_STEP_RETRIES = 3
 # 429s pause a subtask without using up its retries, but not forever.
 MAX_RATE_LIMIT_PAUSES = 20
 BUDGET_EXCEEDED = "budget exceeded"
-NO_AGENT = "No agent is enabled: waiting until one is."
-DISPATCH_BATCH = 500
-RECONCILE_BATCH = 500
 
 
 class BudgetExceeded(Exception):
@@ -124,7 +119,7 @@ def plan_job(job_id: int) -> None:
     if job is None or job.is_terminal:
         return
     if job.planned_at:  # a redelivered message after the plan was written
-        dispatch_ready()
+        dispatch.dispatch_ready()
         return
     if not job.transition(JobStatus.QUEUED, JobStatus.PLANNING, claimed_at=timezone.now()):
         return  # another worker holds the planning step
@@ -211,7 +206,7 @@ def plan_job(job_id: int) -> None:
             status_reason=notes.strip()[:300],
         )
         events.job_changed(job.pk, moved=True)
-    dispatch_ready()
+    dispatch.dispatch_ready()
 
 
 def _fail_job(job: Job, expected: str, error: str) -> None:
@@ -241,117 +236,6 @@ def end_job(job_id: int, status: str, error: str) -> bool:
             events.subtask_changed(pk)
         events.job_changed(job_id, moved=True)
     return True
-
-
-def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
-    load = dict(
-        Subtask.objects.filter(agent__in=agents, status__in=SUBTASK_IN_FLIGHT)
-        .values_list("agent")
-        .annotate(n=Count("id"))
-    )
-    return {
-        a.pk: Candidate(
-            id=a.pk,
-            slug=a.slug,
-            specialties=tuple(a.specialties),
-            completed=a.completed_count,
-            failed=a.failed_count,
-            avg_latency_s=a.avg_latency_s,
-            load=load.get(a.pk, 0),
-            max_concurrency=a.max_concurrency,
-        )
-        for a in agents
-    }
-
-
-def dispatch_ready() -> int:
-    """Assign every runnable waiting subtask to an agent with capacity; return how many.
-
-    One pass runs at a time across all workers, so no agent is ever overbooked; a caller
-    that finds a pass running leaves it a mark to go round again (agents.coalesce).
-    """
-    coalesce.mark_dirty()
-    assigned = 0
-    while True:
-        with coalesce.exclusive_pass() as exclusive:
-            if not exclusive:
-                return assigned
-            coalesce.take_dirty()
-            assigned += _dispatch_pass()
-        if not coalesce.take_dirty():
-            return assigned
-
-
-def _dispatch_pass() -> int:
-    """Highest job priority first (0 highest), FIFO within a priority."""
-    now = timezone.now()
-    assigned = 0
-    settle: set[int] = set()
-    agents = list(Agent.objects.filter(enabled=True).order_by("pk"))
-    _show_agentless(not agents)
-    candidates = _candidates(agents)
-    if not any(c.load < c.max_concurrency for c in candidates.values()):
-        return 0
-    open_statuses = [SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT]
-    lost_statuses = [SubtaskStatus.FAILED, SubtaskStatus.CANCELLED]
-    runnable = (
-        Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .annotate(
-            open_deps=Count("depends_on", filter=Q(depends_on__status__in=open_statuses)),
-            lost_deps=Count("depends_on", filter=Q(depends_on__status__in=lost_statuses)),
-        )
-        .filter(Q(open_deps=0) | Q(lost_deps__gt=0))
-        .only("pk", "job_id", "type", "assign_hint", "status")
-        .order_by("priority", "job_id", "pk")[:DISPATCH_BATCH]
-    )
-    full_types: set[str] = set()
-    for sub in runnable:
-        if sub.lost_deps:
-            if sub.transition(
-                SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"
-            ):
-                events.subtask_changed(sub.pk)
-                settle.add(sub.job_id)
-            continue
-        if not any(c.load < c.max_concurrency for c in candidates.values()):
-            break
-        if sub.type in full_types and not sub.assign_hint:
-            continue
-        chosen, reasons = choose(sub.type, candidates.values(), sub.assign_hint)
-        if chosen is None:
-            full_types.add(sub.type)
-            continue
-        if sub.transition(
-            SubtaskStatus.WAITING,
-            SubtaskStatus.QUEUED,
-            agent_id=chosen.id,
-            allocation=reasons,
-            next_attempt_at=None,
-        ):
-            candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
-            assigned += 1
-            events.subtask_changed(sub.pk)
-            transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
-    for job_id in settle:
-        settle_job(job_id)
-    return assigned
-
-
-def _show_agentless(agentless: bool) -> None:
-    """With no agent enabled at all, running jobs wait, saying why; they resume with one."""
-    if agentless:
-        jobs = Job.objects.filter(status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING)
-        moves = (JobStatus.WORKING, JobStatus.WAITING, NO_AGENT)
-    else:
-        jobs = Job.objects.filter(status=JobStatus.WAITING, status_reason=NO_AGENT)
-        moves = (JobStatus.WAITING, JobStatus.WORKING, "")
-    expected, new, reason = moves
-    ids = list(jobs.distinct().values_list("pk", flat=True))
-    if ids:
-        Job.objects.filter(pk__in=ids, status=expected).update(status=new, status_reason=reason)
-        for pk in ids:
-            events.job_changed(pk, moved=True)
 
 
 def _prompt(sub: Subtask, agent: Agent) -> list[dict]:
@@ -414,11 +298,11 @@ def run_subtask(subtask_id: int) -> None:
         ):
             events.subtask_changed(sub.pk)
         end_job(sub.job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
-        dispatch_ready()
+        dispatch.dispatch_ready()
         return
     except llm.LLMError as exc:
         _subtask_failed(sub, attempt, exc)
-        dispatch_ready()
+        dispatch.dispatch_ready()
         return
     text = answer.response
     if answer.finish_reason == "length":
@@ -444,7 +328,7 @@ def run_subtask(subtask_id: int) -> None:
         state.record_result(sub.job_id, sub.key, text, author=f"{agent.slug}/{sub.key}")
         events.subtask_changed(sub.pk)
         settle_job(sub.job_id)
-    dispatch_ready()
+    dispatch.dispatch_ready()
 
 
 def _subtask_failed(sub: Subtask, attempt: int, exc: llm.LLMError) -> None:
@@ -485,7 +369,7 @@ def _subtask_failed(sub: Subtask, attempt: int, exc: llm.LLMError) -> None:
         if moved:
             events.subtask_changed(sub.pk)
             if delay is not None:
-                transaction.on_commit(lambda: tasks.dispatch.apply_async(countdown=delay))
+                transaction.on_commit(lambda: tasks.dispatch_ready.apply_async(countdown=delay))
 
 
 def settle_job(job_id: int) -> None:
@@ -555,84 +439,3 @@ def synthesize_job(job_id: int) -> None:
         ):
             state.write(job_id, {"final": answer.response}, author=f"{orchestrator.slug}/synthesis")
             events.job_changed(job_id, moved=True)
-
-
-def _resend(rows, task, now, what: str) -> int:
-    """Send each row's step again and record it; bumping updated_at spaces the resends."""
-    from .models import AuditEntry
-
-    ids = list(rows.values_list("pk", flat=True)[:RECONCILE_BATCH])
-    if not ids:
-        return 0
-    rows.model.objects.filter(pk__in=ids).update(updated_at=now)
-    if rows.model is Subtask:
-        Subtask.objects.filter(pk__in=ids).update(redispatches=F("redispatches") + 1)
-        entries = [AuditEntry(action="redispatch", subtask_id=pk, detail=what) for pk in ids]
-        job_of = dict(Subtask.objects.filter(pk__in=ids).values_list("pk", "job_id"))
-        for entry in entries:
-            entry.job_id = job_of[entry.subtask_id]
-    else:
-        entries = [AuditEntry(action="redispatch", job_id=pk, detail=what) for pk in ids]
-    AuditEntry.objects.bulk_create(entries)
-    for pk in ids:
-        transaction.on_commit(lambda pk=pk: task.delay(pk))
-    return len(ids)
-
-
-def reconcile() -> dict[str, int]:
-    """Re-dispatch work whose status says queued or working but that no worker holds.
-
-    Safe to run anywhere, any time: every re-dispatched message meets a conditional claim,
-    and a completed subtask is never claimed again.
-    """
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.RECONCILE_AFTER_S)
-    # Messages that may simply be lost (a broker restart) are re-sent sooner: a duplicate of
-    # a queued message is harmless, it loses the claim.
-    lost = now - timedelta(seconds=min(15.0, settings.RECONCILE_AFTER_S))
-    counts = {}
-    with transaction.atomic():
-        waiting = Job.objects.filter(status=JobStatus.WAITING, planned_at__isnull=True)
-        if waiting.exists() and Agent.objects.orchestrator() is not None:
-            waiting.update(status=JobStatus.QUEUED, status_reason="", updated_at=stale)
-        # A worker that died mid-step left its claim behind: release it.
-        Job.objects.filter(status=JobStatus.PLANNING, claimed_at__lt=stale).update(
-            status=JobStatus.QUEUED, claimed_at=None, updated_at=stale
-        )
-        Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
-            claimed_at=None, updated_at=stale
-        )
-        Subtask.objects.filter(status=SubtaskStatus.WORKING, started_at__lt=stale).update(
-            status=SubtaskStatus.QUEUED, updated_at=stale
-        )
-        counts["plans"] = _resend(
-            Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost),
-            tasks.plan_job,
-            now,
-            "planning re-sent: no worker took it",
-        )
-        counts["syntheses"] = _resend(
-            Job.objects.filter(
-                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
-            ),
-            tasks.synthesize_job,
-            now,
-            "synthesis re-sent: no worker took it",
-        )
-        counts["subtasks"] = _resend(
-            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lt=lost),
-            tasks.run_subtask,
-            now,
-            "subtask re-sent: no worker finished it",
-        )
-    open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
-    unsettled = Job.objects.filter(status=JobStatus.WORKING).exclude(
-        subtasks__status__in=open_statuses
-    )
-    for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
-        with transaction.atomic():
-            settle_job(job_id)
-    dispatch_ready()
-    if any(counts.values()):
-        log.info("reconcile re-dispatched %s", counts)
-    return counts

@@ -10,7 +10,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import pipeline
+from . import dispatch, pipeline, recovery
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ def synthesize_job(job_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def dispatch() -> None:
-    pipeline.dispatch_ready()
+def dispatch_ready() -> None:
+    dispatch.dispatch_ready()
 
 
 @shared_task(ignore_result=True)
 def reconcile() -> None:
-    pipeline.reconcile()
+    recovery.reconcile()
 
 
 _reconciler_started = threading.Event()
@@ -55,7 +55,7 @@ def start_reconciler() -> None:
     def loop() -> None:
         while not _stop.wait(settings.RECONCILE_EVERY_S):
             try:
-                pipeline.reconcile()
+                recovery.reconcile()
             except Exception:
                 log.exception("reconcile pass failed")
             finally:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents import actions, pipeline
+from agents import actions, dispatch
 from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus
 
 pytestmark = pytest.mark.django_db
@@ -18,23 +18,23 @@ def test_it_says_why_a_job_waits_when_no_agent_is_enabled():
     Agent.objects.create(name="R", slug="r", specialties=["research"], enabled=False)
     job = working_job()
 
-    assert pipeline.dispatch_ready() == 0
+    assert dispatch.dispatch_ready() == 0
     job.refresh_from_db()
     assert job.status == JobStatus.WAITING
-    assert job.status_reason == pipeline.NO_AGENT
+    assert job.status_reason == dispatch.NO_AGENT
     assert job.subtasks.get().status == SubtaskStatus.WAITING
 
 
 def test_it_resumes_when_an_agent_is_enabled(django_capture_on_commit_callbacks):
     agent = Agent.objects.create(name="R", slug="r", specialties=["research"], enabled=False)
     job = working_job()
-    pipeline.dispatch_ready()
+    dispatch.dispatch_ready()
     assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
 
     with django_capture_on_commit_callbacks() as callbacks:
         actions.set_agent_enabled(agent, True)
     assert callbacks, "enabling an agent asks for a dispatch pass"
-    assert pipeline.dispatch_ready() == 1
+    assert dispatch.dispatch_ready() == 1
     job.refresh_from_db()
     assert job.status == JobStatus.WORKING
     assert job.status_reason == ""

@@ -1,8 +1,8 @@
 import pytest
 
 from agents import tasks
+from agents.dispatch import dispatch_ready
 from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus
-from agents.pipeline import dispatch_ready
 
 pytestmark = pytest.mark.django_db
 

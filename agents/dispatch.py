@@ -1,0 +1,127 @@
+"""Dispatch: every runnable subtask to the best agent with capacity, one pass at a time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from . import coalesce, events, pipeline, tasks
+from .allocation import Candidate, choose
+from .models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, Subtask, SubtaskStatus
+
+NO_AGENT = "No agent is enabled: waiting until one is."
+DISPATCH_BATCH = 500
+
+
+def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
+    load = dict(
+        Subtask.objects.filter(agent__in=agents, status__in=SUBTASK_IN_FLIGHT)
+        .values_list("agent")
+        .annotate(n=Count("id"))
+    )
+    return {
+        a.pk: Candidate(
+            id=a.pk,
+            slug=a.slug,
+            specialties=tuple(a.specialties),
+            completed=a.completed_count,
+            failed=a.failed_count,
+            avg_latency_s=a.avg_latency_s,
+            load=load.get(a.pk, 0),
+            max_concurrency=a.max_concurrency,
+        )
+        for a in agents
+    }
+
+
+def dispatch_ready() -> int:
+    """Assign every runnable waiting subtask to an agent with capacity; return how many.
+
+    One pass runs at a time across all workers, so no agent is ever overbooked; a caller
+    that finds a pass running leaves it a mark to go round again (agents.coalesce).
+    """
+    coalesce.mark_dirty()
+    assigned = 0
+    while True:
+        with coalesce.exclusive_pass() as exclusive:
+            if not exclusive:
+                return assigned
+            coalesce.take_dirty()
+            assigned += _dispatch_pass()
+        if not coalesce.take_dirty():
+            return assigned
+
+
+def _dispatch_pass() -> int:
+    """Highest job priority first (0 highest), FIFO within a priority."""
+    now = timezone.now()
+    assigned = 0
+    settle: set[int] = set()
+    agents = list(Agent.objects.filter(enabled=True).order_by("pk"))
+    _show_agentless(not agents)
+    candidates = _candidates(agents)
+    if not any(c.load < c.max_concurrency for c in candidates.values()):
+        return 0
+    open_statuses = [SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT]
+    lost_statuses = [SubtaskStatus.FAILED, SubtaskStatus.CANCELLED]
+    runnable = (
+        Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .annotate(
+            open_deps=Count("depends_on", filter=Q(depends_on__status__in=open_statuses)),
+            lost_deps=Count("depends_on", filter=Q(depends_on__status__in=lost_statuses)),
+        )
+        .filter(Q(open_deps=0) | Q(lost_deps__gt=0))
+        .only("pk", "job_id", "type", "assign_hint", "status")
+        .order_by("priority", "job_id", "pk")[:DISPATCH_BATCH]
+    )
+    full_types: set[str] = set()
+    for sub in runnable:
+        if sub.lost_deps:
+            if sub.transition(
+                SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"
+            ):
+                events.subtask_changed(sub.pk)
+                settle.add(sub.job_id)
+            continue
+        if not any(c.load < c.max_concurrency for c in candidates.values()):
+            break
+        if sub.type in full_types and not sub.assign_hint:
+            continue
+        chosen, reasons = choose(sub.type, candidates.values(), sub.assign_hint)
+        if chosen is None:
+            full_types.add(sub.type)
+            continue
+        if sub.transition(
+            SubtaskStatus.WAITING,
+            SubtaskStatus.QUEUED,
+            agent_id=chosen.id,
+            allocation=reasons,
+            next_attempt_at=None,
+        ):
+            candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
+            assigned += 1
+            events.subtask_changed(sub.pk)
+            transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
+    for job_id in settle:
+        pipeline.settle_job(job_id)
+    return assigned
+
+
+def _show_agentless(agentless: bool) -> None:
+    """With no agent enabled at all, running jobs wait, saying why; they resume with one."""
+    if agentless:
+        jobs = Job.objects.filter(status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING)
+        moves = (JobStatus.WORKING, JobStatus.WAITING, NO_AGENT)
+    else:
+        jobs = Job.objects.filter(status=JobStatus.WAITING, status_reason=NO_AGENT)
+        moves = (JobStatus.WAITING, JobStatus.WORKING, "")
+    expected, new, reason = moves
+    ids = list(jobs.distinct().values_list("pk", flat=True))
+    if ids:
+        Job.objects.filter(pk__in=ids, status=expected).update(status=new, status_reason=reason)
+        for pk in ids:
+            events.job_changed(pk, moved=True)

@@ -1,0 +1,98 @@
+"""Recovery: re-dispatch work that a dead worker or a lost broker message left behind."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import dispatch, pipeline, tasks
+from .models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, Subtask, SubtaskStatus
+
+log = logging.getLogger(__name__)
+RECONCILE_BATCH = 500
+
+
+def _resend(rows, task, now, what: str) -> int:
+    """Send each row's step again and record it; bumping updated_at spaces the resends."""
+    from .models import AuditEntry
+
+    ids = list(rows.values_list("pk", flat=True)[:RECONCILE_BATCH])
+    if not ids:
+        return 0
+    rows.model.objects.filter(pk__in=ids).update(updated_at=now)
+    if rows.model is Subtask:
+        Subtask.objects.filter(pk__in=ids).update(redispatches=F("redispatches") + 1)
+        entries = [AuditEntry(action="redispatch", subtask_id=pk, detail=what) for pk in ids]
+        job_of = dict(Subtask.objects.filter(pk__in=ids).values_list("pk", "job_id"))
+        for entry in entries:
+            entry.job_id = job_of[entry.subtask_id]
+    else:
+        entries = [AuditEntry(action="redispatch", job_id=pk, detail=what) for pk in ids]
+    AuditEntry.objects.bulk_create(entries)
+    for pk in ids:
+        transaction.on_commit(lambda pk=pk: task.delay(pk))
+    return len(ids)
+
+
+def reconcile() -> dict[str, int]:
+    """Re-dispatch work whose status says queued or working but that no worker holds.
+
+    Safe to run anywhere, any time: every re-dispatched message meets a conditional claim,
+    and a completed subtask is never claimed again.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.RECONCILE_AFTER_S)
+    # Messages that may simply be lost (a broker restart) are re-sent sooner: a duplicate of
+    # a queued message is harmless, it loses the claim.
+    lost = now - timedelta(seconds=min(15.0, settings.RECONCILE_AFTER_S))
+    counts = {}
+    with transaction.atomic():
+        waiting = Job.objects.filter(status=JobStatus.WAITING, planned_at__isnull=True)
+        if waiting.exists() and Agent.objects.orchestrator() is not None:
+            waiting.update(status=JobStatus.QUEUED, status_reason="", updated_at=stale)
+        # A worker that died mid-step left its claim behind: release it.
+        Job.objects.filter(status=JobStatus.PLANNING, claimed_at__lt=stale).update(
+            status=JobStatus.QUEUED, claimed_at=None, updated_at=stale
+        )
+        Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
+            claimed_at=None, updated_at=stale
+        )
+        Subtask.objects.filter(status=SubtaskStatus.WORKING, started_at__lt=stale).update(
+            status=SubtaskStatus.QUEUED, updated_at=stale
+        )
+        counts["plans"] = _resend(
+            Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost),
+            tasks.plan_job,
+            now,
+            "planning re-sent: no worker took it",
+        )
+        counts["syntheses"] = _resend(
+            Job.objects.filter(
+                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
+            ),
+            tasks.synthesize_job,
+            now,
+            "synthesis re-sent: no worker took it",
+        )
+        counts["subtasks"] = _resend(
+            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lt=lost),
+            tasks.run_subtask,
+            now,
+            "subtask re-sent: no worker finished it",
+        )
+    open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
+    unsettled = Job.objects.filter(status=JobStatus.WORKING).exclude(
+        subtasks__status__in=open_statuses
+    )
+    for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
+        with transaction.atomic():
+            pipeline.settle_job(job_id)
+    dispatch.dispatch_ready()
+    if any(counts.values()):
+        log.info("reconcile re-dispatched %s", counts)
+    return counts
