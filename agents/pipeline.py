@@ -7,6 +7,7 @@ to run twice. The order lives in the database (the subtask DAG), not in Celery c
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -34,6 +35,7 @@ MAX_STEP_RETRIES = 3
 # 429s pause a subtask without using up its retries, but not forever.
 MAX_RATE_LIMIT_PAUSES = 20
 BUDGET_EXCEEDED = "budget exceeded"
+HEARTBEAT_AFTER_S = 5.0
 
 
 class BudgetExceeded(Exception):
@@ -278,9 +280,13 @@ def run_subtask(subtask_id: int) -> None:
     events.subtask_changed(sub.pk)
     agent = sub.agent
 
+    claimed = time.monotonic()
+
     def heartbeat() -> None:
-        # Waiting for a limiter slot is not being stuck: the reconciler's clock starts here.
-        Subtask.objects.filter(pk=sub.pk, attempts=attempt).update(started_at=timezone.now())
+        # Waiting for a limiter slot is not being stuck: the reconciler's clock restarts here
+        # (a write worth making only after a real wait).
+        if time.monotonic() - claimed > HEARTBEAT_AFTER_S:
+            Subtask.objects.filter(pk=sub.pk, attempts=attempt).update(started_at=timezone.now())
 
     try:
         answer = call_llm(
