@@ -116,6 +116,17 @@ def _failed_calls(job: Job, purpose: str, exc: llm.LLMError) -> int:
     return failed.exclude(http_status=429).count()
 
 
+def _claim_heartbeat(job_id: int, status: str):
+    """Renew a job step's claim once a limiter slot is held, after a real wait for one."""
+    claimed = time.monotonic()
+
+    def heartbeat() -> None:
+        if time.monotonic() - claimed > HEARTBEAT_AFTER_S:
+            Job.objects.filter(pk=job_id, status=status).update(claimed_at=timezone.now())
+
+    return heartbeat
+
+
 def plan_job(job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.is_terminal:
@@ -139,6 +150,7 @@ def plan_job(job_id: int) -> None:
     team = [(a.slug, a.specialties) for a in Agent.objects.specialists()]
     limit = settings.PLAN_MAX_SUBTASKS
     messages = planning.decomposition_messages(job.title, job.description, team, limit)
+    heartbeat = _claim_heartbeat(job.pk, JobStatus.PLANNING)
     try:
         answer = call_llm(
             agent=orchestrator,
@@ -146,6 +158,7 @@ def plan_job(job_id: int) -> None:
             purpose=LLMCall.Purpose.PLAN,
             messages=messages,
             temperature=PLAN_TEMPERATURE,
+            on_start=heartbeat,
         )
         try:
             plan = planning.parse_plan(answer.response, max_subtasks=limit)
@@ -158,6 +171,7 @@ def plan_job(job_id: int) -> None:
                 purpose=LLMCall.Purpose.PLAN,
                 messages=messages,
                 temperature=PLAN_TEMPERATURE,
+                on_start=heartbeat,
             )
             plan = planning.parse_plan(answer.response, max_subtasks=limit)
     except planning.PlanError as exc:
@@ -427,6 +441,7 @@ def synthesize_job(job_id: int) -> None:
             job_id=job_id,
             purpose=LLMCall.Purpose.SYNTHESIS,
             messages=messages,
+            on_start=_claim_heartbeat(job_id, JobStatus.SYNTHESIZING),
         )
     except BudgetExceeded:
         end_job(job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
