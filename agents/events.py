@@ -1,7 +1,8 @@
 """The one place that publishes live changes.
 
 Events are sent after commit, rendered once as server-side HTML fragments (htmx out-of-band
-swaps), and fanned out to channel groups: `board` and `job-<id>`. Consumers only forward.
+swaps), and fanned out to channel groups: `board`, `job-<id>` and `agents`, when some page
+watches them. Consumers only forward.
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ _local_watchers: dict[str, int] = {}
 def watch(group: str, delta: int) -> None:
     """Count the pages open on a group (consumers call it), so nobody renders for no one."""
     if settings.REDIS_URL:
-        client = redis_client(settings.REDIS_URL)
-        if client.hincrby(WATCHERS_KEY, group, delta) <= 0:
-            client.hdel(WATCHERS_KEY, group)
+        # Counts stay in the hash at zero: deleting them would race with a new watcher.
+        redis_client(settings.REDIS_URL).hincrby(WATCHERS_KEY, group, delta)
     else:
         with _publisher_lock:
             _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
@@ -51,7 +51,7 @@ def watch(group: str, delta: int) -> None:
 
 def watched(group: str) -> bool:
     if settings.REDIS_URL:
-        return bool(redis_client(settings.REDIS_URL).hexists(WATCHERS_KEY, group))
+        return int(redis_client(settings.REDIS_URL).hget(WATCHERS_KEY, group) or 0) > 0
     return _local_watchers.get(group, 0) > 0
 
 

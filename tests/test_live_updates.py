@@ -62,3 +62,27 @@ def test_it_pushes_status_changes_to_the_board(stack, seeded):
     assert 'hx-swap-oob="afterbegin:#cards-queued"' in fragments
     assert 'hx-swap-oob="afterbegin:#cards-completed"' in fragments
     assert 'id="count-completed"' in fragments
+
+
+def test_it_pushes_agent_metrics_to_the_agents_page(stack, seeded):
+    client = login(stack.base_url, "bob", PASSWORD)
+    cookie = f"sessionid={client.cookies['sessionid']}"
+    with connect(
+        ws_url(stack, "/ws/agents/"), origin=stack.base_url, additional_headers={"Cookie": cookie}
+    ) as socket:
+        client.post(
+            "/jobs/submit/",
+            data={
+                "title": "Metrics job",
+                "description": "Count the metrics, please.",
+                "priority": "5",
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+        )
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("-counts" in m for m in seen):
+            seen.append(socket.recv(timeout=deadline - time.monotonic()))
+    fragments = "\n".join(seen)
+    assert 'hx-swap-oob="true"' in fragments
+    assert "-counts" in fragments and "-load" in fragments
