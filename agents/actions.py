@@ -105,8 +105,6 @@ def _reopen(job: Job, subtask_ids: set[int]) -> int:
         next_attempt_at=None,
         finished_at=None,
     )
-    for pk in reopened:
-        events.subtask_changed(pk)
     if job.status in JOB_TERMINAL:
         job.transition(job.status, JobStatus.WORKING, error="", status_reason="", finished_at=None)
     events.job_changed(job.pk, moved=True)

@@ -84,7 +84,7 @@ def _dispatch_pass() -> int:
             if sub.transition(
                 SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"
             ):
-                events.subtask_changed(sub.pk)
+                events.subtask_changed(sub.pk, sub.job_id)
                 settle.add(sub.job_id)
             continue
         if not any(c.load < c.max_concurrency for c in candidates.values()):
@@ -104,7 +104,7 @@ def _dispatch_pass() -> int:
         ):
             candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
             assigned += 1
-            events.subtask_changed(sub.pk)
+            events.subtask_changed(sub.pk, sub.job_id)
             transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
     for job_id in settle:
         pipeline.settle_job(job_id)

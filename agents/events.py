@@ -49,10 +49,12 @@ def watch(group: str, delta: int) -> None:
             _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
 
 
-def watched(group: str) -> bool:
+def watched(*groups: str) -> list[bool]:
+    """Whether some page watches each group, in one round trip."""
     if settings.REDIS_URL:
-        return int(redis_client(settings.REDIS_URL).hget(WATCHERS_KEY, group) or 0) > 0
-    return _local_watchers.get(group, 0) > 0
+        counts = redis_client(settings.REDIS_URL).hmget(WATCHERS_KEY, groups)
+        return [int(count or 0) > 0 for count in counts]
+    return [_local_watchers.get(group, 0) > 0 for group in groups]
 
 
 def bind_event_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -62,12 +64,16 @@ def bind_event_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def job_changed(job_id: int, *, moved: bool = False) -> None:
-    """A job's fields changed; `moved` when its status (its board column) changed."""
+    """A job's fields changed; `moved` when its status (its board column) changed.
+
+    A moved job's page gets its whole subtask list and graph again, so bulk subtask changes
+    that come with a status change need no events of their own.
+    """
     transaction.on_commit(lambda: _safely(_publish_job, job_id, moved))
 
 
-def subtask_changed(subtask_id: int) -> None:
-    transaction.on_commit(lambda: _safely(_publish_subtask, subtask_id))
+def subtask_changed(subtask_id: int, job_id: int) -> None:
+    transaction.on_commit(lambda: _safely(_publish_subtask, subtask_id, job_id))
 
 
 def state_changed(job_id: int) -> None:
@@ -90,25 +96,28 @@ def _safely(publish, *args) -> None:
 def _publish_job(job_id: int, moved: bool) -> None:
     from .models import Job
 
-    if not (watched(BOARD_GROUP) or watched(job_group(job_id))):
+    on_board, on_page = watched(BOARD_GROUP, job_group(job_id))
+    if not (on_board or on_page):
         return
     job = Job.objects.for_board().filter(pk=job_id).first()
     if job is None:
         return
     context = {"job": job, "moved": moved, "counts": Job.objects.status_counts() if moved else {}}
-    if watched(BOARD_GROUP):
+    if on_board:
         send(BOARD_GROUP, render_to_string("dashboard/live/board_job.html", context))
-    if watched(job_group(job_id)):
+    if on_page:
         if moved:
             context["subtasks"] = _plan(job_id)
         send(job_group(job_id), render_to_string("dashboard/live/job_header.html", context))
 
 
-def _publish_subtask(subtask_id: int) -> None:
+def _publish_subtask(subtask_id: int, job_id: int) -> None:
     from .models import Subtask
 
+    if not watched(job_group(job_id))[0]:
+        return
     sub = Subtask.objects.select_related("agent").filter(pk=subtask_id).first()
-    if sub is None or not watched(job_group(sub.job_id)):
+    if sub is None:
         return
     subtasks = _plan(sub.job_id)
     html = render_to_string("dashboard/live/subtask.html", {"sub": sub, "subtasks": subtasks})
@@ -129,7 +138,7 @@ def _plan(job_id: int):
 def _publish_state(job_id: int) -> None:
     from .models import SharedState
 
-    if not watched(job_group(job_id)):
+    if not watched(job_group(job_id))[0]:
         return
     state = SharedState.objects.filter(job_id=job_id).first()
     if state is not None:
@@ -158,7 +167,7 @@ def _sending_loop(layer) -> asyncio.AbstractEventLoop | None:
 
 
 def _publish_agent(agent_id: int) -> None:
-    if not watched(AGENTS_GROUP):
+    if not watched(AGENTS_GROUP)[0]:
         return
     from .models import Agent
     from .series import agent_series

@@ -248,8 +248,6 @@ def end_job(job_id: int, status: str, error: str) -> bool:
         Subtask.objects.filter(pk__in=stopped).update(
             status=SubtaskStatus.CANCELLED, error=error, finished_at=timezone.now()
         )
-        for pk in stopped:
-            events.subtask_changed(pk)
         events.job_changed(job_id, moved=True)
     return True
 
@@ -282,7 +280,7 @@ def run_subtask(subtask_id: int) -> None:
         if sub.transition(
             SubtaskStatus.QUEUED, SubtaskStatus.CANCELLED, error="job is not running"
         ):
-            events.subtask_changed(sub.pk)
+            events.subtask_changed(sub.pk, sub.job_id)
         return
     # The claim: of two deliveries of this message, only one gets past here. The attempt
     # number then marks this run, so a run the reconciler gave up on cannot complete it.
@@ -291,7 +289,7 @@ def run_subtask(subtask_id: int) -> None:
         SubtaskStatus.QUEUED, SubtaskStatus.WORKING, started_at=timezone.now(), attempts=attempt
     ):
         return
-    events.subtask_changed(sub.pk)
+    events.subtask_changed(sub.pk, sub.job_id)
     agent = sub.agent
 
     claimed = time.monotonic()
@@ -316,7 +314,7 @@ def run_subtask(subtask_id: int) -> None:
         if sub.transition(
             SubtaskStatus.WORKING, SubtaskStatus.CANCELLED, attempt=attempt, error=BUDGET_EXCEEDED
         ):
-            events.subtask_changed(sub.pk)
+            events.subtask_changed(sub.pk, sub.job_id)
         end_job(sub.job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
         dispatch.dispatch_ready()
         return
@@ -346,7 +344,7 @@ def run_subtask(subtask_id: int) -> None:
         )
         events.agent_changed(agent.pk)
         state.record_result(sub.job_id, sub.key, text, author=f"{agent.slug}/{sub.key}")
-        events.subtask_changed(sub.pk)
+        events.subtask_changed(sub.pk, sub.job_id)
         settle_job(sub.job_id)
     dispatch.dispatch_ready()
 
@@ -387,7 +385,7 @@ def _subtask_failed(sub: Subtask, attempt: int, exc: llm.LLMError) -> None:
                 events.agent_changed(sub.agent_id)
                 settle_job(sub.job_id)
         if moved:
-            events.subtask_changed(sub.pk)
+            events.subtask_changed(sub.pk, sub.job_id)
             if delay is not None:
                 transaction.on_commit(lambda: tasks.dispatch_ready.apply_async(countdown=delay))
 
