@@ -1,6 +1,7 @@
 """Orchestration overhead on top of LLM latency, measured against real processes.
 
-Two Celery worker processes on PostgreSQL + Redis, the LLM simulator over HTTP. Each job is
+Two Celery worker processes (threads pool, 8 threads each) on PostgreSQL + Redis, the LLM
+simulator over HTTP. Each job is
 plan + 3 subtasks + synthesis = 5 calls. Two figures:
 
 - efficiency at 200 ms latency and cap 10: ideal wall = calls × latency / cap; efficiency =
@@ -32,7 +33,9 @@ def sh(*cmd: str, env: dict) -> None:
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def run(jobs: int, latency_ms: int, cap: int, workers: int, env: dict, logs: Path) -> dict:
+def run(
+    jobs: int, latency_ms: int, cap: int, workers: int, env: dict, logs: Path, concurrency: int
+) -> dict:
     import httpx
 
     env = {**env, "LLM_MAX_CONCURRENCY": str(cap)}
@@ -52,7 +55,7 @@ def run(jobs: int, latency_ms: int, cap: int, workers: int, env: dict, logs: Pat
         procs.append(
             subprocess.Popen(
                 [str(BIN / "celery"), "-A", "orchestrator_site", "worker", "--pool", "threads",
-                 "--concurrency", "32", "--without-gossip", "--without-mingle",
+                 "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
                  "--loglevel", "WARNING", "-n", f"bench{n}@%h"],
                 cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
             )
@@ -98,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8, help="threads per worker")
     args = parser.parse_args()
     base_db = os.environ.get("DATABASE_URL", "")
     redis = os.environ.get("REDIS_URL", "")
@@ -119,8 +123,8 @@ def main() -> None:
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     results = [
-        run(args.jobs, 200, 10, args.workers, env, logs),
-        run(args.jobs, 0, 10, args.workers, env, logs),
+        run(args.jobs, 200, 10, args.workers, env, logs, args.concurrency),
+        run(args.jobs, 0, 10, args.workers, env, logs, args.concurrency),
     ]
     for r in results:
         print(r)
