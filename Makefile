@@ -39,7 +39,7 @@ simulator: $(VENV)/.installed
 	$(PY) manage.py llm_simulator --port 8001 --latency-ms 200
 
 worker: $(VENV)/.installed
-	$(VENV)/bin/celery -A orchestrator_site worker --pool threads --concurrency 32 --loglevel INFO
+	$(VENV)/bin/celery -A orchestrator_site worker --pool threads --concurrency 16 --loglevel INFO
 
 web: $(VENV)/.installed
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) orchestrator_site.asgi:application

@@ -1,8 +1,7 @@
 """Orchestration overhead on top of LLM latency, measured against real processes.
 
 Two Celery worker processes (threads pool, 8 threads each) on PostgreSQL + Redis, the LLM
-simulator over HTTP. Each job is
-plan + 3 subtasks + synthesis = 5 calls. Two figures:
+simulator over HTTP. Each job is plan + 3 subtasks + synthesis = 5 calls. Two figures:
 
 - efficiency at 200 ms latency and cap 10: ideal wall = calls × latency / cap; efficiency =
   ideal / measured wall (1.0 would be a perfectly LLM-bound system);
