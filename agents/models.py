@@ -208,12 +208,6 @@ class Job(models.Model):
         return bool(updated)
 
     @property
-    def progress_percent(self) -> int:
-        """Needs the for_board() annotations."""
-        total = getattr(self, "subtasks_total", 0)
-        return round(100 * self.subtasks_done / total) if total else 0
-
-    @property
     def agents_involved(self) -> list[str]:
         """Needs for_board()."""
         return sorted({s.agent.name for s in getattr(self, "assigned_subtasks", [])})
