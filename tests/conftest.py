@@ -1,10 +1,12 @@
 import os
+import time
 
 import pytest
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, Permission, User
 
 from agents import team
+from agents.models import Job
 from agents.roles import ensure_roles
 
 from .stack import start_stack
@@ -61,4 +63,11 @@ def seeded(django_db_blocker):
             user.save()
             user.groups.set(Group.objects.filter(name=role))
             users[name] = user
-    return users
+    yield users
+    # Let the stack finish what the test started: flushing tables under a worker that is
+    # still writing deadlocks.
+    with django_db_blocker.unblock():
+        busy = ("queued", "planning", "working", "synthesizing")
+        deadline = time.monotonic() + 60
+        while Job.objects.filter(status__in=busy).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
