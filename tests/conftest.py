@@ -6,7 +6,7 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, Permission, User
 
 from agents import team
-from agents.models import Job
+from agents.models import Job, Subtask
 from agents.roles import ensure_roles
 
 from .stack import start_stack
@@ -67,7 +67,11 @@ def seeded(django_db_blocker):
     # Let the stack finish what the test started: flushing tables under a worker that is
     # still writing deadlocks.
     with django_db_blocker.unblock():
-        busy = ("queued", "planning", "working", "synthesizing")
         deadline = time.monotonic() + 60
-        while Job.objects.filter(status__in=busy).exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            Job.objects.filter(
+                status__in=("queued", "planning", "working", "synthesizing")
+            ).exists()
+            or Subtask.objects.filter(status__in=("queued", "working")).exists()
+        ):
             time.sleep(0.2)
