@@ -102,6 +102,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "job": job,
         "subtasks": subtasks,
         "graph": plan_graph(subtasks),
+        # Controls are drawn per user, on the page only: live fragments are shared by all.
+        "can_operate": request.user.has_perm("agents.change_job"),
         "state": getattr(job, "state", None),
         "audit": job.audit.select_related("actor", "subtask")[:50],
     }

@@ -35,15 +35,24 @@
       refetch();
     }
   });
-  // A job that now awaits plan review: the review forms depend on who is looking, so they
-  // are not in the shared fragment; an operator's page fetches them.
+  // Operators' controls (review forms, retry buttons) depend on who is looking, so they are
+  // not in the shared fragments: when a job enters or leaves a status that has controls, an
+  // operator's page fetches itself again to draw the ones that now apply.
+  var withControls = ["waiting", "failed", "cancelled"];
+  var shownStatus = null;
+  document.addEventListener("DOMContentLoaded", function () {
+    var header = document.getElementById("job-header");
+    if (header) shownStatus = header.dataset.status;
+  });
   document.addEventListener("htmx:wsAfterMessage", function () {
     var header = document.getElementById("job-header");
-    if (header && header.dataset.status === "waiting" &&
-        document.body.classList.contains("can-operate") &&
-        !document.querySelector(".review") && header.dataset.review === "true") {
-      refetch();
-    }
+    if (!header || !document.body.classList.contains("can-operate")) return;
+    var status = header.dataset.status;
+    if (status === shownStatus) return;
+    var controlsChanged = withControls.indexOf(status) >= 0 ||
+      withControls.indexOf(shownStatus) >= 0;
+    shownStatus = status;
+    if (controlsChanged) refetch();
   });
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.querySelector("[ws-connect]")) {

@@ -1,0 +1,41 @@
+"""Controls on the job page are drawn per user: a viewer's page has none at all."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+
+from agents.models import Job, SharedState
+from agents.roles import ensure_roles
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def failed_job() -> Job:
+    job = Job.objects.create(title="broken", description="d" * 20, status="failed")
+    job.planned_at = job.created_at
+    job.save()
+    SharedState.objects.create(job=job)
+    job.subtasks.create(key="research", type="research", status="completed")
+    job.subtasks.create(key="coding", type="coding", status="failed", error="HTTP 404")
+    return job
+
+
+def page_for(client, role: str, job: Job) -> str:
+    ensure_roles(Group, Permission)
+    user = User.objects.create_user(role, password=f"pw-{role}-123")
+    user.groups.set(Group.objects.filter(name=role))
+    client.force_login(user)
+    return client.get(f"/jobs/{job.pk}/").content.decode()
+
+
+def test_an_operator_gets_retry_controls(client, failed_job):
+    page = page_for(client, "Operators", failed_job)
+    assert "Retry coding" in page
+    assert "Retry research" not in page  # completed work is not offered again
+    assert "Retry job" in page
+
+
+def test_a_viewer_gets_no_controls(client, failed_job):
+    page = page_for(client, "Viewers", failed_job)
+    for control in ("Retry coding", "Retry job", "Cancel job", "Approve the plan", "/subtasks/"):
+        assert control not in page
