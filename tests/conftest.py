@@ -75,3 +75,21 @@ def seeded(django_db_blocker):
             or Subtask.objects.filter(status__in=("queued", "working")).exists()
         ):
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, one per browser test module."""
+    from .browser import chromium
+
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def pages_closed(browser):
+    """Each browser test leaves no context behind for the next."""
+    from .browser import close_contexts
+
+    yield
+    close_contexts(browser)

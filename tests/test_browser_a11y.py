@@ -6,27 +6,19 @@ from playwright.sync_api import expect
 from agents.models import Job, JobStatus
 
 from .axe import axe_source, blocking, describe, run_axe
-from .browser import announce, chromium, close_contexts, user_page
+from .browser import announce, user_page
 from .test_browser_job import open_job, submit_in_form, wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pages_closed"),
+]
 
 
 @pytest.fixture(scope="session")
 def axe():
     return axe_source()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _close_pages(browser):
-    yield
-    close_contexts(browser)
 
 
 def check(request, page, name: str, axe: str, found: dict) -> None:

@@ -3,16 +3,13 @@
 import pytest
 from playwright.sync_api import expect
 
-from .browser import chromium
 from .conftest import PASSWORD
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pages_closed"),
+]
 
 
 def log_in(page, base_url: str, username: str) -> None:

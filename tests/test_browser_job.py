@@ -13,10 +13,14 @@ from playwright.sync_api import expect
 
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
-from .browser import assert_steady, chromium, close_contexts, mark_page, screenshot, user_page
+from .browser import assert_steady, mark_page, screenshot, user_page
 from .stack import start_stack
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pages_closed"),
+]
 
 LATENCY_MS = 1000
 LIVE_TIMEOUT_MS = 60_000
@@ -64,18 +68,6 @@ def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
         )
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _close_pages(browser):
-    yield
-    close_contexts(browser)
 
 
 def wait_until(predicate, what: str, timeout: float = 60):

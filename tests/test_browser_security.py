@@ -15,8 +15,6 @@ from agents.models import Agent, AuditEntry, Job, JobStatus
 
 from .browser import (
     assert_steady,
-    chromium,
-    close_contexts,
     mark_page,
     not_reloaded,
     user_page,
@@ -24,7 +22,11 @@ from .browser import (
 from .stack import _spawn, _wait_for, start_stack
 from .test_browser_job import open_job, submit_in_form, wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pages_closed"),
+]
 
 # The simulator echoes the start of its prompt ("The request was: Job: <title> <description>",
 # 160 characters), so this comes back inside every answer, the synthesis included.
@@ -62,18 +64,6 @@ def own_stack(django_db_setup, django_db_blocker, tmp_path_factory):
         )
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _close_pages(browser):
-    yield
-    close_contexts(browser)
 
 
 def record_dialogs(page, dialogs: list) -> None:
