@@ -14,6 +14,17 @@ from .models import (
     Subtask,
 )
 
+
+class RecordAdmin(admin.ModelAdmin):
+    """For rows the system writes (calls, audit entries): browsable, never edited by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 METRICS = (
     "completed_count",
     "failed_count",
@@ -159,7 +170,7 @@ class SubtaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(LLMCall)
-class LLMCallAdmin(admin.ModelAdmin):
+class LLMCallAdmin(RecordAdmin):
     list_display = (
         "id",
         "purpose",
@@ -175,12 +186,6 @@ class LLMCallAdmin(admin.ModelAdmin):
     )
     list_filter = ("purpose", "model", "agent", "http_status")
     search_fields = ("response", "error")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ModelPrice)
@@ -209,14 +214,8 @@ class SharedStateAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(RecordAdmin):
     list_display = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")
     list_filter = ("action", "created_at")
     search_fields = ("detail", "actor__username")
     readonly_fields = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -151,8 +151,9 @@ def plan_job(job_id: int) -> None:
     limit = settings.PLAN_MAX_SUBTASKS
     messages = planning.decomposition_messages(job.title, job.description, team, limit)
     heartbeat = _claim_heartbeat(job.pk, JobStatus.PLANNING)
-    try:
-        answer = call_llm(
+
+    def ask(messages: list[dict]) -> LLMCall:
+        return call_llm(
             agent=orchestrator,
             job_id=job.pk,
             purpose=LLMCall.Purpose.PLAN,
@@ -160,19 +161,14 @@ def plan_job(job_id: int) -> None:
             temperature=PLAN_TEMPERATURE,
             on_start=heartbeat,
         )
+
+    try:
+        answer = ask(messages)
         try:
             plan = planning.parse_plan(answer.response, max_subtasks=limit)
         except planning.PlanError as first:
             # One repair round-trip: tell the model what was wrong.
-            messages = planning.repair_messages(messages, answer.response, str(first))
-            answer = call_llm(
-                agent=orchestrator,
-                job_id=job.pk,
-                purpose=LLMCall.Purpose.PLAN,
-                messages=messages,
-                temperature=PLAN_TEMPERATURE,
-                on_start=heartbeat,
-            )
+            answer = ask(planning.repair_messages(messages, answer.response, str(first)))
             plan = planning.parse_plan(answer.response, max_subtasks=limit)
     except planning.PlanError as exc:
         _fail_job(job, JobStatus.PLANNING, f"The plan could not be used after one repair: {exc}")

@@ -297,3 +297,36 @@ def login(base_url: str, username: str, password: str) -> httpx.Client:
     )
     assert re.search(r"Log out", response.text), "login failed"
     return client
+
+
+def submit(
+    client: httpx.Client,
+    title: str,
+    description: str = "Build a tiny URL shortener and review it.",
+    **extra: str,
+) -> None:
+    """Submit a job through the board's form, as a logged-in browser would."""
+    data = {
+        "title": title,
+        "description": description,
+        "priority": "5",
+        "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        **extra,
+    }
+    assert client.post("/jobs/submit/", data=data).status_code == 200
+
+
+def post(client: httpx.Client, url: str) -> int:
+    """POST an action with the CSRF token; the status code of the page it lands on."""
+    return client.post(url, data={"csrfmiddlewaretoken": client.cookies["csrftoken"]}).status_code
+
+
+def wait_until(predicate, what: str, timeout: float = 60, poll_s: float = 0.1):
+    """Bounded polling: the predicate's first truthy value, or AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -7,7 +7,8 @@ from agents.models import Job, JobStatus
 
 from .axe import axe_source, blocking, describe, run_axe
 from .browser import announce, user_page
-from .test_browser_job import open_job, submit_in_form, wait_until
+from .stack import wait_until
+from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
     pytest.mark.browser,

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 from .browser import assert_steady, mark_page, screenshot, user_page
-from .stack import start_stack
+from .stack import start_stack, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -68,16 +68,6 @@ def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
         )
     yield running
     running.stop()
-
-
-def wait_until(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def stays_true(predicate, what: str, seconds: float) -> None:

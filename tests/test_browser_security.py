@@ -19,8 +19,8 @@ from .browser import (
     not_reloaded,
     user_page,
 )
-from .stack import _spawn, _wait_for, start_stack
-from .test_browser_job import open_job, submit_in_form, wait_until
+from .stack import _spawn, _wait_for, start_stack, wait_until
+from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
     pytest.mark.browser,

@@ -5,41 +5,28 @@ import time
 
 import pytest
 
-from agents.models import Job, JobStatus, LLMCall, Subtask, SubtaskStatus
+from agents.models import JOB_TERMINAL, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 from orchestrator_site.celery import app
 
 from .conftest import PASSWORD
-from .stack import login
+from .stack import login, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
 
-def wait_for_job(django_db_blocker, title: str, timeout: float = 60) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with django_db_blocker.unblock():
-            job = Job.objects.filter(title=title).first()
-            if job and job.is_terminal:
-                return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {title!r} did not finish: {job and job.status}")
+def finished(title: str) -> Job:
+    return wait_until(
+        lambda: Job.objects.filter(title=title, status__in=JOB_TERMINAL).first(),
+        f"job {title!r} to end",
+    )
 
 
 def test_it_completes_a_job_submitted_in_the_form(stack, seeded, django_db_blocker):
     stack.reset_simulator()
     client = login(stack.base_url, "alice", PASSWORD)
-    response = client.post(
-        "/jobs/submit/",
-        data={
-            "title": "E2E pipeline",
-            "description": "Design a rate limiter and review it.",
-            "priority": "3",
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-    )
-    assert response.status_code == 200
+    submit(client, "E2E pipeline", "Design a rate limiter and review it.", priority="3")
 
-    job = wait_for_job(django_db_blocker, "E2E pipeline")
+    job = finished("E2E pipeline")
     assert job.status == JobStatus.COMPLETED, job.error
     with django_db_blocker.unblock():
         subtasks = list(job.subtasks.all())
@@ -64,16 +51,8 @@ def test_a_duplicated_run_subtask_message_does_not_call_the_llm_again(
     if not stack.production:
         pytest.skip("needs a broker shared between processes (REDIS_URL)")
     client = login(stack.base_url, "alice", PASSWORD)
-    client.post(
-        "/jobs/submit/",
-        data={
-            "title": "E2E duplicate",
-            "description": "Count to three, carefully.",
-            "priority": "5",
-            "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        },
-    )
-    job = wait_for_job(django_db_blocker, "E2E duplicate")
+    submit(client, "E2E duplicate", "Count to three, carefully.")
+    job = finished("E2E duplicate")
     assert job.status == JobStatus.COMPLETED
     with django_db_blocker.unblock():
         sub = Subtask.objects.filter(job=job).first()

@@ -7,7 +7,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from .conftest import PASSWORD
-from .stack import login
+from .stack import login, submit
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
@@ -34,55 +34,32 @@ def test_it_refuses_a_foreign_origin(stack, seeded):
         )
 
 
-def test_it_pushes_status_changes_to_the_board(stack, seeded):
+def fragments_while_submitting(stack, path: str, title: str, until: str) -> str:
+    """Open a logged-in socket on `path`, submit a job, collect fragments until `until`."""
     client = login(stack.base_url, "bob", PASSWORD)
     cookie = f"sessionid={client.cookies['sessionid']}"
+    seen: list[str] = []
     with connect(
-        ws_url(stack, "/ws/board/"), origin=stack.base_url, additional_headers={"Cookie": cookie}
+        ws_url(stack, path), origin=stack.base_url, additional_headers={"Cookie": cookie}
     ) as socket:
-        client.post(
-            "/jobs/submit/",
-            data={
-                "title": "Pushed job",
-                "description": "Summarise the news of the day.",
-                "priority": "5",
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-        )
-        seen: list[str] = []
+        submit(client, title, "Summarise the news of the day.")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            message = socket.recv(timeout=deadline - time.monotonic())
-            seen.append(message)
-            if 'hx-swap-oob="afterbegin:#cards-completed"' in message:
-                break
-    fragments = "\n".join(seen)
+        while time.monotonic() < deadline and not any(until in m for m in seen):
+            seen.append(socket.recv(timeout=deadline - time.monotonic()))
+    return "\n".join(seen)
+
+
+def test_it_pushes_status_changes_to_the_board(stack, seeded):
+    completed = 'hx-swap-oob="afterbegin:#cards-completed"'
+    fragments = fragments_while_submitting(stack, "/ws/board/", "Pushed job", until=completed)
     assert "Pushed job" in fragments
     # The card entered the board queued and moved, live, to the completed column.
     assert 'hx-swap-oob="afterbegin:#cards-queued"' in fragments
-    assert 'hx-swap-oob="afterbegin:#cards-completed"' in fragments
+    assert completed in fragments
     assert 'id="count-completed"' in fragments
 
 
 def test_it_pushes_agent_metrics_to_the_agents_page(stack, seeded):
-    client = login(stack.base_url, "bob", PASSWORD)
-    cookie = f"sessionid={client.cookies['sessionid']}"
-    with connect(
-        ws_url(stack, "/ws/agents/"), origin=stack.base_url, additional_headers={"Cookie": cookie}
-    ) as socket:
-        client.post(
-            "/jobs/submit/",
-            data={
-                "title": "Metrics job",
-                "description": "Count the metrics, please.",
-                "priority": "5",
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-        )
-        seen: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("-counts" in m for m in seen):
-            seen.append(socket.recv(timeout=deadline - time.monotonic()))
-    fragments = "\n".join(seen)
+    fragments = fragments_while_submitting(stack, "/ws/agents/", "Metrics job", until="-counts")
     assert 'hx-swap-oob="true"' in fragments
     assert "-counts" in fragments and "-load" in fragments

@@ -8,34 +8,9 @@ from django.utils import timezone
 from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 from .conftest import PASSWORD
-from .stack import login, start_stack
+from .stack import login, post, start_stack, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
-
-
-def submit(client, title: str, **extra: str) -> None:
-    data = {
-        "title": title,
-        "description": "Build a tiny URL shortener and review it.",
-        "priority": "5",
-        "csrfmiddlewaretoken": client.cookies["csrftoken"],
-        **extra,
-    }
-    assert client.post("/jobs/submit/", data=data).status_code == 200
-
-
-def post(client, url: str) -> int:
-    return client.post(url, data={"csrfmiddlewaretoken": client.cookies["csrftoken"]}).status_code
-
-
-def wait_until(predicate, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finished(title: str) -> Job:

@@ -5,8 +5,7 @@ import pytest
 from agents.models import Job, JobStatus, LLMCall
 
 from .conftest import PASSWORD
-from .stack import login
-from .test_operator_actions import post, submit, wait_until
+from .stack import login, post, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
