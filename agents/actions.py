@@ -12,6 +12,7 @@ from django.db.models import Q
 from . import dispatch, events, pipeline, state, tasks
 from .models import (
     JOB_TERMINAL,
+    SUBTASK_RETRYABLE,
     Agent,
     AuditEntry,
     Job,
@@ -20,8 +21,6 @@ from .models import (
     Subtask,
     SubtaskStatus,
 )
-
-RETRYABLE = (SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
 
 
 def audit(action: str, *, actor=None, job=None, subtask=None, agent=None, detail="") -> None:
@@ -72,7 +71,10 @@ def _create_job(**fields) -> Job:
 
 def cancel_job(job: Job, *, user=None) -> bool:
     """Running calls finish; nothing new starts; the job ends cancelled."""
+    if not job.can_cancel:
+        return False
     with transaction.atomic():
+        # end_job checks again under the job's row lock: another may have ended it since.
         if not pipeline.end_job(job.pk, JobStatus.CANCELLED, "Cancelled by an operator."):
             return False
         audit("cancel", actor=user, job=job)
@@ -94,7 +96,7 @@ def _downstream(sub: Subtask) -> set[int]:
 def _reopen(job: Job, subtask_ids: set[int]) -> int:
     """Failed or cancelled subtasks back to waiting, with their retries restored."""
     reopened = list(
-        Subtask.objects.filter(pk__in=subtask_ids, status__in=RETRYABLE).values_list(
+        Subtask.objects.filter(pk__in=subtask_ids, status__in=SUBTASK_RETRYABLE).values_list(
             "pk", flat=True
         )
     )
@@ -115,9 +117,11 @@ def retry_subtask(sub: Subtask, *, user=None) -> bool:
     """Run a failed subtask again, and what failed because of it; completed work stays."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=sub.job_id)
-        if job.status == JobStatus.COMPLETED or job.planned_at is None:
+        sub = Subtask.objects.filter(pk=sub.pk).first()
+        if sub is None:  # deleted from the plan meanwhile
             return False
-        if not Subtask.objects.filter(pk=sub.pk, status__in=RETRYABLE).exists():
+        sub.job = job  # the locked row: can_retry reads its status
+        if not sub.can_retry:
             return False
         _reopen(job, _downstream(sub))
         audit("retry_subtask", actor=user, job=job, subtask=sub, detail=sub.key)
@@ -129,7 +133,7 @@ def retry_job(job: Job, *, user=None) -> bool:
     """Resume a failed or cancelled job from where it stopped."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if not job.can_retry:
             return False
         open_subtasks = job.subtasks.filter(~Q(status=SubtaskStatus.COMPLETED))
         if job.planned_at is None:
@@ -158,15 +162,11 @@ def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
             transaction.on_commit(tasks.dispatch_ready.delay)
 
 
-def _in_review(job: Job) -> bool:
-    return job.status == JobStatus.WAITING and job.review_plan and job.planned_at is not None
-
-
 def edit_subtask(
     sub: Subtask, *, description: str, type: str, agent: Agent | None, user=None
 ) -> bool:
     """Change a planned subtask before approval; `agent` None leaves the choice to the score."""
-    if not _in_review(sub.job):
+    if not sub.job.awaiting_review:
         return False
     sub.payload = {**sub.payload, "description": description}
     sub.type = type
@@ -177,7 +177,7 @@ def edit_subtask(
 
 
 def delete_subtask(sub: Subtask, *, user=None) -> bool:
-    if not _in_review(sub.job):
+    if not sub.job.awaiting_review:
         return False
     audit("delete_subtask", actor=user, job=sub.job, detail=sub.key)
     sub.delete()
@@ -194,7 +194,7 @@ def add_subtask(
     agent: Agent | None,
     user=None,
 ) -> Subtask | None:
-    if not _in_review(job):
+    if not job.awaiting_review:
         return None
     with transaction.atomic():
         sub = Subtask.objects.create(
@@ -214,7 +214,7 @@ def approve_plan(job: Job, *, user=None) -> bool:
     """Send the reviewed plan to the specialists: nothing ran before this."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        if not _in_review(job) or not job.subtasks.exists():
+        if not job.awaiting_review or not job.subtasks.exists():
             return False
         job.transition(JobStatus.WAITING, JobStatus.WORKING, status_reason="")
         pending = [

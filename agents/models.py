@@ -40,6 +40,7 @@ class SubtaskStatus(models.TextChoices):
 JOB_TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 SUBTASK_IN_FLIGHT = (SubtaskStatus.QUEUED, SubtaskStatus.WORKING)
 SUBTASK_TERMINAL = (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
+SUBTASK_RETRYABLE = (SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
 
 
 class AgentQuerySet(models.QuerySet):
@@ -235,6 +236,30 @@ class Job(models.Model):
     def elapsed_s(self) -> float:
         return ((self.finished_at or timezone.now()) - self.created_at).total_seconds()
 
+    @property
+    def can_cancel(self) -> bool:
+        return not self.is_terminal
+
+    @property
+    def can_retry(self) -> bool:
+        """It resumes from its first unfinished step: planning, the open subtasks or synthesis."""
+        return self.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+
+    @property
+    def awaiting_review(self) -> bool:
+        """Planned and stopped until an operator edits and approves the plan."""
+        return self.status == JobStatus.WAITING and self.review_plan and self.planned_at is not None
+
+    @property
+    def controls(self) -> list[str]:
+        """The operator actions that apply now, whoever looks: the live header carries them."""
+        applies = {
+            "cancel": self.can_cancel,
+            "retry": self.can_retry,
+            "review": self.awaiting_review,
+        }
+        return [name for name, allowed in applies.items() if allowed]
+
 
 class Subtask(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="subtasks")
@@ -284,6 +309,13 @@ class Subtask(models.Model):
     @property
     def description(self) -> str:
         return str(self.payload.get("description", "")) if isinstance(self.payload, dict) else ""
+
+    @property
+    def can_retry(self) -> bool:
+        """Failed or cancelled, in a planned job that has not completed (reads `self.job`)."""
+        if self.status not in SUBTASK_RETRYABLE:
+            return False
+        return self.job.status != JobStatus.COMPLETED and self.job.planned_at is not None
 
     def transition(
         self,

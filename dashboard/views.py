@@ -107,11 +107,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "state": getattr(job, "state", None),
         "audit": job.audit.select_related("actor", "subtask")[:50],
     }
-    if (
-        job.status == JobStatus.WAITING
-        and job.review_plan
-        and request.user.has_perm("agents.change_job")
-    ):
+    if job.awaiting_review and context["can_operate"]:
         context["review"] = [
             (sub, SubtaskForm(initial=_subtask_initial(sub), prefix=f"s{sub.pk}"))
             for sub in subtasks
@@ -195,7 +191,8 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=job_id)
     if not actions.retry_job(job, user=request.user):
-        messages.error(request, f"Job #{job.pk} is {job.status}: only a failed job can be retried.")
+        message = f"Job #{job.pk} is {job.status}: only a failed or cancelled job resumes."
+        messages.error(request, message)
     return redirect(job)
 
 

@@ -8,6 +8,16 @@
     badge.textContent = text;
   }
 
+  // Operators' controls (review forms, cancel and retry buttons) depend on who is looking, so
+  // they are not in the shared fragments: the job header names the controls that apply
+  // (data-controls, from the job's properties), and when that set changes an operator's page
+  // fetches itself again to draw them.
+  var shownControls = null;
+  function controls() {
+    var header = document.getElementById("job-header");
+    return header ? header.dataset.controls : null;
+  }
+
   // Re-render the page's content (#page, inside the <main> that holds the socket): after a
   // reconnect, as fragments may have been missed, and on filtered pages, where a pushed card
   // may not match the filters.
@@ -16,8 +26,26 @@
     if (pending) return;
     pending = setTimeout(function () {
       pending = null;
-      htmx.ajax("GET", window.location.href, { target: "#page", select: "#page", swap: "outerHTML" });
+      htmx.ajax("GET", window.location.href, { target: "#page", select: "#page", swap: "outerHTML" })
+        .then(afterRefetch);
     }, 250);
+  }
+
+  // What the reader opened (a subtask, a call's trace) stays open across a re-fetch.
+  var opened = [];
+  function detailsKey(details) {
+    return details.id || details.parentElement.id;
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target.id !== "page") return;
+    opened = Array.prototype.map.call(document.querySelectorAll("#page details[open]"), detailsKey);
+  });
+  function afterRefetch() {
+    document.querySelectorAll("#page details").forEach(function (details) {
+      var key = detailsKey(details);
+      if (key && opened.indexOf(key) >= 0) details.open = true;
+    });
+    shownControls = controls();
   }
 
   var everOpen = false;
@@ -35,24 +63,15 @@
       refetch();
     }
   });
-  // Operators' controls (review forms, retry buttons) depend on who is looking, so they are
-  // not in the shared fragments: when a job enters or leaves a status that has controls, an
-  // operator's page fetches itself again to draw the ones that now apply.
-  var withControls = ["waiting", "failed", "cancelled"];
-  var shownStatus = null;
   document.addEventListener("DOMContentLoaded", function () {
-    var header = document.getElementById("job-header");
-    if (header) shownStatus = header.dataset.status;
+    shownControls = controls();
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
-    var header = document.getElementById("job-header");
-    if (!header || !document.body.classList.contains("can-operate")) return;
-    var status = header.dataset.status;
-    if (status === shownStatus) return;
-    var controlsChanged = withControls.indexOf(status) >= 0 ||
-      withControls.indexOf(shownStatus) >= 0;
-    shownStatus = status;
-    if (controlsChanged) refetch();
+    if (!document.body.classList.contains("can-operate")) return;
+    var now = controls();
+    if (now === null || now === shownControls) return;
+    shownControls = now;
+    refetch();
   });
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.querySelector("[ws-connect]")) {
