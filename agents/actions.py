@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from . import dispatch, events, pipeline, state, tasks
+from . import dispatch, enqueue, events, jobs, state
 from .models import (
     JOB_TERMINAL,
     SUBTASK_RETRYABLE,
@@ -65,7 +65,7 @@ def _create_job(**fields) -> Job:
         SharedState.objects.create(job=job)
         audit("submit", actor=user, job=job, detail=job.title)
         events.job_changed(job.pk, moved=True)
-        transaction.on_commit(lambda: tasks.plan_job.delay(job.pk))
+        enqueue.plan_job(job.pk)
     return job
 
 
@@ -75,7 +75,7 @@ def cancel_job(job: Job, *, user=None) -> bool:
         return False
     with transaction.atomic():
         # end_job checks again under the job's row lock: another may have ended it since.
-        if not pipeline.end_job(job.pk, JobStatus.CANCELLED, "Cancelled by an operator."):
+        if not jobs.end_job(job.pk, JobStatus.CANCELLED, "Cancelled by an operator."):
             return False
         audit("cancel", actor=user, job=job)
     return True
@@ -95,13 +95,9 @@ def _downstream(sub: Subtask) -> set[int]:
 
 def _reopen(job: Job, subtask_ids: set[int]) -> int:
     """Failed or cancelled subtasks back to waiting, with their retries restored."""
-    reopened = list(
-        Subtask.objects.filter(pk__in=subtask_ids, status__in=SUBTASK_RETRYABLE).values_list(
-            "pk", flat=True
-        )
-    )
-    Subtask.objects.filter(pk__in=reopened).update(
-        status=SubtaskStatus.WAITING,
+    reopened = Subtask.objects.filter(pk__in=subtask_ids).move(
+        SUBTASK_RETRYABLE,
+        SubtaskStatus.WAITING,
         retry_count=0,
         error="",
         next_attempt_at=None,
@@ -138,15 +134,15 @@ def retry_job(job: Job, *, user=None) -> bool:
         open_subtasks = job.subtasks.filter(~Q(status=SubtaskStatus.COMPLETED))
         if job.planned_at is None:
             job.transition(job.status, JobStatus.QUEUED, error="", finished_at=None)
-            transaction.on_commit(lambda: tasks.plan_job.delay(job.pk))
+            enqueue.plan_job(job.pk)
         elif not open_subtasks.exists():
             job.transition(
                 job.status, JobStatus.SYNTHESIZING, error="", finished_at=None, claimed_at=None
             )
-            transaction.on_commit(lambda: tasks.synthesize_job.delay(job.pk))
+            enqueue.synthesize_job(job.pk)
         else:
             _reopen(job, set(open_subtasks.values_list("pk", flat=True)))
-            transaction.on_commit(tasks.dispatch_ready.delay)
+            enqueue.dispatch_ready()
         audit("retry_job", actor=user, job=job)
         events.job_changed(job.pk, moved=True)
     return True
@@ -159,7 +155,7 @@ def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
         audit("enable_agent" if enabled else "disable_agent", actor=user, agent=agent)
         if enabled:
             # Work may have been waiting for exactly this agent.
-            transaction.on_commit(tasks.dispatch_ready.delay)
+            enqueue.dispatch_ready()
 
 
 def edit_subtask(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import coalesce, events, pipeline, tasks
+from . import coalesce, enqueue, jobs
 from .allocation import Candidate, choose
 from .models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, Subtask, SubtaskStatus
 
@@ -46,20 +45,26 @@ def dispatch_ready() -> int:
     coalesce.mark_dirty()
     assigned = 0
     while True:
+        settle: set[int] = set()
         with coalesce.exclusive_pass() as exclusive:
             if not exclusive:
                 return assigned
             coalesce.take_dirty()
-            assigned += _dispatch_pass()
+            assigned += _dispatch_pass(settle)
+        # After the pass has committed: a job's row lock is never taken under subtask locks.
+        for job_id in settle:
+            jobs.settle_job_locked(job_id)
         if not coalesce.take_dirty():
             return assigned
 
 
-def _dispatch_pass() -> int:
-    """Highest job priority first (0 highest), FIFO within a priority."""
+def _dispatch_pass(settle: set[int]) -> int:
+    """Highest job priority first (0 highest), FIFO within a priority.
+
+    Adds to `settle` the jobs whose subtasks failed here for a failed dependency.
+    """
     now = timezone.now()
     assigned = 0
-    settle: set[int] = set()
     agents = list(Agent.objects.filter(enabled=True).order_by("pk"))
     _show_agentless(not agents)
     candidates = _candidates(agents)
@@ -84,7 +89,6 @@ def _dispatch_pass() -> int:
             if sub.transition(
                 SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"
             ):
-                events.subtask_changed(sub.pk, sub.job_id)
                 settle.add(sub.job_id)
             continue
         if not any(c.load < c.max_concurrency for c in candidates.values()):
@@ -104,24 +108,20 @@ def _dispatch_pass() -> int:
         ):
             candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
             assigned += 1
-            events.subtask_changed(sub.pk, sub.job_id)
-            transaction.on_commit(lambda pk=sub.pk: tasks.run_subtask.delay(pk))
-    for job_id in settle:
-        pipeline.settle_job(job_id)
+            enqueue.run_subtask(sub.pk)
     return assigned
 
 
 def _show_agentless(agentless: bool) -> None:
     """With no agent enabled at all, running jobs wait, saying why; they resume with one."""
     if agentless:
-        jobs = Job.objects.filter(status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING)
+        affected = Job.objects.filter(
+            status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING
+        )
         moves = (JobStatus.WORKING, JobStatus.WAITING, NO_AGENT)
     else:
-        jobs = Job.objects.filter(status=JobStatus.WAITING, status_reason=NO_AGENT)
+        affected = Job.objects.filter(status=JobStatus.WAITING, status_reason=NO_AGENT)
         moves = (JobStatus.WAITING, JobStatus.WORKING, "")
     expected, new, reason = moves
-    ids = list(jobs.distinct().values_list("pk", flat=True))
-    if ids:
-        Job.objects.filter(pk__in=ids, status=expected).update(status=new, status_reason=reason)
-        for pk in ids:
-            events.job_changed(pk, moved=True)
+    ids = list(affected.distinct().values_list("pk", flat=True))
+    Job.objects.filter(pk__in=ids).move(expected, new, status_reason=reason)

@@ -1,23 +1,24 @@
-"""The one place that publishes live changes.
+"""Live events: the domain announces ids after commit; the dashboard renders them.
 
-Events are sent after commit, rendered once as server-side HTML fragments (htmx out-of-band
-swaps), and fanned out to channel groups: `board`, `job-<id>` and `agents`, when some page
-watches them. Consumers only forward.
+A status move or a change of numbers calls one of the `*_changed` functions below, which
+registers an `on_commit` callback: nothing is announced for a transaction that rolls back.
+Announcements are coalesced per process over a short window (`LIVE_WINDOW_S`): a job that
+changed five times in that window is rendered once, in its newest state, and only for
+groups that some page watches. The publisher (dashboard.live) is registered at start-up,
+so this module imports nothing of the web face and renders nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import concurrent.futures
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import models, transaction
-from django.template.loader import render_to_string
+from django.db import transaction
 
 from .limiter import redis_client
 
@@ -25,18 +26,120 @@ log = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
 AGENTS_GROUP = "agents"
-_loop: asyncio.AbstractEventLoop | None = None
-_publisher_loop: asyncio.AbstractEventLoop | None = None
-_publisher_lock = threading.Lock()
-_pending: set[concurrent.futures.Future] = set()
+WATCHERS_KEY = "baton:watchers"
 
 
 def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
 
-WATCHERS_KEY = "baton:watchers"
+@dataclass
+class Batch:
+    """What changed during one window; `moved` jobs changed status (their board column)."""
+
+    jobs: dict[int, bool] = field(default_factory=dict)
+    subtasks: dict[int, int] = field(default_factory=dict)  # subtask id → job id
+    states: set[int] = field(default_factory=set)
+    agents: set[int] = field(default_factory=set)
+    watched: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.jobs or self.subtasks or self.states or self.agents)
+
+    def groups(self) -> set[str]:
+        groups = {job_group(j) for j in (*self.jobs, *self.subtasks.values(), *self.states)}
+        if self.jobs:
+            groups.add(BOARD_GROUP)
+        if self.agents:
+            groups.add(AGENTS_GROUP)
+        return groups
+
+
+Publisher = Callable[[Batch], None]
+_publisher: Publisher | None = None
+_batch = Batch()
+_lock = threading.Lock()
+_wake = threading.Condition(_lock)
+_flusher: threading.Thread | None = None
 _local_watchers: dict[str, int] = {}
+
+
+def set_publisher(publisher: Publisher | None) -> None:
+    """The web face registers the function that renders and sends a batch."""
+    global _publisher
+    _publisher = publisher
+
+
+def job_changed(job_id: int, *, moved: bool = False) -> None:
+    """A job's fields changed; `moved` when its status changed."""
+
+    def record(batch: Batch) -> None:
+        batch.jobs[job_id] = moved or batch.jobs.get(job_id, False)
+
+    transaction.on_commit(lambda: _add(record))
+
+
+def subtask_changed(subtask_id: int, job_id: int) -> None:
+    transaction.on_commit(lambda: _add(lambda batch: batch.subtasks.update({subtask_id: job_id})))
+
+
+def state_changed(job_id: int) -> None:
+    transaction.on_commit(lambda: _add(lambda batch: batch.states.add(job_id)))
+
+
+def agent_changed(agent_id: int) -> None:
+    """Load or metrics of an agent changed."""
+    transaction.on_commit(lambda: _add(lambda batch: batch.agents.add(agent_id)))
+
+
+def _add(record: Callable[[Batch], None]) -> None:
+    global _flusher
+    with _lock:
+        record(_batch)
+        if _flusher is None or not _flusher.is_alive():
+            _flusher = threading.Thread(target=_flush_forever, name="baton-live", daemon=True)
+            _flusher.start()
+            # Registered after the publisher's own exit hook, so it runs before it.
+            atexit.register(flush_now)
+        _wake.notify()
+
+
+def _take() -> Batch:
+    global _batch
+    batch, _batch = _batch, Batch()
+    return batch
+
+
+def _flush_forever() -> None:
+    while True:
+        with _lock:
+            while not _batch:
+                _wake.wait()
+        # Let the window fill: everything announced meanwhile goes out in one render.
+        time.sleep(settings.LIVE_WINDOW_S)
+        with _lock:
+            batch = _take()
+        flush_batch(batch)
+
+
+def flush_batch(batch: Batch) -> None:
+    """Hand a batch to the publisher for the groups that some page watches."""
+    if _publisher is None or not batch:
+        return
+    try:
+        groups = sorted(batch.groups())
+        batch.watched = {g for g, seen in zip(groups, watched(*groups), strict=True) if seen}
+        if batch.watched:
+            _publisher(batch)
+    except Exception:  # a failed push must never break the step that committed
+        log.exception("could not publish live events")
+
+
+def flush_now() -> None:
+    """Publish what is pending at once (a short-lived command before it exits, tests)."""
+    with _lock:
+        batch = _take()
+    flush_batch(batch)
 
 
 def watch(group: str, delta: int) -> None:
@@ -45,162 +148,15 @@ def watch(group: str, delta: int) -> None:
         # Counts stay in the hash at zero: deleting them would race with a new watcher.
         redis_client(settings.REDIS_URL).hincrby(WATCHERS_KEY, group, delta)
     else:
-        with _publisher_lock:
+        with _lock:
             _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
 
 
 def watched(*groups: str) -> list[bool]:
     """Whether some page watches each group, in one round trip."""
+    if not groups:
+        return []
     if settings.REDIS_URL:
         counts = redis_client(settings.REDIS_URL).hmget(WATCHERS_KEY, groups)
         return [int(count or 0) > 0 for count in counts]
     return [_local_watchers.get(group, 0) > 0 for group in groups]
-
-
-def bind_event_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Remember the ASGI server's loop: the in-memory layer must be used from it alone."""
-    global _loop
-    _loop = loop
-
-
-def job_changed(job_id: int, *, moved: bool = False) -> None:
-    """A job's fields changed; `moved` when its status (its board column) changed.
-
-    A moved job's page gets its whole subtask list and graph again, so bulk subtask changes
-    that come with a status change need no events of their own.
-    """
-    transaction.on_commit(lambda: _safely(_publish_job, job_id, moved))
-
-
-def subtask_changed(subtask_id: int, job_id: int) -> None:
-    transaction.on_commit(lambda: _safely(_publish_subtask, subtask_id, job_id))
-
-
-def state_changed(job_id: int) -> None:
-    transaction.on_commit(lambda: _safely(_publish_state, job_id))
-
-
-def agent_changed(agent_id: int) -> None:
-    """Load or metrics of an agent changed."""
-    transaction.on_commit(lambda: _safely(_publish_agent, agent_id))
-
-
-def _safely(publish, *args) -> None:
-    # A failed push must never undo or break the step that already committed.
-    try:
-        publish(*args)
-    except Exception:
-        log.exception("could not publish %s%s", publish.__name__, args)
-
-
-def _publish_job(job_id: int, moved: bool) -> None:
-    from .models import Job
-
-    on_board, on_page = watched(BOARD_GROUP, job_group(job_id))
-    if not (on_board or on_page):
-        return
-    job = Job.objects.for_board().filter(pk=job_id).first()
-    if job is None:
-        return
-    context = {"job": job, "moved": moved, "counts": Job.objects.status_counts() if moved else {}}
-    if on_board:
-        send(BOARD_GROUP, render_to_string("dashboard/live/board_job.html", context))
-    if on_page:
-        if moved:
-            context["subtasks"] = _plan(job_id)
-        send(job_group(job_id), render_to_string("dashboard/live/job_header.html", context))
-
-
-def _publish_subtask(subtask_id: int, job_id: int) -> None:
-    from .models import Subtask
-
-    if not watched(job_group(job_id))[0]:
-        return
-    sub = Subtask.objects.select_related("agent").filter(pk=subtask_id).first()
-    if sub is None:
-        return
-    subtasks = _plan(sub.job_id)
-    html = render_to_string("dashboard/live/subtask.html", {"sub": sub, "subtasks": subtasks})
-    send(job_group(sub.job_id), html)
-
-
-def _plan(job_id: int):
-    from .models import LLMCall, Subtask
-
-    return (
-        Subtask.objects.filter(job_id=job_id)
-        .select_related("agent")
-        .prefetch_related("depends_on", models.Prefetch("calls", LLMCall.objects.order_by("pk")))
-        .order_by("pk")
-    )
-
-
-def _publish_state(job_id: int) -> None:
-    from .models import SharedState
-
-    if not watched(job_group(job_id))[0]:
-        return
-    state = SharedState.objects.filter(job_id=job_id).first()
-    if state is not None:
-        send(job_group(job_id), render_to_string("dashboard/live/state.html", {"state": state}))
-
-
-def _sending_loop(layer) -> asyncio.AbstractEventLoop | None:
-    """The loop to send on: Daphne's when in the web process, else one of our own.
-
-    A long-lived loop keeps channels_redis's connections open; async_to_sync would make a
-    new loop, and new connections, for every event. The in-memory layer is not thread-safe
-    and must be used from Daphne's loop alone (sending from a worker thread would not wake it).
-    """
-    global _publisher_loop
-    if _loop is not None and _loop.is_running():
-        return _loop
-    if isinstance(layer, InMemoryChannelLayer):
-        return None
-    with _publisher_lock:
-        if _publisher_loop is None:
-            _publisher_loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=_publisher_loop.run_forever, name="baton-events", daemon=True
-            ).start()
-    return _publisher_loop
-
-
-def _publish_agent(agent_id: int) -> None:
-    if not watched(AGENTS_GROUP)[0]:
-        return
-    from .models import Agent
-    from .series import agent_series
-
-    agent = Agent.objects.with_load().filter(pk=agent_id).first()
-    if agent is not None:
-        agent.series = agent_series([agent.pk])[agent.pk]
-        html = render_to_string("dashboard/live/agent.html", {"agent": agent})
-        send(AGENTS_GROUP, html)
-
-
-def send(group: str, html: str) -> None:
-    """Fan a fragment out to a group without blocking the caller."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "fragment", "html": html}
-    loop = _sending_loop(layer)
-    if loop is None:
-        async_to_sync(layer.group_send)(group, message)
-        return
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-    _pending.add(future)
-    future.add_done_callback(_sent)
-
-
-def _sent(future: concurrent.futures.Future) -> None:
-    _pending.discard(future)
-    if not future.cancelled() and future.exception() is not None:
-        log.error("group_send failed: %r", future.exception())
-
-
-@atexit.register
-def flush(timeout: float = 2.0) -> None:
-    """Let events still on their way leave before a short-lived process (a command) exits."""
-    concurrent.futures.wait(list(_pending), timeout=timeout)

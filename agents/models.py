@@ -12,9 +12,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
+
+from . import events, metrics
 
 
 class JobStatus(models.TextChoices):
@@ -52,6 +54,24 @@ class AgentQuerySet(models.QuerySet):
 
     def specialists(self) -> list[Agent]:
         return [a for a in self.filter(enabled=True) if not a.is_orchestrator]
+
+    def record_outcome(
+        self, agent_id: int, *, ok: bool, latency_s: float, tokens: int = 0, cost: Decimal = 0
+    ) -> None:
+        """Apply one outcome and its usage in a single UPDATE: concurrent ones lose nothing."""
+        counter = "completed_count" if ok else "failed_count"
+        keep = metrics.MOVING_AVERAGE_KEEP
+        self.filter(pk=agent_id).update(
+            **{counter: F(counter) + 1},
+            avg_latency_s=Case(
+                When(latency_samples=0, then=Value(latency_s)),
+                default=F("avg_latency_s") * keep + Value(latency_s * (1 - keep)),
+            ),
+            latency_samples=F("latency_samples") + 1,
+            total_tokens=F("total_tokens") + tokens,
+            total_cost=F("total_cost") + cost,
+        )
+        events.agent_changed(agent_id)
 
     def with_load(self) -> AgentQuerySet:
         """Agents with `load`, their in-flight subtasks, in the same query."""
@@ -93,9 +113,7 @@ class Agent(models.Model):
 
     @property
     def success_rate(self) -> float:
-        from .metrics import success_rate
-
-        return success_rate(self.completed_count, self.failed_count)
+        return metrics.success_rate(self.completed_count, self.failed_count)
 
     @property
     def is_orchestrator(self) -> bool:
@@ -106,7 +124,28 @@ class Agent(models.Model):
         return self.subtasks.filter(status__in=SUBTASK_IN_FLIGHT).count()
 
 
+def _set_fields(instance: models.Model, fields: dict) -> None:
+    """Mirror an UPDATE's plain values on the instance (expressions stay unresolved)."""
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(instance, name, value)
+
+
 class JobQuerySet(models.QuerySet):
+    def move(self, expected: str | tuple[str, ...], new: str, **fields: object) -> list[int]:
+        """Bulk `Job.transition`: move the jobs that still say `expected`, announce each."""
+        expected = (expected,) if isinstance(expected, str) else expected
+        if new in JOB_TERMINAL:
+            fields.setdefault("finished_at", timezone.now())
+        ids = list(self.filter(status__in=expected).values_list("pk", flat=True))
+        if ids:
+            Job.objects.filter(pk__in=ids, status__in=expected).update(
+                status=new, **{"updated_at": timezone.now(), **fields}
+            )
+            for pk in ids:
+                events.job_changed(pk, moved=True)
+        return ids
+
     def for_board(self) -> JobQuerySet:
         """Jobs with their progress, in one query whatever their number."""
         assigned = Subtask.objects.filter(agent__isnull=False).select_related("agent")
@@ -194,7 +233,11 @@ class Job(models.Model):
         return self.status in JOB_TERMINAL
 
     def transition(self, expected: str | tuple[str, ...], new: str, **fields: object) -> bool:
-        """Move to `new` only if the row still says `expected`; False if another got there."""
+        """Move to `new` only if the row still says `expected`; False if another got there.
+
+        The only way a job's status changes (bulk moves: `JobQuerySet.move`); the move is
+        announced to live pages once the transaction commits.
+        """
         expected = (expected,) if isinstance(expected, str) else expected
         if new in JOB_TERMINAL:
             fields.setdefault("finished_at", timezone.now())
@@ -203,9 +246,8 @@ class Job(models.Model):
         )
         if updated:
             self.status = new
-            for name, value in fields.items():
-                if not hasattr(value, "resolve_expression"):
-                    setattr(self, name, value)
+            _set_fields(self, fields)
+            events.job_changed(self.pk, moved=True)
         return bool(updated)
 
     @property
@@ -261,6 +303,22 @@ class Job(models.Model):
         return [name for name, allowed in applies.items() if allowed]
 
 
+class SubtaskQuerySet(models.QuerySet):
+    def move(self, expected: str | tuple[str, ...], new: str, **fields: object) -> list[int]:
+        """Bulk `Subtask.transition`: move those that still say `expected`, announce each."""
+        expected = (expected,) if isinstance(expected, str) else expected
+        if new in SUBTASK_TERMINAL:
+            fields.setdefault("finished_at", timezone.now())
+        rows = list(self.filter(status__in=expected).values_list("pk", "job_id"))
+        if rows:
+            Subtask.objects.filter(pk__in=[pk for pk, _ in rows], status__in=expected).update(
+                status=new, **{"updated_at": timezone.now(), **fields}
+            )
+            for pk, job_id in rows:
+                events.subtask_changed(pk, job_id)
+        return [pk for pk, _ in rows]
+
+
 class Subtask(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="subtasks")
     key = models.CharField(max_length=64, help_text="The plan's id for this subtask.")
@@ -292,6 +350,8 @@ class Subtask(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SubtaskQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -327,7 +387,8 @@ class Subtask(models.Model):
     ) -> bool:
         """Conditional status update; False means another process already moved it.
 
-        `attempt` also requires that no later claim has taken the subtask over since.
+        `attempt` also requires that no later claim has taken the subtask over since. The only
+        way a subtask's status changes (bulk moves: `SubtaskQuerySet.move`), announced on commit.
         """
         expected = (expected,) if isinstance(expected, str) else expected
         if new in SUBTASK_TERMINAL:
@@ -338,9 +399,8 @@ class Subtask(models.Model):
         updated = rows.update(status=new, updated_at=timezone.now(), **fields)
         if updated:
             self.status = new
-            for name, value in fields.items():
-                if not hasattr(value, "resolve_expression"):
-                    setattr(self, name, value)
+            _set_fields(self, fields)
+            events.subtask_changed(self.pk, self.job_id)
         return bool(updated)
 
 
@@ -455,26 +515,6 @@ class SharedStateVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version} by {self.author}"
-
-
-def add_usage(call: LLMCall) -> None:
-    """Roll one call's tokens and cost up to its job at once (budgets read it).
-
-    A subtask's calls reach the subtask and the agent with the subtask's outcome
-    (agents.metrics.record_outcome), in the same UPDATE as the outcome itself.
-    """
-    tokens = call.total_tokens
-    Job.objects.filter(pk=call.job_id).update(
-        total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
-    )
-    if call.subtask_id:
-        Subtask.objects.filter(pk=call.subtask_id).update(
-            tokens=F("tokens") + tokens, cost=F("cost") + call.cost
-        )
-    elif call.agent_id:
-        Agent.objects.filter(pk=call.agent_id).update(
-            total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + call.cost
-        )
 
 
 class AuditEntry(models.Model):

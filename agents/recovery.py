@@ -10,17 +10,23 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import dispatch, pipeline, tasks
-from .models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, Subtask, SubtaskStatus
+from . import dispatch, enqueue, jobs
+from .models import (
+    SUBTASK_IN_FLIGHT,
+    Agent,
+    AuditEntry,
+    Job,
+    JobStatus,
+    Subtask,
+    SubtaskStatus,
+)
 
 log = logging.getLogger(__name__)
 RECONCILE_BATCH = 500
 
 
-def _resend(rows, task, now, what: str) -> int:
+def _resend(rows, send, now, what: str) -> int:
     """Send each row's step again and record it; bumping updated_at spaces the resends."""
-    from .models import AuditEntry
-
     ids = list(rows.values_list("pk", flat=True)[:RECONCILE_BATCH])
     if not ids:
         return 0
@@ -35,7 +41,7 @@ def _resend(rows, task, now, what: str) -> int:
         entries = [AuditEntry(action="redispatch", job_id=pk, detail=what) for pk in ids]
     AuditEntry.objects.bulk_create(entries)
     for pk in ids:
-        transaction.on_commit(lambda pk=pk: task.delay(pk))
+        send(pk)
     return len(ids)
 
 
@@ -52,22 +58,26 @@ def reconcile() -> dict[str, int]:
     lost = now - timedelta(seconds=min(15.0, settings.RECONCILE_AFTER_S))
     counts = {}
     with transaction.atomic():
-        waiting = Job.objects.filter(status=JobStatus.WAITING, planned_at__isnull=True)
-        if waiting.exists() and Agent.objects.orchestrator() is not None:
-            waiting.update(status=JobStatus.QUEUED, status_reason="", updated_at=stale)
+        # Every move here goes through the bulk transitions, so open pages see it.
+        unplanned = Job.objects.filter(planned_at__isnull=True)
+        if (
+            unplanned.filter(status=JobStatus.WAITING).exists()
+            and Agent.objects.orchestrator() is not None
+        ):
+            unplanned.move(JobStatus.WAITING, JobStatus.QUEUED, status_reason="", updated_at=stale)
         # A worker that died mid-step left its claim behind: release it.
-        Job.objects.filter(status=JobStatus.PLANNING, claimed_at__lt=stale).update(
-            status=JobStatus.QUEUED, claimed_at=None, updated_at=stale
+        Job.objects.filter(claimed_at__lt=stale).move(
+            JobStatus.PLANNING, JobStatus.QUEUED, claimed_at=None, updated_at=stale
         )
         Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
             claimed_at=None, updated_at=stale
         )
-        Subtask.objects.filter(status=SubtaskStatus.WORKING, started_at__lt=stale).update(
-            status=SubtaskStatus.QUEUED, updated_at=stale
+        Subtask.objects.filter(started_at__lt=stale).move(
+            SubtaskStatus.WORKING, SubtaskStatus.QUEUED, updated_at=stale
         )
         counts["plans"] = _resend(
             Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost),
-            tasks.plan_job,
+            enqueue.plan_job,
             now,
             "planning re-sent: no worker took it",
         )
@@ -75,13 +85,13 @@ def reconcile() -> dict[str, int]:
             Job.objects.filter(
                 status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
             ),
-            tasks.synthesize_job,
+            enqueue.synthesize_job,
             now,
             "synthesis re-sent: no worker took it",
         )
         counts["subtasks"] = _resend(
             Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lt=lost),
-            tasks.run_subtask,
+            enqueue.run_subtask,
             now,
             "subtask re-sent: no worker finished it",
         )
@@ -90,8 +100,7 @@ def reconcile() -> dict[str, int]:
         subtasks__status__in=open_statuses
     )
     for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
-        with transaction.atomic():
-            pipeline.settle_job(job_id)
+        jobs.settle_job_locked(job_id)
     dispatch.dispatch_ready()
     if any(counts.values()):
         log.info("reconcile re-dispatched %s", counts)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-from django.conf import settings
 from django.db import transaction
 
 from . import events
-from .limiter import redis_client
 from .models import SharedState, SharedStateVersion
 
 MAX_CAS_ATTEMPTS = 100
-LOCK_TTL_S = 30
-_stripes = [threading.Lock() for _ in range(64)]
 
 
 class StateConflict(RuntimeError):
@@ -31,31 +25,6 @@ def merge(data: dict, changes: dict) -> dict:
         else:
             merged[key] = value
     return merged
-
-
-@contextmanager
-def locked(job_id: int) -> Iterator[None]:
-    """Guard a read-modify-write that spans keys of one job's state.
-
-    Take it before opening the database transaction: a holder never waits on a row lock
-    whose owner waits for this lock. The TTL frees it if its holder dies.
-    """
-    if settings.REDIS_URL:
-        lock = redis_client(settings.REDIS_URL).lock(
-            f"baton:state:{job_id}:lock", timeout=LOCK_TTL_S, blocking_timeout=LOCK_TTL_S
-        )
-        if not lock.acquire():
-            raise StateConflict(f"state of job {job_id}: lock not acquired in {LOCK_TTL_S} s")
-        try:
-            yield
-        finally:
-            try:
-                lock.release()
-            except Exception:  # expired: someone else may hold it now, which is fine
-                pass
-        return
-    with _stripes[job_id % len(_stripes)]:
-        yield
 
 
 def write(job_id: int, changes: dict, *, author: str) -> int:

@@ -1,4 +1,7 @@
-"""Celery tasks: ids in, one pipeline step each. Every task is idempotent (acks_late)."""
+"""Celery tasks: ids in, one step each. Every task is idempotent (acks_late).
+
+They are sent by agents.enqueue, by name, once the sending transaction commits.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +9,28 @@ import logging
 import threading
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import task_prerun, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import dispatch, pipeline, recovery
+from . import dispatch, recovery, steps
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def plan_job(job_id: int) -> None:
-    pipeline.plan_job(job_id)
+    steps.plan_job(job_id)
 
 
 @shared_task(ignore_result=True)
 def run_subtask(subtask_id: int) -> None:
-    pipeline.run_subtask(subtask_id)
+    steps.run_subtask(subtask_id)
 
 
 @shared_task(ignore_result=True)
 def synthesize_job(job_id: int) -> None:
-    pipeline.synthesize_job(job_id)
+    steps.synthesize_job(job_id)
 
 
 @shared_task(ignore_result=True)
@@ -70,3 +73,10 @@ _stop = threading.Event()
 @worker_ready.connect
 def _on_worker_ready(**kwargs: object) -> None:
     start_reconciler()
+
+
+@task_prerun.connect
+def _drop_broken_connections(**kwargs: object) -> None:
+    # Connections outlive tasks (CELERY_DB_REUSE_MAX); one broken by a database restart, or
+    # older than CONN_MAX_AGE, is replaced before the next task uses it.
+    close_old_connections()

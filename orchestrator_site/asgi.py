@@ -11,7 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from agents import events  # noqa: E402
+from dashboard import live  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
@@ -26,5 +26,5 @@ router = ProtocolTypeRouter(
 
 async def application(scope, receive, send):
     if scope["type"] != "lifespan":
-        events.bind_event_loop(asyncio.get_running_loop())
+        live.bind_event_loop(asyncio.get_running_loop())
     return await router(scope, receive, send)

@@ -205,6 +205,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connection around every task unless this is
+# set: a new PostgreSQL connection per step. Keep them (tasks.py still drops broken ones).
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 10000, minimum=0)
 
 LLM_BASE_URL = envurl("LLM_BASE_URL", "https://api.holysheep.ai/v1", ("http", "https")).rstrip("/")
 LLM_API_KEY = os.environ.get("LLM_API_KEY", "").strip()
@@ -217,6 +220,8 @@ PROMPT_DEPENDENCY_CHARS = envint("PROMPT_DEPENDENCY_CHARS", 4000, minimum=100)
 # Work that says queued or working for longer than this with no progress is re-dispatched.
 RECONCILE_AFTER_S = envfloat("RECONCILE_AFTER_S", LLM_TIMEOUT_S + 60, minimum=1)
 RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 10, minimum=0.1)
+# Live events are coalesced over this window: one render per group for all its changes.
+LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.1, minimum=0.0)
 
 LOGGING = {
     "version": 1,

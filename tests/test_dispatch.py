@@ -1,6 +1,6 @@
 import pytest
 
-from agents import tasks
+from agents import enqueue
 from agents.dispatch import dispatch_ready
 from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus
 
@@ -214,7 +214,7 @@ def test_each_dispatched_subtask_is_sent_to_a_worker_after_commit(
     django_capture_on_commit_callbacks, monkeypatch
 ):
     sent: list[int] = []
-    monkeypatch.setattr(tasks.run_subtask, "delay", sent.append)
+    monkeypatch.setattr(enqueue, "send_now", lambda name, pk, **options: sent.append(pk))
     make_agent("coder", max_concurrency=2)
     job = make_job()
     subs = [make_subtask(job, f"s{i}") for i in range(3)]

@@ -40,9 +40,9 @@ def test_the_default_jitter_stays_below_one_second():
 @pytest.mark.django_db
 def test_record_outcome_updates_counts_and_the_moving_average():
     a = Agent.objects.create(name="A", slug="a")
-    metrics.record_outcome(a.pk, ok=True, latency_s=10.0)
-    metrics.record_outcome(a.pk, ok=True, latency_s=20.0)
-    metrics.record_outcome(a.pk, ok=False, latency_s=30.0)
+    Agent.objects.record_outcome(a.pk, ok=True, latency_s=10.0)
+    Agent.objects.record_outcome(a.pk, ok=True, latency_s=20.0)
+    Agent.objects.record_outcome(a.pk, ok=False, latency_s=30.0)
     a.refresh_from_db()
     assert (a.completed_count, a.failed_count, a.latency_samples) == (2, 1, 3)
     first_two = metrics.moving_average(10.0, 20.0, samples=1)
@@ -60,7 +60,7 @@ def test_concurrent_outcomes_lose_no_update():
         try:
             start.wait()
             for _ in range(calls_each):
-                metrics.record_outcome(a.pk, ok=True, latency_s=1.0)
+                Agent.objects.record_outcome(a.pk, ok=True, latency_s=1.0)
         except BaseException as exc:
             errors.append(exc)
         finally:

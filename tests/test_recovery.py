@@ -8,18 +8,22 @@ latency long enough that the fault lands while calls are in flight.
 import signal
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
+from websockets.sync.client import connect
 
-from agents import actions, team
-from agents.models import Agent, LLMCall, Subtask, SubtaskStatus
+from agents import actions, recovery, team
+from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, SubtaskStatus
 from orchestrator_site.celery import app
 
-from .stack import Stack, start_stack, wait_until_terminal
+from .conftest import PASSWORD
+from .stack import Stack, login, start_stack, wait_until_terminal
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
@@ -193,3 +197,36 @@ def test_a_flushed_broker_loses_nothing(recovery_stack):
     assert queued_messages >= 1, "the flush was meant to lose queued messages"
     assert outcomes == {"completed": len(ids)}, [(j.pk, j.status, j.error) for j in finished]
     assert len(recovery_stack.live_workers()) == 2, "a worker died of the flush"
+
+
+def test_a_move_by_the_reconciler_reaches_an_open_board(recovery_stack, seeded):
+    """A planning step whose worker died goes back to queued, and open boards see it."""
+    client = login(recovery_stack.base_url, "bob", PASSWORD)
+    board = recovery_stack.base_url.replace("http://", "ws://") + "/ws/board/"
+    cookie = {"Cookie": f"sessionid={client.cookies['sessionid']}"}
+    # No worker may take the job back up: the board must learn of the move from the
+    # reconciler itself, not from a later step.
+    paused = recovery_stack.pause_workers()
+    try:
+        job = Job.objects.create(
+            title="Orphaned plan",
+            description="Its worker died while planning.",
+            status=JobStatus.PLANNING,
+            claimed_at=timezone.now() - timedelta(hours=1),
+        )
+        SharedState.objects.create(job=job)
+        with connect(board, origin=recovery_stack.base_url, additional_headers=cookie) as ws:
+            recovery.reconcile()
+            card = f'id="job-card-{job.pk}"'
+            seen = ""
+            deadline = time.monotonic() + 10
+            while card not in seen and time.monotonic() < deadline:
+                try:
+                    seen += ws.recv(timeout=max(deadline - time.monotonic(), 0.01))
+                except TimeoutError:
+                    break
+        assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+        assert card in seen, "the reconciler's move never reached the board"
+        assert 'hx-swap-oob="afterbegin:#cards-queued"' in seen
+    finally:
+        recovery_stack.resume_workers(paused)

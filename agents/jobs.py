@@ -1,0 +1,188 @@
+"""What happens to a job as a whole: its calls and usage, its roll-up, its end.
+
+The steps (agents.steps, agents.dispatch, agents.recovery) and operator actions call these;
+they call only the models and the leaf modules below them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Count, F
+
+from . import enqueue, events, llm, metrics
+from .models import (
+    SUBTASK_IN_FLIGHT,
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    ModelPrice,
+    Subtask,
+    SubtaskStatus,
+)
+
+BUDGET_EXCEEDED = "budget exceeded"
+HEARTBEAT_AFTER_S = 5.0
+# 429s pause a step without using up its retries, but not forever.
+MAX_RATE_LIMIT_PAUSES = 20
+
+
+class BudgetExceeded(Exception):
+    pass
+
+
+def call_llm(
+    *,
+    agent: Agent,
+    job_id: int,
+    purpose: str,
+    messages: list[dict],
+    subtask_id: int | None = None,
+    temperature: float | None = None,
+    on_start: Callable[[], None] | None = None,
+    budgeted: bool = True,
+) -> LLMCall:
+    """One attempt, recorded as an LLMCall row whether it succeeds or not; returns the row.
+
+    Raises BudgetExceeded, before any call, once the job has spent its budget (checked
+    unless the caller knows the job has none). The caller rolls the call's usage up
+    (`add_usage`), in the transaction that records what the call was for.
+    """
+    if budgeted:
+        spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
+        if spent.get(pk=job_id).over_budget():
+            raise BudgetExceeded
+    call = LLMCall(
+        agent=agent,
+        job_id=job_id,
+        subtask_id=subtask_id,
+        purpose=purpose,
+        model=agent.model,
+        messages=messages,
+    )
+    try:
+        completion = llm.complete(
+            model=agent.model,
+            messages=messages,
+            temperature=agent.temperature if temperature is None else temperature,
+            max_tokens=agent.max_tokens,
+            on_start=on_start,
+        )
+    except llm.LLMError as exc:
+        call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
+        call.save()
+        raise
+    call.response = completion.text
+    call.prompt_tokens = completion.prompt_tokens
+    call.completion_tokens = completion.completion_tokens
+    call.latency_s = completion.latency_s
+    call.http_status = completion.http_status
+    call.finish_reason = completion.finish_reason
+    if completion.http_status is not None:  # the offline model costs nothing
+        call.cost = ModelPrice.cost_of(
+            agent.model, completion.prompt_tokens, completion.completion_tokens
+        )
+    call.save()
+    return call
+
+
+def add_usage(job_id: int, tokens: int, cost: Decimal) -> None:
+    """Roll a call's tokens and cost up to its job (budgets read them).
+
+    Inside a transaction this also takes the job's row lock, which orders every completion
+    of the job's subtasks (see settle_job).
+    """
+    Job.objects.filter(pk=job_id).update(
+        total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + cost
+    )
+    events.job_changed(job_id)
+
+
+def add_step_usage(call: LLMCall) -> None:
+    """A planning or synthesis call's usage: the job's and the orchestrator's."""
+    if not (call.total_tokens or call.cost):
+        return
+    add_usage(call.job_id, call.total_tokens, call.cost)
+    Agent.objects.filter(pk=call.agent_id).update(
+        total_tokens=F("total_tokens") + call.total_tokens, total_cost=F("total_cost") + call.cost
+    )
+
+
+def claim_heartbeat(renew: Callable[[], object]) -> Callable[[], None]:
+    """Renew a claim once a limiter slot is held, but only after a real wait for one.
+
+    Waiting for a slot is not being stuck: the reconciler's clock restarts here.
+    """
+    claimed = time.monotonic()
+
+    def heartbeat() -> None:
+        if time.monotonic() - claimed > HEARTBEAT_AFTER_S:
+            renew()
+
+    return heartbeat
+
+
+def settle_job(job_id: int) -> None:
+    """Roll a working job up from its subtasks. Call inside a transaction that holds the
+    job's row lock (add_usage or select_for_update), so two subtasks finishing at once
+    cannot both miss the other."""
+    counts = dict(
+        Subtask.objects.filter(job_id=job_id).values_list("status").annotate(n=Count("id"))
+    )
+    total = sum(counts.values())
+    completed = counts.get(SubtaskStatus.COMPLETED, 0)
+    still_open = sum(counts.get(s, 0) for s in (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT))
+    failed = counts.get(SubtaskStatus.FAILED, 0) + counts.get(SubtaskStatus.CANCELLED, 0)
+    job = Job(pk=job_id)
+    events.job_changed(job_id)  # its progress
+    if total and completed == total:
+        if job.transition(JobStatus.WORKING, JobStatus.SYNTHESIZING, claimed_at=None):
+            enqueue.synthesize_job(job_id)
+    elif failed and not still_open:
+        job.transition(
+            JobStatus.WORKING, JobStatus.FAILED, error=f"{failed} of {total} subtasks failed."
+        )
+
+
+def settle_job_locked(job_id: int) -> None:
+    """settle_job in a transaction of its own, under the job's row lock."""
+    with transaction.atomic():
+        if Job.objects.select_for_update().filter(pk=job_id).exists():
+            settle_job(job_id)
+
+
+def fail_job(job_id: int, expected: str, error: str) -> bool:
+    return Job(pk=job_id).transition(expected, JobStatus.FAILED, error=error, claimed_at=None)
+
+
+def end_job(job_id: int, status: str, error: str) -> bool:
+    """End a job early (cancelled, or failed on its budget), keeping what it has.
+
+    Calls in flight finish and keep their results; nothing new starts: every waiting or
+    queued subtask is cancelled, and a queued message meets a claim that no longer holds.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.is_terminal or not job.transition(job.status, status, error=error):
+            return False
+        stopped = (SubtaskStatus.WAITING, SubtaskStatus.QUEUED)
+        job.subtasks.move(stopped, SubtaskStatus.CANCELLED, error=error)
+    return True
+
+
+def next_attempt_in(exc: llm.LLMError, *, failures: int, pauses: int, retries: int) -> float | None:
+    """Seconds before another try of a failed step, or None when it fails for good.
+
+    The one retry rule for every step: a 429 pauses for Retry-After without using a retry
+    (up to MAX_RATE_LIMIT_PAUSES times); a permanent error never retries; anything else
+    waits 2^n s plus jitter while fewer than `retries` earlier `failures` were counted.
+    """
+    if exc.rate_limited and pauses < MAX_RATE_LIMIT_PAUSES:
+        return exc.retry_after or metrics.retry_delay(1)
+    if exc.permanent or failures >= retries:
+        return None
+    return metrics.retry_delay(failures + 1)

@@ -1,0 +1,337 @@
+"""The steps of a job: plan it, run a subtask, synthesise the answer.
+
+Each step loads rows by id, claims its work with a conditional status update, and is safe
+to run twice. The order lives in the database (the subtask DAG), not in Celery chains.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import dispatch, enqueue, jobs, llm, planning, state
+from .jobs import BUDGET_EXCEEDED, BudgetExceeded
+from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
+
+log = logging.getLogger(__name__)
+
+PLAN_TEMPERATURE = 0.3
+MAX_STEP_RETRIES = 3
+SYNTHESIS_SYSTEM = (
+    "You compose the final answer to a job from your team's results. "
+    "Be complete and concise; keep what matters from each result."
+)
+
+
+# Planning
+
+
+def plan_job(job_id: int) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.is_terminal:
+        return
+    if job.planned_at:  # a redelivered message after the plan was written
+        dispatch.dispatch_ready()
+        return
+    if not job.transition(JobStatus.QUEUED, JobStatus.PLANNING, claimed_at=timezone.now()):
+        return  # another worker holds the planning step
+    orchestrator = Agent.objects.orchestrator()
+    if orchestrator is None:
+        reason = "Waiting for an enabled orchestrator agent to plan this job."
+        job.transition(JobStatus.PLANNING, JobStatus.WAITING, status_reason=reason)
+        return
+    try:
+        plan = _ask_for_plan(job, orchestrator)
+    except planning.PlanError as exc:
+        error = f"The plan could not be used after one repair: {exc}"
+        jobs.fail_job(job.pk, JobStatus.PLANNING, error)
+    except BudgetExceeded:
+        jobs.end_job(job.pk, JobStatus.FAILED, BUDGET_EXCEEDED)
+    except llm.LLMError as exc:
+        _retry_job_step(job, JobStatus.PLANNING, LLMCall.Purpose.PLAN, exc)
+    else:
+        _write_plan(job, orchestrator, plan)
+        dispatch.dispatch_ready()
+
+
+def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
+    """The orchestrator's plan, with one repair round-trip telling it what was wrong."""
+    team = [(a.slug, a.specialties) for a in Agent.objects.specialists()]
+    limit = settings.PLAN_MAX_SUBTASKS
+    messages = planning.decomposition_messages(job.title, job.description, team, limit)
+    renew = Job.objects.filter(pk=job.pk, status=JobStatus.PLANNING)
+    heartbeat = jobs.claim_heartbeat(lambda: renew.update(claimed_at=timezone.now()))
+
+    def ask(messages: list[dict]) -> LLMCall:
+        call = jobs.call_llm(
+            agent=orchestrator,
+            job_id=job.pk,
+            purpose=LLMCall.Purpose.PLAN,
+            messages=messages,
+            temperature=PLAN_TEMPERATURE,
+            on_start=heartbeat,
+            budgeted=job.has_budget,
+        )
+        jobs.add_step_usage(call)
+        return call
+
+    answer = ask(messages)
+    try:
+        return planning.parse_plan(answer.response, max_subtasks=limit)
+    except planning.PlanError as first:
+        answer = ask(planning.repair_messages(messages, answer.response, str(first)))
+        return planning.parse_plan(answer.response, max_subtasks=limit)
+
+
+def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
+    """Subtasks, their dependencies and `pending_tasks` in one transaction."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.planned_at or locked.status != JobStatus.PLANNING:
+            return
+        subtasks = Subtask.objects.bulk_create(
+            Subtask(
+                job=job,
+                key=p.key,
+                type=p.type,
+                payload=p.payload,
+                assign_hint=p.assign_to,
+                priority=job.priority,
+            )
+            for p in plan.subtasks
+        )
+        by_key = {s.key: s for s in subtasks}
+        Edge = Subtask.depends_on.through
+        Edge.objects.bulk_create(
+            Edge(from_subtask_id=by_key[p.key].pk, to_subtask_id=by_key[d].pk)
+            for p in plan.subtasks
+            for d in p.depends_on
+        )
+        pending = [
+            {"id": p.key, "type": p.type, "description": p.description, "depends_on": p.depends_on}
+            for p in plan.subtasks
+        ]
+        state.write(job.pk, {"pending_tasks": pending}, author=f"{orchestrator.slug}/plan")
+        notes = "; ".join(plan.notes)
+        if job.review_plan:
+            notes = "The plan awaits an operator's review. " + notes
+        job.transition(
+            JobStatus.PLANNING,
+            JobStatus.WAITING if job.review_plan else JobStatus.WORKING,
+            planned_at=timezone.now(),
+            claimed_at=None,
+            status_reason=notes.strip()[:300],
+        )
+
+
+def _retry_job_step(job: Job, status: str, purpose: str, exc: llm.LLMError) -> None:
+    """A planning or synthesis call failed: try the step again later, or fail the job."""
+    failed = job.calls.filter(purpose=purpose).exclude(error="")
+    pauses = failed.filter(http_status=429).count() - int(exc.rate_limited)
+    failures = failed.exclude(http_status=429).count() - int(not exc.rate_limited)
+    delay = jobs.next_attempt_in(exc, failures=failures, pauses=pauses, retries=MAX_STEP_RETRIES)
+    with transaction.atomic():
+        if delay is None:
+            what = "Planning" if status == JobStatus.PLANNING else "Synthesis"
+            jobs.fail_job(job.pk, status, f"{what} failed: {exc}")
+        elif status == JobStatus.PLANNING:
+            job.transition(status, JobStatus.QUEUED, status_reason=str(exc)[:300])
+            enqueue.plan_job(job.pk, countdown=delay)
+        else:
+            Job.objects.filter(pk=job.pk).update(claimed_at=None)
+            enqueue.synthesize_job(job.pk, countdown=delay)
+
+
+# Subtasks
+
+
+def run_subtask(subtask_id: int) -> None:
+    sub = _claim_subtask(subtask_id)
+    if sub is None:
+        return
+    renew = Subtask.objects.filter(pk=sub.pk, attempts=sub.attempts)
+    try:
+        answer = jobs.call_llm(
+            agent=sub.agent,
+            job_id=sub.job_id,
+            subtask_id=sub.pk,
+            purpose=LLMCall.Purpose.SUBTASK,
+            messages=_prompt(sub),
+            on_start=jobs.claim_heartbeat(lambda: renew.update(started_at=timezone.now())),
+            budgeted=sub.job.has_budget,
+        )
+    except BudgetExceeded:
+        sub.transition(
+            SubtaskStatus.WORKING,
+            SubtaskStatus.CANCELLED,
+            attempt=sub.attempts,
+            error=BUDGET_EXCEEDED,
+        )
+        jobs.end_job(sub.job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
+    except llm.LLMError as exc:
+        _subtask_failed(sub, exc)
+    else:
+        _complete_subtask(sub, answer)
+    dispatch.dispatch_ready()
+
+
+def _claim_subtask(subtask_id: int) -> Subtask | None:
+    """The claim: of two deliveries of one message, only one gets a subtask back.
+
+    The attempt number then marks this run, so a run the reconciler gave up on cannot
+    complete it.
+    """
+    sub = Subtask.objects.select_related("job", "agent").filter(pk=subtask_id).first()
+    if sub is None or sub.status != SubtaskStatus.QUEUED or sub.agent is None:
+        return None
+    if sub.job.status != JobStatus.WORKING:
+        sub.transition(SubtaskStatus.QUEUED, SubtaskStatus.CANCELLED, error="job is not running")
+        return None
+    attempt = sub.attempts + 1
+    if not sub.transition(
+        SubtaskStatus.QUEUED, SubtaskStatus.WORKING, started_at=timezone.now(), attempts=attempt
+    ):
+        return None
+    return sub
+
+
+def _prompt(sub: Subtask) -> list[dict]:
+    limit = settings.PROMPT_DEPENDENCY_CHARS
+    agent, job = sub.agent, sub.job
+    upstream = [
+        f"Result of {dep.key} ({dep.type}):\n{dep.result[:limit]}"
+        for dep in sub.depends_on.only("key", "type", "result").order_by("pk")
+    ]
+    parts = [
+        f"Job: {job.title}\n\n{job.description}",
+        f"Your subtask ({sub.type}): {sub.description}",
+    ]
+    if upstream:
+        parts.append("What your teammates found:\n\n" + "\n\n".join(upstream))
+    system = (
+        agent.system_prompt
+        or f"You are {agent.name}, a specialist in {', '.join(agent.specialties)}."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def _complete_subtask(sub: Subtask, answer: LLMCall) -> None:
+    """Result, usage, shared state and the job's roll-up in one short transaction."""
+    text = answer.response
+    if answer.finish_reason == "length":
+        text += "\n\n(Truncated: the model reached its max_tokens.)"
+    usage = {"tokens": F("tokens") + answer.total_tokens, "cost": F("cost") + answer.cost}
+    with transaction.atomic():
+        # First: the job's row lock orders this completion after its siblings' (settle_job).
+        jobs.add_usage(sub.job_id, answer.total_tokens, answer.cost)
+        completed = sub.transition(
+            SubtaskStatus.WORKING,
+            SubtaskStatus.COMPLETED,
+            attempt=sub.attempts,
+            result=text,
+            error="",
+            latency_s=answer.latency_s,
+            **usage,
+        )
+        if not completed:  # a later attempt took over; this call was paid all the same
+            Subtask.objects.filter(pk=sub.pk).update(**usage)
+            return
+        author = f"{sub.agent.slug}/{sub.key}"
+        state.record_result(sub.job_id, sub.key, text, author=author)
+        jobs.settle_job(sub.job_id)
+    # Outside the transaction: the agent's row is shared by all its subtasks' completions.
+    Agent.objects.record_outcome(
+        sub.agent_id,
+        ok=True,
+        latency_s=answer.latency_s,
+        tokens=answer.total_tokens,
+        cost=answer.cost,
+    )
+
+
+def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
+    sub.refresh_from_db(fields=["attempts", "retry_count"])
+    pauses = sub.attempts - sub.retry_count - 1
+    retries = sub.max_retries
+    delay = jobs.next_attempt_in(exc, failures=sub.retry_count, pauses=pauses, retries=retries)
+    if delay is None:
+        with transaction.atomic():
+            failed = sub.transition(
+                SubtaskStatus.WORKING, SubtaskStatus.FAILED, attempt=sub.attempts, error=str(exc)
+            )
+        if failed:
+            Agent.objects.record_outcome(sub.agent_id, ok=False, latency_s=exc.latency_s)
+            jobs.settle_job_locked(sub.job_id)
+        return
+    at = timezone.now() + timedelta(seconds=delay)
+    if exc.rate_limited:
+        fields = {"error": f"rate-limited, next attempt at {at:%H:%M:%S}"}
+    else:
+        fields = {
+            "error": f"attempt {sub.attempts} failed: {exc}",
+            "retry_count": sub.retry_count + 1,
+        }
+    with transaction.atomic():
+        if sub.transition(
+            SubtaskStatus.WORKING,
+            SubtaskStatus.WAITING,
+            attempt=sub.attempts,
+            next_attempt_at=at,
+            **fields,
+        ):
+            enqueue.dispatch_ready(countdown=delay)
+
+
+# Synthesis
+
+
+def synthesize_job(job_id: int) -> None:
+    claimed = Job.objects.filter(
+        pk=job_id, status=JobStatus.SYNTHESIZING, claimed_at__isnull=True
+    ).update(claimed_at=timezone.now())
+    if not claimed:
+        return
+    job = Job.objects.get(pk=job_id)
+    orchestrator = Agent.objects.orchestrator() or Agent.objects.filter(enabled=True).first()
+    if orchestrator is None:
+        Job.objects.filter(pk=job_id).update(claimed_at=None)
+        return  # the reconciler tries again once an agent is enabled
+    renew = Job.objects.filter(pk=job_id, status=JobStatus.SYNTHESIZING)
+    try:
+        answer = jobs.call_llm(
+            agent=orchestrator,
+            job_id=job_id,
+            purpose=LLMCall.Purpose.SYNTHESIS,
+            messages=_synthesis_messages(job),
+            on_start=jobs.claim_heartbeat(lambda: renew.update(claimed_at=timezone.now())),
+            budgeted=job.has_budget,
+        )
+    except BudgetExceeded:
+        jobs.end_job(job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
+        return
+    except llm.LLMError as exc:
+        _retry_job_step(job, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, exc)
+        return
+    with transaction.atomic():
+        jobs.add_step_usage(answer)
+        if job.transition(
+            JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.response, claimed_at=None
+        ):
+            state.write(job_id, {"final": answer.response}, author=f"{orchestrator.slug}/synthesis")
+
+
+def _synthesis_messages(job: Job) -> list[dict]:
+    limit = settings.PROMPT_DEPENDENCY_CHARS
+    results = "\n\n".join(
+        f"## {s.key} ({s.type})\n{s.result[:limit]}"
+        for s in job.subtasks.only("key", "type", "result").order_by("pk")
+    )
+    return [
+        {"role": "system", "content": SYNTHESIS_SYSTEM},
+        {"role": "user", "content": f"Job: {job.title}\n\n{job.description}\n\n{results}"},
+    ]
