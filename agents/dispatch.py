@@ -16,11 +16,7 @@ DISPATCH_BATCH = 500
 
 
 def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
-    load = dict(
-        Subtask.objects.filter(agent__in=agents, status__in=SUBTASK_IN_FLIGHT)
-        .values_list("agent")
-        .annotate(n=Count("id"))
-    )
+    """Agents (loaded `with_load()`) as the allocator sees them."""
     return {
         a.pk: Candidate(
             id=a.pk,
@@ -29,7 +25,7 @@ def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
             completed=a.completed_count,
             failed=a.failed_count,
             avg_latency_s=a.avg_latency_s,
-            load=load.get(a.pk, 0),
+            load=a.load,
             max_concurrency=a.max_concurrency,
         )
         for a in agents
@@ -65,7 +61,7 @@ def _dispatch_pass(settle: set[int]) -> int:
     """
     now = timezone.now()
     assigned = 0
-    agents = list(Agent.objects.filter(enabled=True).order_by("pk"))
+    agents = list(Agent.objects.filter(enabled=True).with_load().order_by("pk"))
     _show_agentless(not agents)
     candidates = _candidates(agents)
     if not any(c.load < c.max_concurrency for c in candidates.values()):

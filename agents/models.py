@@ -11,8 +11,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
-from django.db.models import Case, F, Q, Value, When
+from django.db import connection, models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -58,19 +58,22 @@ class AgentQuerySet(models.QuerySet):
     def record_outcome(
         self, agent_id: int, *, ok: bool, latency_s: float, tokens: int = 0, cost: Decimal = 0
     ) -> None:
-        """Apply one outcome and its usage in a single UPDATE: concurrent ones lose nothing."""
+        """Apply one outcome and its usage in a single UPDATE: concurrent ones lose nothing.
+
+        Written as SQL: it runs once per LLM call, and compiling the expression through the
+        ORM cost more than the statement itself (bench/RESULTS.md).
+        """
         counter = "completed_count" if ok else "failed_count"
         keep = metrics.MOVING_AVERAGE_KEEP
-        self.filter(pk=agent_id).update(
-            **{counter: F(counter) + 1},
-            avg_latency_s=Case(
-                When(latency_samples=0, then=Value(latency_s)),
-                default=F("avg_latency_s") * keep + Value(latency_s * (1 - keep)),
-            ),
-            latency_samples=F("latency_samples") + 1,
-            total_tokens=F("total_tokens") + tokens,
-            total_cost=F("total_cost") + cost,
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Agent._meta.db_table} SET {counter} = {counter} + 1, "
+                "avg_latency_s = CASE WHEN latency_samples = 0 THEN %s "
+                "ELSE avg_latency_s * %s + %s END, "
+                "latency_samples = latency_samples + 1, "
+                "total_tokens = total_tokens + %s, total_cost = total_cost + %s WHERE id = %s",
+                [latency_s, keep, latency_s * (1 - keep), tokens, Decimal(cost), agent_id],
+            )
         events.agent_changed(agent_id)
 
     def with_load(self) -> AgentQuerySet:
