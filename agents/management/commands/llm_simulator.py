@@ -3,6 +3,9 @@
 Answers with the offline model, after a configurable latency, and injects the faults real
 providers have: 500s, 429s with Retry-After, hangs, prose- or fence-wrapped JSON, broken
 JSON and truncated answers. GET /stats reports what it saw.
+
+Plans are the offline model's chain (research → coding → review) unless `--plan-shape
+one-dependency` asks for the benchmark's shape: coding after research, review on its own.
 """
 
 import json
@@ -21,6 +24,7 @@ from agents import offline
 
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 WRAPS = ("none", "prose", "fence")
+PLAN_SHAPES = ("chain", "one-dependency")
 UNKNOWN_MODEL_PREFIX = "unknown-"
 
 
@@ -39,6 +43,7 @@ class SimulatorConfig:
     truncate_rate: float = 0
     # When set, only this key is accepted (401 otherwise, echoing the key as OpenAI does).
     api_key: str = ""
+    plan_shape: str = "chain"
 
 
 class Stats:
@@ -186,6 +191,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         config, server = self.server.config, self.server
         text = offline.respond(messages, label="simulator")
         if offline.is_decomposition(messages):
+            if config.plan_shape == "one-dependency":
+                text = _one_dependency(text)
             if server.chance(config.invalid_json_rate):
                 # A trailing comma and no closing brackets: what models really produce.
                 text = text.rstrip("]}") + ","
@@ -235,6 +242,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         pass  # thousands of requests a second would drown the terminal
 
 
+def _one_dependency(plan_json: str) -> str:
+    """The offline plan with only its first dependency kept: 3 subtasks, one edge."""
+    plan = json.loads(plan_json)
+    for subtask in plan["subtasks"][2:]:
+        subtask["depends_on"] = []
+    return json.dumps(plan)
+
+
 def make_server(
     config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> SimulatorServer:
@@ -261,6 +276,12 @@ class Command(BaseCommand):
         parser.add_argument("--invalid-json-rate", type=float, default=0)
         parser.add_argument("--truncate-rate", type=float, default=0, help="finish_reason length")
         parser.add_argument("--api-key", default="", help="accept only this key")
+        parser.add_argument(
+            "--plan-shape",
+            choices=PLAN_SHAPES,
+            default="chain",
+            help="chain: research → coding → review; one-dependency: review runs alone",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = SimulatorConfig(
@@ -275,6 +296,7 @@ class Command(BaseCommand):
             invalid_json_rate=options["invalid_json_rate"],
             truncate_rate=options["truncate_rate"],
             api_key=options["api_key"],
+            plan_shape=options["plan_shape"],
         )
         server = make_server(config, options["host"], options["port"])
         host, port = server.server_address[:2]
