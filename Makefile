@@ -32,8 +32,11 @@ test: lint
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/pytest -m "not browser and not stack" -q
 
+# Flags for a quicker run: make bench BENCH_ARGS="--jobs 20 --only baton".
 bench: $(VENV)/.installed
-	$(PY) bench/run.py
+	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/baton} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 simulator: $(VENV)/.installed
 	$(PY) manage.py llm_simulator --port 8001 --latency-ms 200

@@ -1,132 +1,177 @@
-"""Orchestration overhead on top of LLM latency, measured against real processes.
+"""Baton against its peers, side by side in one run, on the project's LLM simulator.
 
-Two Celery worker processes (threads pool, 8 threads each) on PostgreSQL + Redis, the LLM
-simulator over HTTP. Each job is plan + 3 subtasks + synthesis = 5 calls. Two figures:
+Workload everywhere: N jobs (200) × (plan + 3 subtasks, one depending on another +
+synthesis) = 5 calls a job, at most 10 calls in flight, at 200 ms and at 0 ms provider
+latency. The systems:
 
-- efficiency at 200 ms latency and cap 10: ideal wall = calls × latency / cap; efficiency =
-  ideal / measured wall (1.0 would be a perfectly LLM-bound system);
-- calls per second at 0 ms latency: pure orchestration throughput.
+- Baton in production mode (2 `celery worker` processes, threads pool, 8 threads each,
+  Daphne, PostgreSQL + Redis), with nobody watching and with 10 logged-in board pages;
+- the asyncio peer (bench/peers/asyncio_peer.py): one process, httpx, a semaphore;
+- LangGraph with its SQLite checkpointer (bench/peers/langgraph_peer.py), in its own venv.
 
-Usage: DATABASE_URL=postgresql://... REDIS_URL=redis://... python bench/run.py [--jobs 200]
-It creates and drops its own database `baton_bench`, and purges its Redis DB's queue.
+Figures: efficiency at 200 ms (ideal wall = calls × latency / cap; efficiency = ideal /
+wall), calls/s at 0 ms, CPU ms per LLM call (every process of the system, from /proc; the
+simulator is the provider and counted apart), Baton's SQL statements and broker messages
+per call, and the board's latency from a job's terminal commit to its pages.
+
+Usage: DATABASE_URL=postgresql://... REDIS_URL=redis://... python bench/run.py
+       [--jobs 200] [--only baton|baton-nobody|baton-boards|peers|asyncio|langgraph,...]
+       [--latencies 200,0] [--record | --no-record] [--database baton_bench] [--redis-db 3]
+       [--pages [--pages-args "..."]]
+It creates its own database `baton_bench` afresh and flushes its Redis DB 3 before each run;
+it refuses to start while another bench uses that database.
+A full run (all systems, 200 jobs, both latencies) is appended to bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
-CALLS_PER_JOB = 5
+sys.path[0] = str(ROOT)  # run as a script: import bench.* from the project root
+
+from bench import baton, peer_runs, procstat, report  # noqa: E402
+
+LOGS = ROOT / "var" / "bench"
+SYSTEMS = ("baton-nobody", "baton-boards", "asyncio", "langgraph")
+GROUPS = {"baton": ("baton-nobody", "baton-boards"), "peers": ("asyncio", "langgraph")}
+CAP = baton.CAP
+WATCHERS = 10
 
 
-def sh(*cmd: str, env: dict) -> None:
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+def selected(only: str | None) -> list[str]:
+    if not only:
+        return list(SYSTEMS)
+    chosen: list[str] = []
+    for name in only.split(","):
+        names = GROUPS.get(name.strip(), (name.strip(),))
+        for n in names:
+            if n not in SYSTEMS:
+                sys.exit(
+                    f"--only: unknown system {n!r}; choose from {', '.join(SYSTEMS)}, "
+                    f"{', '.join(GROUPS)}"
+                )
+            if n not in chosen:
+                chosen.append(n)
+    return [s for s in SYSTEMS if s in chosen]
 
 
-def run(
-    jobs: int, latency_ms: int, cap: int, workers: int, env: dict, logs: Path, concurrency: int
-) -> dict:
-    import httpx
+def local_pids(env: dict) -> tuple[int | None, int | None]:
+    """PostgreSQL's postmaster and redis-server, when they run on this machine."""
+    import redis
+    from django.db import connection
 
-    env = {**env, "LLM_MAX_CONCURRENCY": str(cap)}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        sim_port = s.getsockname()[1]
-    env["LLM_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "python"), "manage.py", "llm_simulator", "--port", str(sim_port),
-             "--latency-ms", str(latency_ms)],
-            cwd=ROOT, env=env, stdout=(logs / "sim.log").open("w"), stderr=subprocess.STDOUT,
-        )
-    ]  # fmt: skip
-    for n in range(workers):
-        log = logs / f"worker{n}.log"
-        procs.append(
-            subprocess.Popen(
-                [str(BIN / "celery"), "-A", "orchestrator_site", "worker", "--pool", "threads",
-                 "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                 "--loglevel", "WARNING", "-n", f"bench{n}@%h"],
-                cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        postmaster = procstat.postmaster_pid(cursor.fetchone()[0])
+    redis_pid = redis.Redis.from_url(env["REDIS_URL"]).info("server").get("process_id")
+    if postmaster is None:
+        print("warning: PostgreSQL's postmaster not found: its CPU is left out", file=sys.stderr)
+    if not redis_pid or not Path(f"/proc/{redis_pid}").exists():
+        print("warning: redis-server not on this machine: its CPU is left out", file=sys.stderr)
+        redis_pid = None
+    return postmaster, redis_pid
+
+
+def run_all(args: argparse.Namespace, systems: list[str], env: dict) -> list[dict]:
+    counts = baton.setup_django(env)
+    workload_file = LOGS / "workload.json"
+    workload = peer_runs.write_workload(args.jobs, workload_file)
+    pythons = {"asyncio": sys.executable}
+    if "langgraph" in systems:
+        pythons["langgraph"] = peer_runs.ensure_venv(LOGS / "peers-venv.log")
+    postmaster = redis_pid = None
+    if any(s.startswith("baton") for s in systems):
+        baton.create_database(env)
+        postmaster, redis_pid = local_pids(env)
+    results = []
+    for latency in args.latencies:
+        for system in systems:
+            logs = LOGS / f"{latency}ms-{system}"
+            print(f"… {system} at {latency} ms", flush=True)
+            if system.startswith("baton"):
+                r = baton.run(
+                    jobs=args.jobs,
+                    latency_ms=latency,
+                    watchers=WATCHERS if system == "baton-boards" else 0,
+                    env=env,
+                    counts=counts,
+                    logs=logs,
+                    postmaster=postmaster,
+                    redis_pid=redis_pid,
+                    workload=workload,
+                )
+            else:
+                r = peer_runs.run(
+                    system,
+                    pythons[system],
+                    latency_ms=latency,
+                    cap=CAP,
+                    env=env,
+                    logs=logs,
+                    workload=workload_file,
+                )
+            r = report.derive(r, CAP)
+            (logs / "result.json").write_text(json.dumps(r, indent=1, default=str))
+            print(
+                f"  {r['completed']}/{r['jobs']} jobs, {r['calls']} calls in "
+                f"{r['wall_s']:.2f} s: {r['calls_per_s']:.1f} calls/s, efficiency "
+                f"{r['efficiency'] or 0:.3f}, {r['cpu_ms']:.1f} CPU ms/call",
+                flush=True,
             )
-        )  # fmt: skip
-    try:
-        time.sleep(5)
-        os.environ.update(env)
-        import django
+            results.append(r)
+    return results
 
-        django.setup()
-        from django.db import connection
 
-        from agents import actions
-        from agents.models import Job, LLMCall
-
-        httpx.post(f"http://127.0.0.1:{sim_port}/stats/reset")
-        Job.objects.all().delete()
-        start = time.monotonic()
-        for i in range(jobs):
-            actions.submit_job(title=f"bench {i}", description=f"Benchmark job number {i}.")
-        while Job.objects.exclude(status__in=["completed", "failed", "cancelled"]).exists():
-            time.sleep(0.05)
-        wall = time.monotonic() - start
-        stats = httpx.get(f"http://127.0.0.1:{sim_port}/stats").json()
-        calls = LLMCall.objects.count()
-        failed = Job.objects.exclude(status="completed").count()
-        connection.close()
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=30)
-    ideal = calls * latency_ms / 1000 / cap
-    return {
-        "jobs": jobs, "failed": failed, "calls": calls, "latency_ms": latency_ms, "cap": cap,
-        "wall_s": round(wall, 2), "ideal_s": round(ideal, 2),
-        "efficiency": round(ideal / wall, 3) if ideal else None,
-        "calls_per_s": round(calls / wall, 1), "peak_in_flight": stats["peak_in_flight"],
-    }  # fmt: skip
+def run_pages(extra: list[str]) -> None:
+    """Another engineer's page benchmark, bench/pages.py, when it is there."""
+    pages = ROOT / "bench" / "pages.py"
+    if not pages.exists():
+        print("--pages: bench/pages.py is not there yet; skipped")
+        return
+    subprocess.run([sys.executable, str(pages), *extra], cwd=ROOT, check=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8, help="threads per worker")
+    parser.add_argument("--only", help="comma-separated: " + ", ".join([*SYSTEMS, *GROUPS]))
+    parser.add_argument("--latencies", default="200,0", help="provider latencies, ms")
+    parser.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="append to bench/RESULTS.md (default: only for a full run)",
+    )
+    parser.add_argument("--database", default=baton.BENCH_DB, help="created afresh, dropped first")
+    parser.add_argument("--redis-db", type=int, default=baton.BENCH_REDIS_DB, help="flushed")
+    parser.add_argument("--pages", action="store_true", help="also run bench/pages.py")
+    parser.add_argument("--pages-args", default="", help="arguments for bench/pages.py")
     args = parser.parse_args()
-    base_db = os.environ.get("DATABASE_URL", "")
-    redis = os.environ.get("REDIS_URL", "")
-    if not base_db.startswith("postgres") or not redis:
+    args.latencies = [int(v) for v in args.latencies.split(",")]
+    systems = selected(args.only)
+    base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not base_db.startswith("postgres") or not redis_url:
         sys.exit("bench needs DATABASE_URL=postgresql://... and REDIS_URL=redis://...")
-    db_url = base_db.rsplit("/", 1)[0] + "/baton_bench"
-    env = {
-        **os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis.rsplit("/", 1)[0] + "/3",
-        "LLM_API_KEY": "sk-bench", "DJANGO_SETTINGS_MODULE": "orchestrator_site.settings",
-        "LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-    admin = base_db.rsplit("/", 1)[0] + "/postgres"
-    subprocess.run(["psql", admin, "-qc", "DROP DATABASE IF EXISTS baton_bench"], check=True)
-    subprocess.run(["psql", admin, "-qc", "CREATE DATABASE baton_bench"], check=True)
-    sh(str(BIN / "python"), "manage.py", "migrate", "--noinput", env=env)
-    sh(str(BIN / "python"), "manage.py", "seed_agents", env=env)
-    subprocess.run([str(BIN / "celery"), "-A", "orchestrator_site", "purge", "-f"], cwd=ROOT,
-                   env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-    logs = ROOT / "var" / "bench"
-    logs.mkdir(parents=True, exist_ok=True)
-    results = [
-        run(args.jobs, 200, 10, args.workers, env, logs, args.concurrency),
-        run(args.jobs, 0, 10, args.workers, env, logs, args.concurrency),
-    ]
-    for r in results:
-        print(r)
+    LOGS.mkdir(parents=True, exist_ok=True)
+
+    env = baton.bench_env(base_db, redis_url, args.database, args.redis_db)
+    results = run_all(args, systems, env)
+    section = report.section(results, args.jobs, args.latencies, CAP)
+    print("\n" + section + "\n")
+    full = args.jobs == 200 and systems == list(SYSTEMS) and sorted(args.latencies) == [0, 200]
+    if args.record or (args.record is None and full):
+        report.record(section)
+        print(f"recorded in {report.RESULTS.relative_to(ROOT)}")
+    else:
+        print("not recorded in bench/RESULTS.md (a partial run; --record to force)")
+    if args.pages:
+        run_pages(args.pages_args.split())
 
 
 if __name__ == "__main__":
