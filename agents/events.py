@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from .limiter import redis_client
 
@@ -120,6 +120,10 @@ def _flush_forever() -> None:
         with _lock:
             batch = _take()
         flush_batch(batch)
+        with _lock:
+            idle = not _batch
+        if idle:  # nothing more to render for now: give the database connection back
+            connection.close()
 
 
 def flush_batch(batch: Batch) -> None:

@@ -12,7 +12,7 @@ def job_subtasks(job_id: int) -> QuerySet[Subtask]:
     """A job's subtasks with their agent, dependencies and call trace, in plan order."""
     return (
         Subtask.objects.filter(job_id=job_id)
-        .select_related("agent")
+        .select_related("agent", "job")
         .prefetch_related(
             Prefetch("depends_on", queryset=Subtask.objects.only("key")),
             Prefetch("calls", queryset=LLMCall.objects.order_by("pk")),
