@@ -221,8 +221,12 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
 
     short = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").strip()
-    return f"{short} + uncommitted changes" if dirty else short
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
+    changed = [path for path in changed if path != "bench/RESULTS.md"]
+    if not changed:
+        return short
+    listed = ", ".join(changed) if len(changed) <= 10 else f"{len(changed)} files"
+    return f"{short} + uncommitted changes ({listed})"
 
 
 def heading(jobs: int) -> str:
