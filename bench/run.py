@@ -129,12 +129,8 @@ def run_all(args: argparse.Namespace, systems: list[str], env: dict) -> list[dic
 
 
 def run_pages(extra: list[str]) -> None:
-    """Another engineer's page benchmark, bench/pages.py, when it is there."""
-    pages = ROOT / "bench" / "pages.py"
-    if not pages.exists():
-        print("--pages: bench/pages.py is not there yet; skipped")
-        return
-    subprocess.run([sys.executable, str(pages), *extra], cwd=ROOT, check=True)
+    """The pages at scale (bench/pages.py), in a process of its own."""
+    subprocess.run([sys.executable, str(ROOT / "bench" / "pages.py"), *extra], cwd=ROOT, check=True)
 
 
 def main() -> None:
@@ -150,7 +146,12 @@ def main() -> None:
     )
     parser.add_argument("--database", default=baton.BENCH_DB, help="created afresh, dropped first")
     parser.add_argument("--redis-db", type=int, default=baton.BENCH_REDIS_DB, help="flushed")
-    parser.add_argument("--pages", action="store_true", help="also run bench/pages.py")
+    parser.add_argument(
+        "--pages",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run the pages at scale, bench/pages.py (default: with a full run)",
+    )
     parser.add_argument("--pages-args", default="", help="arguments for bench/pages.py")
     args = parser.parse_args()
     args.latencies = [int(v) for v in args.latencies.split(",")]
@@ -170,7 +171,7 @@ def main() -> None:
         print(f"recorded in {report.RESULTS.relative_to(ROOT)}")
     else:
         print("not recorded in bench/RESULTS.md (a partial run; --record to force)")
-    if args.pages:
+    if args.pages or (args.pages is None and full):
         run_pages(args.pages_args.split())
 
 
