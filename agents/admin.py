@@ -1,9 +1,21 @@
+"""Every model in the admin.
+
+The tables of jobs, subtasks, calls and versions grow with every job, so a changelist joins
+the related rows it shows (no query per row), leaves the long texts it does not show on disk,
+counts its rows once, and searches through an index on PostgreSQL (migration 0007).
+"""
+
+import re
+
 from django.contrib import admin
-from django.db.models import Count, Q
+from django.contrib.admin.views.main import ChangeList
+from django.db import connections
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
+from django.utils.text import smart_split, unescape_string_literal
 
 from . import actions
 from .models import (
-    SUBTASK_IN_FLIGHT,
     Agent,
     AuditEntry,
     Job,
@@ -14,8 +26,98 @@ from .models import (
     Subtask,
 )
 
+# The expression of the full-text index on calls (migration 0007), written out so that the
+# query repeats it exactly: PostgreSQL uses the index only for the very same expression.
+# OFFSET 0 keeps the planner from folding the subquery into the outer scan, where it would
+# compute to_tsvector row after row along the primary key instead of reading the index.
+MATCHING_CALLS = (
+    "SELECT id FROM agents_llmcall WHERE to_tsvector('simple'::regconfig, "
+    "COALESCE(response, '') || ' ' || COALESCE(error, '')) @@ to_tsquery('simple', %s) OFFSET 0"
+)
+JOB_TEXTS = ("description", "result", "error")
+SUBTASK_TEXTS = ("payload", "allocation", "result", "error")
 
-class RecordAdmin(admin.ModelAdmin):
+
+class LeanChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        rows = super().get_queryset(request, exclude_parameters)
+        return rows.defer(*self.model_admin.list_defer)
+
+
+class ValuesFilter(admin.SimpleListFilter):
+    """A filter offering values from a small table or the code: a DISTINCT over a table
+    that grows with every job would read all of it on every page."""
+
+    def values(self) -> list:
+        raise NotImplementedError
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [(str(value), str(value)) for value in self.values()]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(**{self.parameter_name: self.value()})
+
+
+class PriorityFilter(ValuesFilter):
+    title = parameter_name = "priority"
+
+    def values(self) -> list:
+        return list(range(10))
+
+
+class ModelFilter(ValuesFilter):
+    """The models agents use or that have a price; older ones are found by search."""
+
+    title = parameter_name = "model"
+
+    def values(self) -> list:
+        used = Agent.objects.order_by().values_list("model")
+        priced = ModelPrice.objects.order_by().values_list("model")
+        return sorted(model for (model,) in used.union(priced))
+
+
+class TypeFilter(ValuesFilter):
+    """The agents' specialties, which are the types plans ask for."""
+
+    title = parameter_name = "type"
+
+    def values(self) -> list:
+        specialties = Agent.objects.values_list("specialties", flat=True)
+        return sorted({name for names in specialties for name in names})
+
+
+class HttpStatusFilter(admin.SimpleListFilter):
+    title = "HTTP status"
+    parameter_name = "http"
+    CLASSES = {
+        "2xx": ("success", Q(http_status__range=(200, 299))),
+        "429": ("429 rate limited", Q(http_status=429)),
+        "4xx": ("other 4xx", Q(http_status__range=(400, 499)) & ~Q(http_status=429)),
+        "5xx": ("5xx", Q(http_status__range=(500, 599))),
+        "none": ("none (offline, or no answer)", Q(http_status__isnull=True)),
+    }
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [(value, label) for value, (label, _) in self.CLASSES.items()]
+
+    def queryset(self, request, queryset):
+        chosen = self.CLASSES.get(self.value() or "")
+        return queryset.filter(chosen[1]) if chosen else queryset
+
+
+class ListAdmin(admin.ModelAdmin):
+    # "N results (M total)" would count the whole table a second time on every page.
+    show_full_result_count = False
+    list_per_page = 50  # rendering, not the database, is most of a page: about 0.5 ms a row
+    list_defer: tuple[str, ...] = ()  # columns the changelist never shows
+
+    def get_changelist(self, request, **kwargs):
+        return LeanChangeList
+
+
+class RecordAdmin(ListAdmin):
     """For rows the system writes (calls, audit entries): browsable, never edited by hand."""
 
     def has_add_permission(self, request) -> bool:
@@ -38,7 +140,7 @@ METRICS = (
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(ListAdmin):
     list_display = (
         "name",
         "slug",
@@ -58,15 +160,11 @@ class AgentAdmin(admin.ModelAdmin):
     actions = ("enable", "disable")
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(in_flight=Count("subtasks", filter=Q(subtasks__status__in=SUBTASK_IN_FLIGHT)))
-        )
+        return super().get_queryset(request).with_load()
 
-    @admin.display(description="load", ordering="in_flight")
+    @admin.display(description="load", ordering="load")
     def load(self, obj: Agent) -> int:
-        return obj.in_flight
+        return obj.load
 
     @admin.display(description="success rate")
     def success_rate_display(self, obj: Agent) -> str:
@@ -93,9 +191,12 @@ class SubtaskInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("agent").defer(*SUBTASK_TEXTS)
+
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ListAdmin):
     list_display = (
         "id",
         "title",
@@ -106,7 +207,9 @@ class JobAdmin(admin.ModelAdmin):
         "total_cost",
         "created_at",
     )
-    list_filter = ("status", "priority", "created_at")
+    list_filter = ("status", PriorityFilter, "created_at")
+    list_select_related = ("submitted_by",)
+    list_defer = JOB_TEXTS
     search_fields = ("title", "description")
     readonly_fields = (
         "status",
@@ -144,9 +247,11 @@ class LLMCallInline(admin.TabularInline):
 
 
 @admin.register(Subtask)
-class SubtaskAdmin(admin.ModelAdmin):
+class SubtaskAdmin(ListAdmin):
     list_display = ("id", "job", "key", "type", "agent", "status", "retry_count", "tokens", "cost")
-    list_filter = ("status", "type", "agent")
+    list_filter = ("status", TypeFilter, "agent")
+    list_select_related = ("job", "agent")
+    list_defer = (*SUBTASK_TEXTS, *(f"job__{name}" for name in JOB_TEXTS))
     search_fields = ("key", "type", "job__title")
     readonly_fields = (
         "job",
@@ -168,6 +273,18 @@ class SubtaskAdmin(admin.ModelAdmin):
     )
     inlines = [LLMCallInline]
 
+    def get_search_results(self, request, queryset, search_term):
+        """Each word in the key, the type or the job's title, each matched on its own table
+        and the matches put together: an OR across the join would read every subtask."""
+        for word in smart_split(search_term):
+            if word[0] in "\"'" and word[0] == word[-1]:
+                word = unescape_string_literal(word)
+            by_name = Subtask.objects.filter(Q(key__icontains=word) | Q(type__icontains=word))
+            by_job = Subtask.objects.filter(job__title__icontains=word)
+            matches = by_name.order_by().values("pk").union(by_job.order_by().values("pk"))
+            queryset = queryset.filter(pk__in=matches)
+        return queryset, False
+
 
 @admin.register(LLMCall)
 class LLMCallAdmin(RecordAdmin):
@@ -184,8 +301,19 @@ class LLMCallAdmin(RecordAdmin):
         "cost",
         "created_at",
     )
-    list_filter = ("purpose", "model", "agent", "http_status")
+    list_filter = ("purpose", ModelFilter, "agent", HttpStatusFilter)
+    list_select_related = ("agent", "job")
+    list_defer = ("messages", "response", "error", *(f"job__{name}" for name in JOB_TEXTS))
     search_fields = ("response", "error")
+    search_help_text = "Words of the response or the error; the start of a word is enough."
+
+    def get_search_results(self, request, queryset, search_term):
+        """On PostgreSQL, whole-text search through the index; elsewhere, substrings."""
+        words = re.findall(r"\w+", search_term)
+        if connections[queryset.db].vendor != "postgresql" or not words:
+            return super().get_search_results(request, queryset, search_term)
+        matching = RawSQL(MATCHING_CALLS, [" & ".join(f"{word}:*" for word in words)])
+        return queryset.filter(pk__in=matching), False
 
 
 @admin.register(ModelPrice)
@@ -201,10 +329,15 @@ class VersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("data")
+
 
 @admin.register(SharedState)
-class SharedStateAdmin(admin.ModelAdmin):
+class SharedStateAdmin(ListAdmin):
     list_display = ("job", "version", "updated_at")
+    list_select_related = ("job",)
+    list_defer = ("data", *(f"job__{name}" for name in JOB_TEXTS))
     readonly_fields = ("job", "data", "version", "updated_at")
     search_fields = ("job__title",)
     inlines = [VersionInline]
@@ -213,9 +346,23 @@ class SharedStateAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(SharedStateVersion)
+class SharedStateVersionAdmin(RecordAdmin):
+    list_display = ("state", "version", "author", "created_at")
+    list_select_related = ("state",)
+    list_defer = ("data", "changes", "state__data")
+    ordering = ("-pk",)
+    readonly_fields = ("state", "version", "author", "changes", "data", "created_at")
+
+
 @admin.register(AuditEntry)
 class AuditEntryAdmin(RecordAdmin):
     list_display = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")
     list_filter = ("action", "created_at")
+    list_select_related = ("actor", "job", "subtask", "agent")
+    list_defer = (
+        *(f"job__{name}" for name in JOB_TEXTS),
+        *(f"subtask__{name}" for name in SUBTASK_TEXTS),
+    )
     search_fields = ("detail", "actor__username")
     readonly_fields = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")

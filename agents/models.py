@@ -12,7 +12,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import F, Func, OuterRef, Subquery, Window
+from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
@@ -43,6 +44,16 @@ JOB_TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 SUBTASK_IN_FLIGHT = (SubtaskStatus.QUEUED, SubtaskStatus.WORKING)
 SUBTASK_TERMINAL = (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
 SUBTASK_RETRYABLE = (SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
+
+
+def count_of(rows: models.QuerySet) -> Subquery:
+    """COUNT(*) of `rows` as a subquery per outer row (`rows` filters on an OuterRef).
+
+    A join + GROUP BY would aggregate every related row before a LIMIT applies; this reads
+    an index for just the rows shown. COUNT with no GROUP BY gives 0, never NULL.
+    """
+    counted = rows.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
+    return Subquery(counted, output_field=models.IntegerField())
 
 
 class AgentQuerySet(models.QuerySet):
@@ -78,9 +89,8 @@ class AgentQuerySet(models.QuerySet):
 
     def with_load(self) -> AgentQuerySet:
         """Agents with `load`, their in-flight subtasks, in the same query."""
-        return self.annotate(
-            load=models.Count("subtasks", filter=Q(subtasks__status__in=SUBTASK_IN_FLIGHT))
-        )
+        in_flight = Subtask.objects.filter(agent=OuterRef("pk"), status__in=SUBTASK_IN_FLIGHT)
+        return self.annotate(load=count_of(in_flight))
 
 
 class Agent(models.Model):
@@ -151,29 +161,49 @@ class JobQuerySet(models.QuerySet):
 
     def for_board(self) -> JobQuerySet:
         """Jobs with their progress, in one query whatever their number."""
-        assigned = Subtask.objects.filter(agent__isnull=False).select_related("agent")
+        assigned = Subtask.objects.filter(agent__isnull=False).only("job_id", "agent_id")
+        subtasks = Subtask.objects.filter(job=OuterRef("pk"))
         return (
             self.select_related("submitted_by")
             .prefetch_related(
-                models.Prefetch(
-                    "subtasks",
-                    queryset=assigned.only("job_id", "agent__name"),
-                    to_attr="assigned_subtasks",
-                )
+                models.Prefetch("subtasks", queryset=assigned, to_attr="assigned_subtasks"),
+                # Each agent read once, not once per subtask.
+                models.Prefetch("assigned_subtasks__agent", queryset=Agent.objects.only("name")),
             )
             .annotate(
-                subtasks_done=models.Count("subtasks", filter=Q(subtasks__status="completed")),
-                subtasks_total=models.Count("subtasks"),
+                subtasks_done=count_of(subtasks.filter(status=SubtaskStatus.COMPLETED)),
+                subtasks_total=count_of(subtasks),
             )
             .order_by("-created_at", "-pk")
         )
 
     def status_counts(self) -> dict[str, int]:
-        # distinct: on a for_board() queryset the subtasks join repeats each job.
-        counts = dict(
-            self.order_by().values_list("status").annotate(n=models.Count("id", distinct=True))
-        )
+        counts = dict(self.order_by().values_list("status").annotate(n=models.Count("pk")))
         return {status: counts.get(status, 0) for status in JobStatus.values}
+
+    def newest_ids(self, status: str, n: int) -> list[int]:
+        """The ids of the `n` newest jobs in `status`, newest first."""
+        newest = self.filter(status=status).order_by("-created_at", "-pk")
+        return list(newest.values_list("pk", flat=True)[:n])
+
+    def newest_per_status(self, n: int) -> tuple[dict[str, list[int]], dict[str, int]]:
+        """`newest_ids` for every status, and `status_counts`, in one pass over the rows.
+
+        For a narrowed set (a search): each match is read once. The whole board is cheaper
+        status by status, where each `newest_ids` reads a few index entries.
+        """
+        newest_first = (F("created_at").desc(), F("pk").desc())
+        ranked = self.order_by().annotate(
+            rank=Window(RowNumber(), partition_by=F("status"), order_by=newest_first),
+            of=Window(models.Count("pk"), partition_by=F("status")),
+        )
+        ids: dict[str, list[int]] = {}
+        counts: dict[str, int] = {}
+        rows = ranked.filter(rank__lte=n).values_list("status", "rank", "pk", "of")
+        for status, _, pk, of in sorted(rows):
+            ids.setdefault(status, []).append(pk)
+            counts[status] = of
+        return ids, counts
 
 
 class Job(models.Model):
@@ -364,6 +394,7 @@ class Subtask(models.Model):
         indexes = [
             models.Index(fields=["status", "priority", "job"], name="subtask_queue"),
             models.Index(fields=["agent", "status"], name="subtask_agent_status"),
+            models.Index(fields=["job", "status"], name="subtask_job_status"),
         ]
 
     def __str__(self) -> str:
@@ -476,7 +507,12 @@ class LLMCall(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["agent", "created_at"], name="llmcall_agent_created")]
+        indexes = [
+            models.Index(fields=["agent", "created_at"], name="llmcall_agent_created"),
+            models.Index(fields=["created_at"], name="llmcall_created"),
+            models.Index(fields=["model"], name="llmcall_model"),
+            models.Index(fields=["http_status"], name="llmcall_http_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.purpose} call {self.pk} ({self.model})"
@@ -540,7 +576,10 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "audit entries"
-        indexes = [models.Index(fields=["action", "-created_at"], name="audit_action_created")]
+        indexes = [
+            models.Index(fields=["action", "-created_at"], name="audit_action_created"),
+            models.Index(fields=["-created_at", "-id"], name="audit_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor or 'system'} {self.action}"

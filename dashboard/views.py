@@ -1,9 +1,12 @@
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from agents import actions
@@ -15,17 +18,18 @@ from agents.models import (
     LLMCall,
     Subtask,
 )
-from agents.series import agent_series
 
 from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from .graph import plan_graph
+from .queries import agents_with_metrics, job_subtasks
 
 BOARD_CARDS_PER_COLUMN = 25
 BOARD_PAGE_SIZE = 50
+CARD_UNUSED = ("description", "result", "error")  # a card shows none of these, nor its submitter
+SPEND_WINDOW = timedelta(hours=24)
 
 
-def _filtered_jobs(filters: BoardFilterForm):
-    jobs = Job.objects.for_board()
+def _filtered(jobs: QuerySet[Job], filters: BoardFilterForm) -> QuerySet[Job]:
     if not filters.is_valid():
         return jobs
     data = filters.cleaned_data
@@ -41,25 +45,33 @@ def _filtered_jobs(filters: BoardFilterForm):
 
 
 def _board_context(request: HttpRequest, form: JobForm) -> dict:
-    """One query per column and one for the counts, however many jobs there are."""
+    """The same few queries however many jobs there are."""
     filters = BoardFilterForm(request.GET)
-    jobs = _filtered_jobs(filters)
-    counts = jobs.status_counts()
-    status = filters.cleaned_data.get("status") if filters.is_valid() else ""
+    chosen = filters.cleaned_data if filters.is_valid() else {}
+    narrowed = any(value not in ("", None) for value in chosen.values())
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "filters": filters, "query": query.urlencode()}
-    if status:
-        context["page"] = Paginator(jobs, BOARD_PAGE_SIZE).get_page(request.GET.get("page"))
-        context["status_label"] = JobStatus(status).label
+    cards = Job.objects.for_board().select_related(None).defer(*CARD_UNUSED)
+    if chosen.get("status"):
+        page = Paginator(_filtered(cards, filters), BOARD_PAGE_SIZE)
+        context["page"] = page.get_page(request.GET.get("page"))
+        context["status_label"] = JobStatus(chosen["status"]).label
         return context
+    jobs = _filtered(Job.objects.all(), filters)
+    if narrowed:  # a search reads each match once, not once per column
+        newest, counts = jobs.newest_per_status(BOARD_CARDS_PER_COLUMN)
+    else:  # the whole board: column by column, from the (status, created_at) index
+        counts = jobs.status_counts()
+        newest = {status: jobs.newest_ids(status, BOARD_CARDS_PER_COLUMN) for status in counts}
+    shown = cards.in_bulk([pk for ids in newest.values() for pk in ids])
     context["columns"] = [
         {
             "status": value,
             "label": label,
-            "count": counts[value],
-            "jobs": jobs.filter(status=value)[:BOARD_CARDS_PER_COLUMN],
-            "more": max(counts[value] - BOARD_CARDS_PER_COLUMN, 0),
+            "count": counts.get(value, 0),
+            "jobs": [shown[pk] for pk in newest.get(value, [])],
+            "more": max(counts.get(value, 0) - BOARD_CARDS_PER_COLUMN, 0),
         }
         for value, label in JobStatus.choices
     ]
@@ -90,14 +102,7 @@ def submit_job(request: HttpRequest) -> HttpResponse:
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.for_board(), pk=job_id)
-    subtasks = (
-        job.subtasks.select_related("agent")
-        .prefetch_related(
-            Prefetch("depends_on", queryset=Subtask.objects.only("key")),
-            Prefetch("calls", queryset=LLMCall.objects.order_by("pk")),
-        )
-        .order_by("pk")
-    )
+    subtasks = job_subtasks(job.pk)
     context = {
         "job": job,
         "subtasks": subtasks,
@@ -207,12 +212,11 @@ def subtask_retry(request: HttpRequest, subtask_id: int) -> HttpResponse:
 
 
 def _agents_context(form: AgentForm | None) -> dict:
-    agents = list(Agent.objects.with_load())
-    series = agent_series([a.pk for a in agents])
-    for agent in agents:
-        agent.series = series[agent.pk]
+    agents = agents_with_metrics(Agent.objects.all())
+    # A window, not all time: a sum over every call ever made grows with the history.
+    recent = LLMCall.objects.filter(created_at__gte=timezone.now() - SPEND_WINDOW)
     by_model = (
-        LLMCall.objects.values("model")
+        recent.values("model")
         .annotate(
             calls=Count("id"),
             prompt=Sum("prompt_tokens"),

@@ -10,6 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from agents.models import Job, JobStatus
 from agents.roles import ensure_roles
 
+from .history import make_history
+
 pytestmark = pytest.mark.django_db
 
 
@@ -36,9 +38,9 @@ def make_jobs(n: int, user) -> None:
     )
 
 
-def board_queries(client) -> int:
+def board_queries(client, params: dict | None = None) -> int:
     with CaptureQueriesContext(connection) as queries:
-        assert client.get("/").status_code == 200
+        assert client.get("/", params or {}).status_code == 200
     return len(queries)
 
 
@@ -109,3 +111,30 @@ def test_column_counts_count_jobs_not_subtasks(client, operator):
         job.subtasks.create(key=key, type="research")
     page = client.get("/").content.decode()
     assert '<span class="count" id="count-working">1</span>' in page
+
+
+@pytest.mark.parametrize("params", [{}, {"q": "idempotency"}, {"status": "completed"}])
+def test_cards_with_subtasks_and_agents_cost_no_query_each(client, operator, params):
+    make_history(len(JobStatus.values))  # one card in each column
+    few = board_queries(client, params)
+    make_history(80)
+    assert board_queries(client, params) == few
+
+
+def test_a_search_shows_the_newest_matches_of_each_column_and_how_many_there_are(client, operator):
+    make_jobs(40, operator)
+    for n in range(30):
+        Job.objects.create(title=f"Needle {n}", description="d" * 20, status="completed")
+    response = client.get("/", {"q": "needle"})
+    completed = next(c for c in response.context["columns"] if c["status"] == "completed")
+    assert completed["count"] == 30 and completed["more"] == 5
+    assert [job.title for job in completed["jobs"]][:2] == ["Needle 29", "Needle 28"]
+    assert all(c["count"] == 0 for c in response.context["columns"] if c["status"] != "completed")
+
+
+def test_a_card_shows_its_progress_and_its_agents(client, operator):
+    make_history(1)
+    job = Job.objects.get()
+    page = client.get("/").content.decode()
+    names = sorted({sub.agent.name for sub in job.subtasks.all()})
+    assert "1/3 subtasks" in page and f"· {', '.join(names)}" in page
