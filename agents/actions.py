@@ -154,7 +154,8 @@ def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
         agent.enabled = enabled
         audit("enable_agent" if enabled else "disable_agent", actor=user, agent=agent)
         if enabled:
-            # Work may have been waiting for exactly this agent.
+            # Work may have been waiting for exactly this agent, or for any agent at all.
+            dispatch.resume_jobs_waiting_for_agents()
             enqueue.dispatch_ready()
 
 

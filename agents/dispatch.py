@@ -38,31 +38,49 @@ def dispatch_ready() -> int:
     One pass runs at a time across all workers, so no agent is ever overbooked; a caller
     that finds a pass running leaves it a mark to go round again (agents.coalesce).
     """
+    return _dispatch(keep=0)[0]
+
+
+def dispatch_and_take() -> int | None:
+    """dispatch_ready, keeping one of the subtasks it queued for the caller to run.
+
+    The caller (a worker thread that just freed a slot) runs it at once: no broker message
+    for it. Should the caller die first, the subtask says queued and the reconciler re-sends
+    it as it would a lost message.
+    """
+    kept = _dispatch(keep=1)[1]
+    return kept[0] if kept else None
+
+
+def _dispatch(keep: int) -> tuple[int, list[int]]:
     coalesce.mark_dirty()
-    assigned = 0
+    assigned, kept = 0, []
     while True:
         settle: set[int] = set()
         with coalesce.exclusive_pass() as exclusive:
             if not exclusive:
-                return assigned
+                return assigned, kept
             coalesce.take_dirty()
-            assigned += _dispatch_pass(settle)
+            assigned += _dispatch_pass(settle, kept, keep)
         # After the pass has committed: a job's row lock is never taken under subtask locks.
         for job_id in settle:
             jobs.settle_job_locked(job_id)
         if not coalesce.take_dirty():
-            return assigned
+            return assigned, kept
 
 
-def _dispatch_pass(settle: set[int]) -> int:
+def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
     """Highest job priority first (0 highest), FIFO within a priority.
 
-    Adds to `settle` the jobs whose subtasks failed here for a failed dependency.
+    Adds to `settle` the jobs whose subtasks failed here for a failed dependency, and to
+    `kept`, up to `keep` of them, subtasks queued for the caller instead of a message.
     """
     now = timezone.now()
     assigned = 0
     agents = list(Agent.objects.filter(enabled=True).with_load().order_by("pk"))
-    _show_agentless(not agents)
+    if not agents:
+        _wait_for_agents()
+        return 0
     candidates = _candidates(agents)
     if not any(c.load < c.max_concurrency for c in candidates.values()):
         return 0
@@ -104,20 +122,23 @@ def _dispatch_pass(settle: set[int]) -> int:
         ):
             candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
             assigned += 1
-            enqueue.run_subtask(sub.pk)
+            if len(kept) < keep:
+                kept.append(sub.pk)
+            else:
+                enqueue.run_subtask(sub.pk)
     return assigned
 
 
-def _show_agentless(agentless: bool) -> None:
-    """With no agent enabled at all, running jobs wait, saying why; they resume with one."""
-    if agentless:
-        affected = Job.objects.filter(
-            status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING
-        )
-        moves = (JobStatus.WORKING, JobStatus.WAITING, NO_AGENT)
-    else:
-        affected = Job.objects.filter(status=JobStatus.WAITING, status_reason=NO_AGENT)
-        moves = (JobStatus.WAITING, JobStatus.WORKING, "")
-    expected, new, reason = moves
-    ids = list(affected.distinct().values_list("pk", flat=True))
-    Job.objects.filter(pk__in=ids).move(expected, new, status_reason=reason)
+def _wait_for_agents() -> None:
+    """With no agent enabled at all, running jobs wait, saying why."""
+    agentless = Job.objects.filter(
+        status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING
+    ).distinct()
+    agentless.move(JobStatus.WORKING, JobStatus.WAITING, status_reason=NO_AGENT)
+
+
+def resume_jobs_waiting_for_agents() -> None:
+    """Jobs that waited for any agent at all go back to work (an agent was enabled)."""
+    if Agent.objects.filter(enabled=True).exists():
+        waiting = Job.objects.filter(status_reason=NO_AGENT)
+        waiting.move(JobStatus.WAITING, JobStatus.WORKING, status_reason="")

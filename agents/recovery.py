@@ -101,6 +101,7 @@ def reconcile() -> dict[str, int]:
     )
     for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
         jobs.settle_job_locked(job_id)
+    dispatch.resume_jobs_waiting_for_agents()  # an agent enabled some other way (admin)
     dispatch.dispatch_ready()
     if any(counts.values()):
         log.info("reconcile re-dispatched %s", counts)

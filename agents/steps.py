@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -21,6 +22,7 @@ from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 log = logging.getLogger(__name__)
 
 PLAN_TEMPERATURE = 0.3
+MAX_CONTINUATIONS = 50
 MAX_STEP_RETRIES = 3
 SYNTHESIS_SYSTEM = (
     "You compose the final answer to a job from your team's results. "
@@ -56,7 +58,9 @@ def plan_job(job_id: int) -> None:
         _retry_job_step(job, JobStatus.PLANNING, LLMCall.Purpose.PLAN, exc)
     else:
         _write_plan(job, orchestrator, plan)
-        dispatch.dispatch_ready()
+        first = dispatch.dispatch_and_take()
+        if first is not None:  # this thread's slot goes on with the plan's first subtask
+            run_subtasks(first)
 
 
 def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
@@ -150,10 +154,30 @@ def _retry_job_step(job: Job, status: str, purpose: str, exc: llm.LLMError) -> N
 # Subtasks
 
 
-def run_subtask(subtask_id: int) -> None:
+def run_subtasks(subtask_id: int) -> None:
+    """Run a subtask, then go on with one that the slot it freed was given, and so on.
+
+    Each continuation saves a broker message. The chain is bounded, and ends when the
+    worker is asked to shut down, so the message that started it is acknowledged soon.
+    """
+    for _ in range(MAX_CONTINUATIONS):
+        if not run_subtask(subtask_id):
+            return
+        if worker_state.should_stop:
+            dispatch.dispatch_ready()
+            return
+        next_id = dispatch.dispatch_and_take()
+        if next_id is None:
+            return
+        subtask_id = next_id
+    enqueue.run_subtask(subtask_id)  # the chain's bound: its next subtask goes by message
+
+
+def run_subtask(subtask_id: int) -> bool:
+    """One subtask's call and outcome; False when another delivery holds it."""
     sub = _claim_subtask(subtask_id)
     if sub is None:
-        return
+        return False
     renew = Subtask.objects.filter(pk=sub.pk, attempts=sub.attempts)
     try:
         answer = jobs.call_llm(
@@ -177,7 +201,7 @@ def run_subtask(subtask_id: int) -> None:
         _subtask_failed(sub, exc)
     else:
         _complete_subtask(sub, answer)
-    dispatch.dispatch_ready()
+    return True
 
 
 def _claim_subtask(subtask_id: int) -> Subtask | None:

@@ -25,7 +25,7 @@ def plan_job(job_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def run_subtask(subtask_id: int) -> None:
-    steps.run_subtask(subtask_id)
+    steps.run_subtasks(subtask_id)
 
 
 @shared_task(ignore_result=True)
