@@ -26,16 +26,18 @@ from .models import (
     Subtask,
 )
 
-# The expression of the full-text index on calls (migration 0007), written out so that the
-# query repeats it exactly: PostgreSQL uses the index only for the very same expression.
-# OFFSET 0 keeps the planner from folding the subquery into the outer scan, where it would
-# compute to_tsvector row after row along the primary key instead of reading the index.
-MATCHING_CALLS = (
-    "SELECT id FROM agents_llmcall WHERE to_tsvector('simple'::regconfig, "
-    "COALESCE(response, '') || ' ' || COALESCE(error, '')) @@ to_tsquery('simple', %s) OFFSET 0"
-)
 JOB_TEXTS = ("description", "result", "error")
 SUBTASK_TEXTS = ("payload", "allocation", "result", "error")
+
+
+def search_words(search_term: str) -> list[str]:
+    """The words of an admin search, a quoted phrase as one, as ModelAdmin splits them."""
+    words = []
+    for word in smart_split(search_term):
+        if word.startswith(('"', "'")) and word[0] == word[-1]:
+            word = unescape_string_literal(word)
+        words.append(word)
+    return words
 
 
 class LeanChangeList(ChangeList):
@@ -227,6 +229,12 @@ class JobAdmin(ListAdmin):
     )
     inlines = [SubtaskInline]
 
+    def get_search_results(self, request, queryset, search_term):
+        """Each word in the title or the description, through the trigram indexes."""
+        for word in search_words(search_term):
+            queryset = queryset.matching(word)
+        return queryset, False
+
 
 class LLMCallInline(admin.TabularInline):
     model = LLMCall
@@ -276,9 +284,7 @@ class SubtaskAdmin(ListAdmin):
     def get_search_results(self, request, queryset, search_term):
         """Each word in the key, the type or the job's title, each matched on its own table
         and the matches put together: an OR across the join would read every subtask."""
-        for word in smart_split(search_term):
-            if word[0] in "\"'" and word[0] == word[-1]:
-                word = unescape_string_literal(word)
+        for word in search_words(search_term):
             by_name = Subtask.objects.filter(Q(key__icontains=word) | Q(type__icontains=word))
             by_job = Subtask.objects.filter(job__title__icontains=word)
             matches = by_name.order_by().values("pk").union(by_job.order_by().values("pk"))
@@ -308,11 +314,14 @@ class LLMCallAdmin(RecordAdmin):
     search_help_text = "Words of the response or the error; the start of a word is enough."
 
     def get_search_results(self, request, queryset, search_term):
-        """On PostgreSQL, whole-text search through the index; elsewhere, substrings."""
-        words = re.findall(r"\w+", search_term)
+        """On PostgreSQL, words (or their starts) through the full-text index; elsewhere,
+        substrings."""
+        words = re.findall(r"[^\W_]+", search_term)  # what to_tsvector makes lexemes of
         if connections[queryset.db].vendor != "postgresql" or not words:
             return super().get_search_results(request, queryset, search_term)
-        matching = RawSQL(MATCHING_CALLS, [" & ".join(f"{word}:*" for word in words)])
+        query = " & ".join(f"{word}:*" for word in words)
+        # Through the full-text index, whatever the planner would pick (migration 0008).
+        matching = RawSQL("SELECT agents_llmcall_matching(%s)", [query])
         return queryset.filter(pk__in=matching), False
 
 

@@ -11,8 +11,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connection, models
-from django.db.models import F, Func, OuterRef, Subquery, Window
+from django.db import connection, connections, models
+from django.db.models import F, Func, OuterRef, Q, Subquery, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
@@ -176,6 +177,15 @@ class JobQuerySet(models.QuerySet):
             )
             .order_by("-created_at", "-pk")
         )
+
+    def matching(self, text: str) -> JobQuerySet:
+        """Jobs whose title or description contains `text`, in any case."""
+        db = connections[self.db]
+        if db.vendor != "postgresql":
+            return self.filter(Q(title__icontains=text) | Q(description__icontains=text))
+        # Through the trigram indexes, whatever the planner would pick (migration 0008).
+        pattern = f"%{db.ops.prep_for_like_query(text)}%"
+        return self.filter(pk__in=RawSQL("SELECT agents_job_matching(%s)", [pattern]))
 
     def status_counts(self) -> dict[str, int]:
         counts = dict(self.order_by().values_list("status").annotate(n=models.Count("pk")))

@@ -444,6 +444,7 @@ def pages(big_job: int) -> list[tuple[str, str, int]]:
         ("board, one status, page 40", "/?status=completed&page=40", PAGE_TARGET_MS),
         (f"board text search ({common})", f"/?q={common}", PAGE_TARGET_MS),
         (f"board text search ({rare})", f"/?q={rare}", PAGE_TARGET_MS),
+        ("board text search (the: in every job)", "/?q=the", PAGE_TARGET_MS),
         (f"job detail (job #{big_job}, 12 subtasks)", f"/jobs/{big_job}/", PAGE_TARGET_MS),
         ("agents", "/agents/", PAGE_TARGET_MS),
     ]
@@ -467,6 +468,8 @@ def pages(big_job: int) -> list[tuple[str, str, int]]:
          SEARCH_TARGET_MS),
         (f"admin llmcall search ({rare})", f"/admin/agents/llmcall/?q={rare}", SEARCH_TARGET_MS),
         ("admin llmcall search (HTTP 429)", "/admin/agents/llmcall/?q=HTTP+429",
+         SEARCH_TARGET_MS),
+        ("admin llmcall search (the: in every call)", "/admin/agents/llmcall/?q=the",
          SEARCH_TARGET_MS),
         ("admin auditentry search (user3)", "/admin/agents/auditentry/?q=user3",
          SEARCH_TARGET_MS),
@@ -563,6 +566,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{name}: {p95:.1f} ms, {queries} queries", file=sys.stderr)
         connection.close()
     print(_table(rows))
+    print(f"\nLoad average (1, 5, 15 min) at the end: {os.getloadavg()}")
     return rows
 
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -34,7 +34,7 @@ def _filtered(jobs: QuerySet[Job], filters: BoardFilterForm) -> QuerySet[Job]:
         return jobs
     data = filters.cleaned_data
     if data["q"]:
-        jobs = jobs.filter(Q(title__icontains=data["q"]) | Q(description__icontains=data["q"]))
+        jobs = jobs.matching(data["q"])
     if data["priority"] is not None:
         jobs = jobs.filter(priority=data["priority"])
     if data["submitter"]:

@@ -138,3 +138,13 @@ def test_a_card_shows_its_progress_and_its_agents(client, operator):
     page = client.get("/").content.decode()
     names = sorted({sub.agent.name for sub in job.subtasks.all()})
     assert "1/3 subtasks" in page and f"· {', '.join(names)}" in page
+
+
+def test_a_search_takes_percent_signs_and_underscores_literally(client, operator):
+    Job.objects.create(title="Cut costs by 50%", description="d" * 20, status="queued")
+    Job.objects.create(title="Cut costs by 500", description="d" * 20, status="queued")
+    Job.objects.create(title="Rename user_id", description="d" * 20, status="queued")
+    Job.objects.create(title="Rename userid", description="d" * 20, status="queued")
+    for q, title in [("50%", "Cut costs by 50%"), ("user_id", "Rename user_id")]:
+        queued = client.get("/", {"q": q}).context["columns"][0]
+        assert [job.title for job in queued["jobs"]] == [title]

@@ -5,7 +5,7 @@
   meaning and use the index (job titles and descriptions, subtask keys and types).
 - Full-text GIN on a call's response + error: a trigram index would find the candidates,
   but rechecking each one's response, kilobytes long, costs more than the search may
-  (agents.admin.MATCHING_CALLS repeats this expression).
+  (0008's agents_llmcall_matching repeats this expression).
 """
 
 from django.db import migrations
