@@ -11,6 +11,7 @@ so this module imports nothing of the web face and renders nothing.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
@@ -45,6 +46,36 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(self.jobs or self.subtasks or self.states or self.agents)
+
+    def merge(self, other: Batch) -> None:
+        for job_id, moved in other.jobs.items():
+            self.jobs[job_id] = moved or self.jobs.get(job_id, False)
+        self.subtasks.update(other.subtasks)
+        self.states |= other.states
+        self.agents |= other.agents
+        self.watched |= other.watched
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "jobs": self.jobs,
+                "subtasks": self.subtasks,
+                "states": sorted(self.states),
+                "agents": sorted(self.agents),
+                "watched": sorted(self.watched),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Batch:
+        data = json.loads(text)
+        return cls(
+            jobs={int(k): v for k, v in data["jobs"].items()},
+            subtasks={int(k): v for k, v in data["subtasks"].items()},
+            states=set(data["states"]),
+            agents=set(data["agents"]),
+            watched=set(data["watched"]),
+        )
 
     def groups(self) -> set[str]:
         groups = {job_group(j) for j in (*self.jobs, *self.subtasks.values(), *self.states)}

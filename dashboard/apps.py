@@ -5,9 +5,12 @@ class DashboardConfig(AppConfig):
     name = "dashboard"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from agents import events
 
         from . import live
 
-        # The domain announces ids; the web face renders them (agents never imports us).
-        events.set_publisher(live.publish)
+        # The domain announces ids; the web face renders them (agents never imports us):
+        # in a web process's renderer where Redis carries the batches, else right here.
+        events.set_publisher(live.forward if settings.REDIS_URL else live.publish)

@@ -1,8 +1,12 @@
 """Renders the live fragments that agents.events announces, once per group, and sends them.
 
-Runs wherever a step committed (a worker, or the web process): one window's changes become
-one message per watched group, rendered from what the database holds now, so a page always
-converges to the newest state whatever it missed in between.
+One window's changes become one message per watched group, rendered from what the database
+holds now, so a page always converges to the newest state whatever it missed in between.
+
+Where it renders: with Redis, every process forwards its batches to a Redis list and a
+renderer thread in a web process takes them, merges what has arrived and renders once for
+all of it, so workers spend no time on pages and several workers' changes to one job make
+one render. Standalone (one process, no Redis), the batch is rendered where it was made.
 """
 
 from __future__ import annotations
@@ -12,22 +16,66 @@ import atexit
 import concurrent.futures
 import logging
 import threading
+import time
 from collections import defaultdict
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
 from django.template.loader import render_to_string
 
 from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
+from agents.limiter import redis_client
 from agents.models import Agent, Job, SharedState
 
 from .queries import agents_with_metrics, board_jobs, job_subtasks
 
 log = logging.getLogger(__name__)
+BATCHES_KEY = "baton:live:batches"
+# With no web process taking them, batches must not pile up: keep the newest ones.
+MAX_QUEUED_BATCHES = 1000
+_renderer: threading.Thread | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 _pending: set[concurrent.futures.Future] = set()
+
+
+def forward(batch: Batch) -> None:
+    """Leave a batch for a web process's renderer (the publisher where Redis is set)."""
+    pipe = redis_client(settings.REDIS_URL).pipeline()
+    pipe.rpush(BATCHES_KEY, batch.to_json())
+    pipe.ltrim(BATCHES_KEY, -MAX_QUEUED_BATCHES, -1)
+    pipe.execute()
+
+
+def start_renderer() -> None:
+    """Take forwarded batches and render them, in a thread of this (web) process."""
+    global _renderer
+    with _loop_lock:
+        if _renderer is None or not _renderer.is_alive():
+            _renderer = threading.Thread(target=_render_forever, name="baton-render", daemon=True)
+            _renderer.start()
+
+
+def _render_forever() -> None:
+    client = redis_client(settings.REDIS_URL)
+    while True:
+        try:
+            # Shorter than redis-py's read timeout, so an idle wait is not an error.
+            first = client.blpop([BATCHES_KEY], timeout=2)
+            if first is None:
+                continue
+            batch = Batch.from_json(first[1])
+            for more in client.lpop(BATCHES_KEY, 100) or []:
+                batch.merge(Batch.from_json(more))
+            publish(batch)
+        except Exception:  # Redis restarting, a render failing: keep serving later batches
+            log.exception("could not render live events")
+            time.sleep(1)
+        finally:
+            close_old_connections()
 
 
 def publish(batch: Batch) -> None:

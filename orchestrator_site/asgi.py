@@ -1,6 +1,7 @@
 import asyncio
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
@@ -22,6 +23,10 @@ router = ProtocolTypeRouter(
         ),
     }
 )
+
+
+if settings.REDIS_URL:
+    live.start_renderer()  # this web process renders what every process announces
 
 
 async def application(scope, receive, send):

@@ -225,7 +225,7 @@ PROMPT_DEPENDENCY_CHARS = envint("PROMPT_DEPENDENCY_CHARS", 4000, minimum=100)
 RECONCILE_AFTER_S = envfloat("RECONCILE_AFTER_S", LLM_TIMEOUT_S + 60, minimum=1)
 RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 10, minimum=0.1)
 # Live events are coalesced over this window: one render per group for all its changes.
-LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.1, minimum=0.0)
+LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.05, minimum=0.0)
 
 LOGGING = {
     "version": 1,
