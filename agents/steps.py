@@ -12,7 +12,7 @@ from datetime import timedelta
 from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from . import dispatch, enqueue, jobs, llm, planning, state
@@ -210,7 +210,13 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
     The attempt number then marks this run, so a run the reconciler gave up on cannot
     complete it.
     """
-    sub = Subtask.objects.select_related("job", "agent").filter(pk=subtask_id).first()
+    upstream = Subtask.depends_on.through.objects.filter(from_subtask=OuterRef("pk"))
+    sub = (
+        Subtask.objects.select_related("job", "agent")
+        .annotate(has_upstream=Exists(upstream))  # spares _prompt a query for most subtasks
+        .filter(pk=subtask_id)
+        .first()
+    )
     if sub is None or sub.status != SubtaskStatus.QUEUED or sub.agent is None:
         return None
     if sub.job.status != JobStatus.WORKING:
@@ -227,10 +233,8 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
 def _prompt(sub: Subtask) -> list[dict]:
     limit = settings.PROMPT_DEPENDENCY_CHARS
     agent, job = sub.agent, sub.job
-    upstream = [
-        f"Result of {dep.key} ({dep.type}):\n{dep.result[:limit]}"
-        for dep in sub.depends_on.only("key", "type", "result").order_by("pk")
-    ]
+    deps = sub.depends_on.only("key", "type", "result").order_by("pk") if sub.has_upstream else []
+    upstream = [f"Result of {dep.key} ({dep.type}):\n{dep.result[:limit]}" for dep in deps]
     parts = [
         f"Job: {job.title}\n\n{job.description}",
         f"Your subtask ({sub.type}): {sub.description}",
