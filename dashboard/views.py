@@ -101,7 +101,8 @@ def submit_job(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(Job.objects.for_board(), pk=job_id)
+    # The header shows progress and submitter; the agents of a card are the board's.
+    job = get_object_or_404(Job.objects.for_board().prefetch_related(None), pk=job_id)
     subtasks = job_subtasks(job.pk)
     context = {
         "job": job,
