@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.utils import timezone
 
 from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
@@ -133,9 +132,8 @@ def test_cancelling_lets_running_calls_finish_and_starts_nothing_new(slow_stack,
     wait_until(
         lambda: job.subtasks.filter(status=SubtaskStatus.WORKING).exists(), "a working subtask"
     )
-    in_flight = job.subtasks.filter(status=SubtaskStatus.WORKING).count()
+    in_flight = list(job.subtasks.filter(status=SubtaskStatus.WORKING).values_list("pk", flat=True))
     requests_at_cancel = slow_stack.simulator_stats()["requests"]
-    cancelled_at = timezone.now()
     assert post(client, f"/jobs/{job.pk}/cancel/") == 200
 
     wait_until(
@@ -149,5 +147,7 @@ def test_cancelling_lets_running_calls_finish_and_starts_nothing_new(slow_stack,
     assert statuses == {"research": "completed", "coding": "cancelled", "review": "cancelled"}
     # The running call finished and was kept; no request left for the model after the cancel.
     assert slow_stack.simulator_stats()["requests"] == requests_at_cancel
-    assert LLMCall.objects.filter(job=job, created_at__gt=cancelled_at).count() == in_flight
+    # (Compared by subtask, not by clock: under load a call may end just before the cancel.)
+    kept = LLMCall.objects.filter(subtask_id__in=in_flight, error="", response__gt="")
+    assert kept.count() == len(in_flight)
     assert job.audit.filter(action="cancel").exists()
