@@ -2,7 +2,7 @@
 
 The tables of jobs, subtasks, calls and versions grow with every job, so a changelist joins
 the related rows it shows (no query per row), leaves the long texts it does not show on disk,
-counts its rows once, and searches through an index on PostgreSQL (migration 0007).
+counts its rows once, and searches through an index on PostgreSQL (migrations 0007-0008).
 """
 
 import re
@@ -57,7 +57,7 @@ class ValuesFilter(admin.SimpleListFilter):
         return [(str(value), str(value)) for value in self.values()]
 
     def queryset(self, request, queryset):
-        if self.value() is None:
+        if not self.value():
             return queryset
         return queryset.filter(**{self.parameter_name: self.value()})
 
