@@ -2,6 +2,7 @@ import os
 import time
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, Permission, User
 
@@ -73,8 +74,22 @@ def seeded(django_db_blocker):
                 status__in=("queued", "planning", "working", "synthesizing")
             ).exists()
             or Subtask.objects.filter(status__in=("queued", "working")).exists()
+            or _live_batches_pending()
         ):
             time.sleep(0.2)
+        # The last changes' pages may still be rendering (their reads would deadlock with
+        # the flush's TRUNCATE): give the renderer its window and a render.
+        time.sleep(settings.LIVE_WINDOW_S + 0.5)
+
+
+def _live_batches_pending() -> bool:
+    """Live changes forwarded to a web process and not yet taken by its renderer."""
+    if not settings.REDIS_URL:
+        return False
+    from agents.limiter import redis_client
+    from dashboard.live import BATCHES_KEY
+
+    return bool(redis_client(settings.REDIS_URL).llen(BATCHES_KEY))
 
 
 @pytest.fixture(scope="module")
