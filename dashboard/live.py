@@ -68,7 +68,9 @@ def _render_forever() -> None:
             if first is None:
                 continue
             batch = Batch.from_json(first[1])
-            for more in client.lpop(BATCHES_KEY, 100) or []:
+            # Let the other processes' batches of this moment arrive: one render for all.
+            time.sleep(settings.LIVE_WINDOW_S)
+            for more in client.lpop(BATCHES_KEY, 1000) or []:
                 batch.merge(Batch.from_json(more))
             publish(batch)
         except Exception:  # Redis restarting, a render failing: keep serving later batches
