@@ -139,14 +139,7 @@ def _counted(counts_file: Path, program: list[str], env: dict, log: Path) -> sub
     counts_file.unlink(missing_ok=True)
     counts_file.with_name(counts_file.name + ".ready").unlink(missing_ok=True)
     cmd = [PYTHON, str(ROOT / "bench" / "counted.py"), str(counts_file), *program]
-    return subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    return simulator.spawn(cmd, env, log)
 
 
 def _start_processes(env: dict, logs: Path, web_port: int) -> tuple[list, subprocess.Popen]:

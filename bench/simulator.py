@@ -25,6 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """A process of the run, from the project's root, its output in `log`."""
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def wait_for(ready, what: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,14 +96,7 @@ def start(latency_ms: int, env: dict, log: Path) -> Simulator:
         "--plan-shape",
         PLAN_SHAPE,
     ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = spawn(cmd, env, log)
     sim = Simulator(proc, port)
     wait_for(lambda: "listening" in log.read_text(), "llm_simulator", proc, log)
     return sim
