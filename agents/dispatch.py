@@ -86,21 +86,22 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
         return 0
     full_types: set[str] = set()
     for pk, job_id, type_, hint, lost in _runnable(now):
-        sub = Subtask(pk=pk, job_id=job_id, type=type_, assign_hint=hint)
         if lost:
+            sub = Subtask(pk=pk, job_id=job_id)
             if sub.transition(
                 SubtaskStatus.WAITING, SubtaskStatus.FAILED, error="dependency failed"
             ):
-                settle.add(sub.job_id)
+                settle.add(job_id)
             continue
         if not any(c.load < c.max_concurrency for c in candidates.values()):
             break
-        if sub.type in full_types and not sub.assign_hint:
+        if type_ in full_types and not hint:
             continue
-        chosen, reasons = choose(sub.type, candidates.values(), sub.assign_hint)
+        chosen, reasons = choose(type_, candidates.values(), hint)
         if chosen is None:
-            full_types.add(sub.type)
+            full_types.add(type_)
             continue
+        sub = Subtask(pk=pk, job_id=job_id)  # only for its transition: most rows get none
         if sub.transition(
             SubtaskStatus.WAITING,
             SubtaskStatus.QUEUED,
@@ -111,9 +112,9 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
             candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
             assigned += 1
             if len(kept) < keep:
-                kept.append(sub.pk)
+                kept.append(pk)
             else:
-                enqueue.run_subtask(sub.pk)
+                enqueue.run_subtask(pk)
     return assigned
 
 
