@@ -237,8 +237,12 @@ def test_permissions_in_the_browser(own_stack, seeded, browser):
 
 
 def stop_web(stack):
-    """Stop the stack's Daphne (SIGTERM, as a deploy does); return its process."""
-    web = next(p for p in stack.procs if "daphne" in " ".join(map(str, p.args)))
+    """Stop the stack's web server (SIGTERM, as a deploy does); return its process.
+
+    Daphne in production mode; standalone, the one process that serves everything.
+    """
+    servers = ("daphne", "runstandalone")
+    web = next(p for p in stack.procs if any(s in " ".join(map(str, p.args)) for s in servers))
     web.send_signal(signal.SIGTERM)
     web.wait(timeout=15)
     return web
