@@ -126,10 +126,13 @@ def claim_heartbeat(renew: Callable[[], object]) -> Callable[[], None]:
     return heartbeat
 
 
-def settle_job(job_id: int) -> None:
-    """Roll a working job up from its subtasks. Call inside a transaction that holds the
-    job's row lock (add_usage or select_for_update), so two subtasks finishing at once
-    cannot both miss the other."""
+def settle_job(job_id: int) -> bool:
+    """Roll a working job up from its subtasks; True when it is now ready for synthesis.
+
+    Call inside a transaction that holds the job's row lock (add_usage or
+    select_for_update), so two subtasks finishing at once cannot both miss the other. The
+    caller starts the synthesis: at once in its own thread, or by message.
+    """
     counts = dict(
         Subtask.objects.filter(job_id=job_id).values_list("status").annotate(n=Count("id"))
     )
@@ -140,19 +143,19 @@ def settle_job(job_id: int) -> None:
     job = Job(pk=job_id)
     events.job_changed(job_id)  # its progress
     if total and completed == total:
-        if job.transition(JobStatus.WORKING, JobStatus.SYNTHESIZING, claimed_at=None):
-            enqueue.synthesize_job(job_id)
-    elif failed and not still_open:
+        return job.transition(JobStatus.WORKING, JobStatus.SYNTHESIZING, claimed_at=None)
+    if failed and not still_open:
         job.transition(
             JobStatus.WORKING, JobStatus.FAILED, error=f"{failed} of {total} subtasks failed."
         )
+    return False
 
 
 def settle_job_locked(job_id: int) -> None:
     """settle_job in a transaction of its own, under the job's row lock."""
     with transaction.atomic():
-        if Job.objects.select_for_update().filter(pk=job_id).exists():
-            settle_job(job_id)
+        if Job.objects.select_for_update().filter(pk=job_id).exists() and settle_job(job_id):
+            enqueue.synthesize_job(job_id)
 
 
 def fail_job(job_id: int, expected: str, error: str) -> bool:

@@ -7,6 +7,7 @@ to run twice. The order lives in the database (the subtask DAG), not in Celery c
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from celery.worker import state as worker_state
@@ -157,27 +158,42 @@ def _retry_job_step(job: Job, status: str, purpose: str, exc: llm.LLMError) -> N
 def run_subtasks(subtask_id: int) -> None:
     """Run a subtask, then go on with one that the slot it freed was given, and so on.
 
-    Each continuation saves a broker message. The chain is bounded, and ends when the
-    worker is asked to shut down, so the message that started it is acknowledged soon.
+    Each continuation saves a broker message, as does synthesising in this thread the job
+    whose last subtask it finished. The chain is bounded, and ends when the worker is asked
+    to shut down, so the message that started it is acknowledged soon.
     """
     for _ in range(MAX_CONTINUATIONS):
-        if not run_subtask(subtask_id):
+        ran = run_subtask(subtask_id)
+        if ran is None:
             return
-        if worker_state.should_stop:
+        stopping = bool(worker_state.should_stop)
+        next_id = None if stopping else dispatch.dispatch_and_take()
+        if ran.ready_job_id is not None:
+            if stopping:
+                enqueue.synthesize_job(ran.ready_job_id)
+            else:
+                synthesize_job(ran.ready_job_id)
+        if stopping:
             dispatch.dispatch_ready()
             return
-        next_id = dispatch.dispatch_and_take()
         if next_id is None:
             return
         subtask_id = next_id
     enqueue.run_subtask(subtask_id)  # the chain's bound: its next subtask goes by message
 
 
-def run_subtask(subtask_id: int) -> bool:
-    """One subtask's call and outcome; False when another delivery holds it."""
+@dataclass(frozen=True)
+class Ran:
+    """A subtask this thread ran; `ready_job_id` when its job now awaits synthesis."""
+
+    ready_job_id: int | None = None
+
+
+def run_subtask(subtask_id: int) -> Ran | None:
+    """One subtask's call and outcome; None when another delivery holds it."""
     sub = _claim_subtask(subtask_id)
     if sub is None:
-        return False
+        return None
     renew = Subtask.objects.filter(pk=sub.pk, attempts=sub.attempts)
     try:
         answer = jobs.call_llm(
@@ -200,8 +216,9 @@ def run_subtask(subtask_id: int) -> bool:
     except llm.LLMError as exc:
         _subtask_failed(sub, exc)
     else:
-        _complete_subtask(sub, answer)
-    return True
+        if _complete_subtask(sub, answer):
+            return Ran(ready_job_id=sub.job_id)
+    return Ran()
 
 
 def _claim_subtask(subtask_id: int) -> Subtask | None:
@@ -248,8 +265,11 @@ def _prompt(sub: Subtask) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
-def _complete_subtask(sub: Subtask, answer: LLMCall) -> None:
-    """Result, usage, shared state and the job's roll-up in one short transaction."""
+def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
+    """Result, usage, shared state and the job's roll-up in one short transaction.
+
+    True when this was the job's last subtask: it is ready for synthesis.
+    """
     text = answer.response
     if answer.finish_reason == "length":
         text += "\n\n(Truncated: the model reached its max_tokens.)"
@@ -268,10 +288,10 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> None:
         )
         if not completed:  # a later attempt took over; this call was paid all the same
             Subtask.objects.filter(pk=sub.pk).update(**usage)
-            return
+            return False
         author = f"{sub.agent.slug}/{sub.key}"
         state.record_result(sub.job_id, sub.key, text, author=author)
-        jobs.settle_job(sub.job_id)
+        ready = jobs.settle_job(sub.job_id)
     # Outside the transaction: the agent's row is shared by all its subtasks' completions.
     Agent.objects.record_outcome(
         sub.agent_id,
@@ -280,6 +300,7 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> None:
         tokens=answer.total_tokens,
         cost=answer.cost,
     )
+    return ready
 
 
 def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:

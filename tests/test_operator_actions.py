@@ -133,6 +133,8 @@ def test_cancelling_lets_running_calls_finish_and_starts_nothing_new(slow_stack,
         lambda: job.subtasks.filter(status=SubtaskStatus.WORKING).exists(), "a working subtask"
     )
     in_flight = list(job.subtasks.filter(status=SubtaskStatus.WORKING).values_list("pk", flat=True))
+    # A claimed subtask sends its request a moment later: cancel once the model has it.
+    wait_until(lambda: slow_stack.simulator_stats()["in_flight"] >= 1, "the call in flight")
     requests_at_cancel = slow_stack.simulator_stats()["requests"]
     assert post(client, f"/jobs/{job.pk}/cancel/") == 200
 
