@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
@@ -93,8 +94,9 @@ def _downstream(sub: Subtask) -> set[int]:
     return found
 
 
-def _reopen(job: Job, subtask_ids: set[int]) -> int:
-    """Failed or cancelled subtasks back to waiting, with their retries restored."""
+def _reopen(job: Job, subtask_ids: set[int], resume: str = JobStatus.WORKING) -> int:
+    """Failed or cancelled subtasks back to waiting, with their retries restored; a
+    finished job back to `resume`."""
     reopened = Subtask.objects.filter(pk__in=subtask_ids).move(
         SUBTASK_RETRYABLE,
         SubtaskStatus.WAITING,
@@ -104,7 +106,8 @@ def _reopen(job: Job, subtask_ids: set[int]) -> int:
         finished_at=None,
     )
     if job.status in JOB_TERMINAL:
-        job.transition(job.status, JobStatus.WORKING, error="", status_reason="", finished_at=None)
+        reason = jobs.AWAITS_REVIEW if resume == JobStatus.WAITING else ""
+        job.transition(job.status, resume, error="", status_reason=reason, finished_at=None)
     events.job_changed(job.pk, moved=True)
     return len(reopened)
 
@@ -140,6 +143,9 @@ def retry_job(job: Job, *, user=None) -> bool:
                 job.status, JobStatus.SYNTHESIZING, error="", finished_at=None, claimed_at=None
             )
             enqueue.synthesize_job(job.pk)
+        elif job.review_plan and not job.audit.filter(action="approve_plan").exists():
+            # Stopped before anyone approved its plan: it goes back to review, not to work.
+            _reopen(job, set(open_subtasks.values_list("pk", flat=True)), JobStatus.WAITING)
         else:
             _reopen(job, set(open_subtasks.values_list("pk", flat=True)))
             enqueue.dispatch_ready()
@@ -191,9 +197,10 @@ def add_subtask(
     agent: Agent | None,
     user=None,
 ) -> Subtask | None:
-    if not job.awaiting_review:
-        return None
     with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)  # one addition at a time
+        if not job.awaiting_review or job.subtasks.count() >= settings.PLAN_MAX_SUBTASKS:
+            return None
         sub = Subtask.objects.create(
             job=job,
             key=key,

@@ -26,6 +26,7 @@ from .models import (
 )
 
 BUDGET_EXCEEDED = "budget exceeded"
+AWAITS_REVIEW = "The plan awaits an operator's review."
 HEARTBEAT_AFTER_S = 5.0
 # 429s pause a step without using up its retries, but not forever.
 MAX_RATE_LIMIT_PAUSES = 20

@@ -124,7 +124,7 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
         state.write(job.pk, {"pending_tasks": pending}, author=f"{orchestrator.slug}/plan")
         notes = "; ".join(plan.notes)
         if job.review_plan:
-            notes = "The plan awaits an operator's review. " + notes
+            notes = f"{jobs.AWAITS_REVIEW} " + notes
         job.transition(
             JobStatus.PLANNING,
             JobStatus.WAITING if job.review_plan else JobStatus.WORKING,

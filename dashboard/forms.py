@@ -1,6 +1,7 @@
 import uuid
 
 from django import forms
+from django.conf import settings
 
 from agents.models import Agent, Job, Subtask
 from agents.planning import KEY_RE, normalise_type
@@ -129,6 +130,15 @@ class NewSubtaskForm(SubtaskForm):
         super().__init__(*args, **kwargs)
         self.job = job
         self.fields["depends_on"].queryset = job.subtasks.all()
+
+    def clean(self) -> dict:
+        limit = settings.PLAN_MAX_SUBTASKS
+        if self.job.subtasks.count() >= limit:
+            raise forms.ValidationError(
+                f"A plan holds at most {limit} subtasks (PLAN_MAX_SUBTASKS): "
+                "delete one before adding another."
+            )
+        return super().clean()
 
     def clean_key(self) -> str:
         key = KEY_RE.sub("-", self.cleaned_data["key"].strip().lower()).strip("-")
