@@ -63,10 +63,23 @@ def _secret_key() -> str:
     # Generated once per checkout into the ignored var/ directory, never committed.
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        _private_var_dir()
+        try:
+            # Created 0600 in one step (no moment readable by others); of two processes
+            # starting at once, the second reads what the first wrote.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
+
+
+def _private_var_dir() -> None:
+    """var/ holds the secret key and the SQLite files: its owner's alone."""
+    VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    VAR_DIR.chmod(0o700)
 
 
 DEBUG = envbool("DEBUG", "false")
@@ -130,7 +143,7 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _private_var_dir()
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Standalone mode writes from worker threads: wait for the lock instead of failing, and
     # take it up front so two writers never deadlock upgrading a read lock.
