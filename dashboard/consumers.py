@@ -31,3 +31,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def fragment(self, event: dict) -> None:
         await self.send(text_data=event["html"])
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """A socket to a path Baton does not serve: closed at once (the handshake gets 403)."""
+
+    async def connect(self) -> None:
+        await self.close(code=4404)

@@ -22,6 +22,19 @@ def test_it_refuses_an_anonymous_websocket(stack):
     assert refused.value.response.status_code == 403
 
 
+def test_it_refuses_a_socket_to_an_unknown_path_cleanly(stack, seeded):
+    client = login(stack.base_url, "bob", PASSWORD)
+    cookie = f"sessionid={client.cookies['sessionid']}"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(
+            ws_url(stack, "/ws/no-such-page/"),
+            origin=stack.base_url,
+            additional_headers={"Cookie": cookie},
+            open_timeout=5,
+        )
+    assert refused.value.response.status_code == 403  # not a 500 from the router
+
+
 def test_it_refuses_a_foreign_origin(stack, seeded):
     client = login(stack.base_url, "bob", PASSWORD)
     cookie = f"sessionid={client.cookies['sessionid']}"
