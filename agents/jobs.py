@@ -104,12 +104,16 @@ def add_usage(job_id: int, tokens: int, cost: Decimal) -> None:
 
 
 def add_step_usage(call: LLMCall) -> None:
-    """A planning or synthesis call's usage: the job's and the orchestrator's."""
-    if not (call.total_tokens or call.cost):
-        return
-    add_usage(call.job_id, call.total_tokens, call.cost)
-    Agent.objects.filter(pk=call.agent_id).update(
-        total_tokens=F("total_tokens") + call.total_tokens, total_cost=F("total_cost") + call.cost
+    """A planning or synthesis call: the job's usage, and the orchestrator's metrics (its
+    calls count on the agents page like any agent's)."""
+    if call.total_tokens or call.cost:
+        add_usage(call.job_id, call.total_tokens, call.cost)
+    Agent.objects.record_outcome(
+        call.agent_id,
+        ok=True,
+        latency_s=call.latency_s,
+        tokens=call.total_tokens,
+        cost=call.cost,
     )
 
 

@@ -77,3 +77,19 @@ def test_concurrent_outcomes_lose_no_update():
     assert a.completed_count == threads * calls_each
     assert a.latency_samples == threads * calls_each
     assert a.avg_latency_s == pytest.approx(1.0)
+
+
+@pytest.mark.django_db
+def test_the_orchestrators_planning_calls_count_in_its_metrics(settings):
+    from agents import actions, steps, team
+
+    settings.LLM_API_KEY = ""  # the offline model
+    team.seed()
+    job = actions.submit_job(title="Counted", description="Plan a small thing and review it.")
+    steps.plan_job(job.pk)  # goes on with the subtasks and the synthesis in this thread
+    orchestrator = Agent.objects.get(slug="orchestrator")
+    own = job.calls.filter(agent=orchestrator, error="")
+    assert set(own.values_list("purpose", flat=True)) >= {"plan"}
+    assert orchestrator.completed_count == own.count()
+    assert orchestrator.latency_samples == own.count()
+    assert orchestrator.total_tokens == sum(c.total_tokens for c in own) > 0
