@@ -141,10 +141,11 @@ def _complete_http(body: dict) -> Completion:
             latency_s=elapsed,
         ) from None
     latency = time.monotonic() - started
-    text = raw.decode("utf-8", errors="replace")
+    # Scrubbed before any path can quote it: error pages (even with a 200) echo headers.
+    text = _scrub(raw.decode("utf-8", errors="replace"), key)
 
     if status != 200:
-        trimmed = _scrub(text, key)[:BODY_CHARS]
+        trimmed = text[:BODY_CHARS]
         raise LLMError(
             f"LLM provider answered HTTP {status}: {trimmed[:300]}",
             status=status,

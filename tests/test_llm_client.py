@@ -121,6 +121,17 @@ def test_a_rejected_key_is_permanent_and_never_repeated():
     assert "[redacted]" in error.body
 
 
+def test_the_key_is_scrubbed_from_a_200_with_no_usable_completion():
+    # A proxy's error page, served with a 200, that quotes the request's headers.
+    with running_simulator(garbage_rate=1) as sim, provider(sim.base_url):
+        error = call_failing()
+
+    assert error.status == 200
+    assert "no usable completion" in str(error)
+    assert KEY not in str(error) and KEY not in error.body
+    assert "[redacted]" in str(error)
+
+
 def test_a_hanging_provider_times_out_and_can_be_retried():
     with running_simulator(hang_rate=1) as sim, provider(sim.base_url, timeout=0.3):
         started = time.monotonic()

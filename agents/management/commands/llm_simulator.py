@@ -41,6 +41,9 @@ class SimulatorConfig:
     wrap: str = "none"
     invalid_json_rate: float = 0
     truncate_rate: float = 0
+    # HTTP 200 with a page that is no completion and quotes the request's headers, as a
+    # misconfigured proxy in front of a provider does.
+    garbage_rate: float = 0
     # When set, only this key is accepted (401 otherwise, echoing the key as OpenAI does).
     api_key: str = ""
     plan_shape: str = "chain"
@@ -166,6 +169,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 {"error": {"message": "simulated rate limit", "type": "rate_limit_exceeded"}},
                 {"Retry-After": f"{config.retry_after:g}"},
             )
+        if server.chance(config.garbage_rate):
+            page = f"<html>upstream unavailable; request was: Authorization: {auth}</html>"
+            return self._send_bytes(200, page.encode(), "text/html")
         self._send_json(200, self._completion(model, messages))
         return None
 
@@ -229,9 +235,17 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self._send_json(status, {"error": {"message": message, "code": status}})
 
     def _send_json(self, status: int, data: dict, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(data).encode()
+        self._send_bytes(status, json.dumps(data).encode(), "application/json", headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -275,6 +289,9 @@ class Command(BaseCommand):
         parser.add_argument("--wrap", choices=WRAPS, default="none", help="plan JSON wrapping")
         parser.add_argument("--invalid-json-rate", type=float, default=0)
         parser.add_argument("--truncate-rate", type=float, default=0, help="finish_reason length")
+        parser.add_argument(
+            "--garbage-rate", type=float, default=0, help="200 with a page that is no completion"
+        )
         parser.add_argument("--api-key", default="", help="accept only this key")
         parser.add_argument(
             "--plan-shape",
@@ -294,6 +311,7 @@ class Command(BaseCommand):
             hang_rate=options["hang_rate"],
             wrap=options["wrap"],
             invalid_json_rate=options["invalid_json_rate"],
+            garbage_rate=options["garbage_rate"],
             truncate_rate=options["truncate_rate"],
             api_key=options["api_key"],
             plan_shape=options["plan_shape"],
