@@ -4,11 +4,13 @@ entry and sends the events after commit (as Zulip's `do_*` actions)."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from . import dispatch, enqueue, events, jobs, state
 from .models import (
@@ -41,9 +43,14 @@ def submit_job(
     review_plan: bool = False,
     submit_token: uuid.UUID | None = None,
 ) -> Job:
-    """Create the job and ask for its plan. The same `submit_token` twice gives one job."""
+    """Create the job and ask for its plan. The same `submit_token` twice gives one job.
+
+    Raises SubmissionLimit when `user` has submitted JOB_SUBMISSIONS_PER_HOUR jobs in the
+    last hour.
+    """
     if submit_token and (existing := Job.objects.filter(submit_token=submit_token).first()):
         return existing
+    _check_submission_limit(user)
     try:
         return _create_job(
             title=title,
@@ -57,6 +64,22 @@ def submit_job(
         )
     except IntegrityError:  # the same form, posted twice at once: the other one won
         return Job.objects.get(submit_token=submit_token)
+
+
+class SubmissionLimit(Exception):
+    pass
+
+
+def _check_submission_limit(user) -> None:
+    limit = settings.JOB_SUBMISSIONS_PER_HOUR
+    if user is None or not limit:
+        return
+    since = timezone.now() - timedelta(hours=1)
+    if Job.objects.filter(submitted_by=user, created_at__gte=since).count() >= limit:
+        raise SubmissionLimit(
+            f"You have submitted {limit} jobs in the last hour, the most allowed "
+            "(JOB_SUBMISSIONS_PER_HOUR). Try again later, or ask an admin to raise it."
+        )
 
 
 def _create_job(**fields) -> Job:

@@ -88,15 +88,21 @@ def board(request: HttpRequest) -> HttpResponse:
 @permission_required("agents.add_job", raise_exception=True)
 def submit_job(request: HttpRequest) -> HttpResponse:
     form = JobForm(request.POST)
+    status = 400
     if form.is_valid():
-        job = actions.submit_job(**form.cleaned_data, user=request.user)
-        if request.htmx:
-            context = {"form": JobForm(), "submitted": job}
-            return render(request, "dashboard/board.html#submit-form", context)
-        return redirect("dash-board")
-    if request.htmx:
+        try:
+            job = actions.submit_job(**form.cleaned_data, user=request.user)
+        except actions.SubmissionLimit as limit:
+            form.add_error(None, str(limit))
+            status = 429
+        else:
+            if request.htmx:
+                context = {"form": JobForm(), "submitted": job}
+                return render(request, "dashboard/board.html#submit-form", context)
+            return redirect("dash-board")
+    if request.htmx:  # htmx swaps only 2xx answers: the form comes back with its errors
         return render(request, "dashboard/board.html#submit-form", {"form": form})
-    return render(request, "dashboard/board.html", _board_context(request, form), status=400)
+    return render(request, "dashboard/board.html", _board_context(request, form), status=status)
 
 
 @login_required

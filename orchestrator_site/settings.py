@@ -233,6 +233,8 @@ LLM_TIMEOUT_S = envfloat("LLM_TIMEOUT_S", 120, minimum=1)
 
 # How many subtasks one plan may hold, and how much of each upstream result a prompt carries.
 PLAN_MAX_SUBTASKS = envint("PLAN_MAX_SUBTASKS", 12, minimum=1)
+# Jobs one user may submit per hour (0: no limit).
+JOB_SUBMISSIONS_PER_HOUR = envint("JOB_SUBMISSIONS_PER_HOUR", 120, minimum=0)
 PROMPT_DEPENDENCY_CHARS = envint("PROMPT_DEPENDENCY_CHARS", 4000, minimum=100)
 # Work that says queued or working for longer than this with no progress is re-dispatched.
 RECONCILE_AFTER_S = envfloat("RECONCILE_AFTER_S", LLM_TIMEOUT_S + 60, minimum=1)

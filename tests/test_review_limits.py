@@ -87,3 +87,18 @@ def test_a_job_cancelled_after_approval_resumes_its_work():
     assert actions.retry_job(Job.objects.get(pk=job.pk))
     job.refresh_from_db()
     assert job.status == JobStatus.WORKING
+
+
+def test_a_user_over_the_hourly_submission_limit_is_told_so(client, operator, settings):
+    settings.JOB_SUBMISSIONS_PER_HOUR = 2
+    form = {"title": "Again", "description": "Once more.", "priority": "5"}
+    for _ in range(2):
+        assert client.post("/jobs/submit/", form).status_code == 302
+    response = client.post("/jobs/submit/", form)
+    assert response.status_code == 429
+    assert "2 jobs in the last hour" in response.content.decode()
+    assert Job.objects.filter(submitted_by=operator).count() == 2
+    # Through htmx the form comes back (200, so htmx swaps it) with the same message.
+    response = client.post("/jobs/submit/", form, headers={"HX-Request": "true"})
+    assert "2 jobs in the last hour" in response.content.decode()
+    assert Job.objects.filter(submitted_by=operator).count() == 2
