@@ -5,6 +5,8 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, Permission, User
+from django.core.management.base import CommandError
+from django.test import TransactionTestCase
 
 from agents import team
 from agents.models import Job, Subtask
@@ -13,6 +15,28 @@ from agents.roles import ensure_roles
 from .stack import start_stack
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def _flush_retrying_deadlocks(flush):
+    """Transactional tests end by TRUNCATE-ing every table while a stack's processes may
+    still read (a reconciler pass, a live render): PostgreSQL can then pick the flush as a
+    deadlock's victim. The flush is simply tried again."""
+
+    def teardown(self) -> None:
+        for attempt in range(3):
+            try:
+                return flush(self)
+            except CommandError as exc:
+                if attempt == 2 or "deadlock" not in str(exc.__cause__ or ""):
+                    raise
+                time.sleep(0.5)
+
+    return teardown
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(
+    TransactionTestCase._fixture_teardown
+)
 PASSWORD = "correct-horse-battery"
 USERS = {"alice": None, "bob": "Operators", "carol": "Viewers", "dave": "Agent managers"}
 
