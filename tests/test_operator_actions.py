@@ -120,7 +120,9 @@ def test_a_viewer_cannot_cancel_or_retry(stack, seeded):
 @pytest.fixture(scope="module")
 def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
     with django_db_blocker.unblock():
-        running = start_stack(tmp_path_factory.mktemp("slow"), latency_ms=1500)
+        # Exclusive: the session stack's workers would otherwise take its jobs to their own,
+        # fast simulator.
+        running = start_stack(tmp_path_factory.mktemp("slow"), latency_ms=1500, exclusive=True)
     yield running
     running.stop()
 
