@@ -252,8 +252,12 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     planned_at = models.DateTimeField(null=True, blank=True)
-    # Set by the worker that took the planning or synthesis step; the reconciler reads it.
+    # Set by the worker that took the planning or synthesis step.
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The step's lease (agents.leases): its holder renews it while the step runs, and the
+    # reconciler takes back a step whose lease expired.
+    lease_owner = models.CharField(max_length=120, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
@@ -393,6 +397,9 @@ class Subtask(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The running attempt's lease (agents.leases), as on Job.
+    lease_owner = models.CharField(max_length=120, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = SubtaskQuerySet.as_manager()
 
