@@ -520,6 +520,10 @@ class LLMCall(models.Model):
     finish_reason = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    # Set when a later attempt of the step finished from this call's answer (its worker
+    # died after the provider answered), or when the attempt that made it lost its step to
+    # another: whoever sets it counts the usage, so no call is counted twice.
+    adopted = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

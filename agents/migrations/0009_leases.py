@@ -10,6 +10,11 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name="llmcall",
+            name="adopted",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
             model_name="job",
             name="lease_expires_at",
             field=models.DateTimeField(blank=True, null=True),
