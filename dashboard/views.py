@@ -1,5 +1,7 @@
+import math
 from datetime import timedelta
 
+from axes.helpers import get_cool_off
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
@@ -287,3 +289,14 @@ def agent_toggle(request: HttpRequest, slug: str) -> HttpResponse:
         agent = next(a for a in _agents_context(None)["agents"] if a.pk == agent.pk)
         return render(request, "dashboard/agents.html#agent-row", {"agent": agent})
     return redirect("dash-agents")
+
+
+def locked_out(
+    request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None
+) -> HttpResponse:
+    """What django-axes answers, on either login page, to a username and address locked out."""
+    wait = get_cool_off(request) or timedelta(0)
+    minutes = max(1, math.ceil(wait.total_seconds() / 60))
+    page = render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
+    page["Retry-After"] = str(int(wait.total_seconds()))
+    return page
