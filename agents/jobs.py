@@ -6,12 +6,14 @@ they call only the models and the leaf modules below them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TypeVar
 
-from django.db import transaction
-from django.db.models import Count, F
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count, F, QuerySet
 
 from . import enqueue, events, llm, metrics
 from .models import (
@@ -25,11 +27,16 @@ from .models import (
     SubtaskStatus,
 )
 
+T = TypeVar("T")
+
 BUDGET_EXCEEDED = "budget exceeded"
 AWAITS_REVIEW = "The plan awaits an operator's review."
-HEARTBEAT_AFTER_S = 5.0
 # 429s pause a step without using up its retries, but not forever.
 MAX_RATE_LIMIT_PAUSES = 20
+# How long a step waits for the database to come back (a restart) before giving up.
+DB_RETRY_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class BudgetExceeded(Exception):
@@ -44,14 +51,16 @@ def call_llm(
     messages: list[dict],
     subtask_id: int | None = None,
     temperature: float | None = None,
-    on_start: Callable[[], None] | None = None,
     budgeted: bool = True,
 ) -> LLMCall:
     """One attempt, recorded as an LLMCall row whether it succeeds or not; returns the row.
 
     Raises BudgetExceeded, before any call, once the job has spent its budget (checked
-    unless the caller knows the job has none). The caller rolls the call's usage up
-    (`add_usage`), in the transaction that records what the call was for.
+    unless the caller knows the job has none). A subtask's caller rolls the call's usage up
+    (`add_usage`) in the transaction that records what the call was for; a planning or
+    synthesis call is counted here, with its record. The record outlasts a database restart
+    (it is written again until the database is back), since a recorded answer is never paid
+    for twice (`adopt_recorded`).
     """
     if budgeted:
         spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
@@ -71,11 +80,10 @@ def call_llm(
             messages=messages,
             temperature=agent.temperature if temperature is None else temperature,
             max_tokens=agent.max_tokens,
-            on_start=on_start,
         )
     except llm.LLMError as exc:
         call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
-        call.save()
+        db_retry(call.save)
         raise
     call.response = completion.text
     call.prompt_tokens = completion.prompt_tokens
@@ -87,8 +95,46 @@ def call_llm(
         call.cost = ModelPrice.cost_of(
             agent.model, completion.prompt_tokens, completion.completion_tokens
         )
-    call.save()
+    if subtask_id is None:
+        db_retry(lambda: _record_step_call(call))
+    else:
+        db_retry(call.save)
     return call
+
+
+def _record_step_call(call: LLMCall) -> None:
+    with transaction.atomic():
+        call.save()
+        add_step_usage(call)
+
+
+def adopt_recorded(calls: QuerySet[LLMCall]) -> LLMCall | None:
+    """A successful call among `calls` that its step never finished from, now this caller's.
+
+    Its worker died (or lost the database) after the provider answered: finishing from the
+    recorded answer pays nothing again. The conditional update gives it to one caller only.
+    """
+    for call in calls.filter(error="", adopted=False).exclude(response="").order_by("-pk")[:3]:
+        if LLMCall.objects.filter(pk=call.pk, adopted=False).update(adopted=True):
+            return call
+    return None
+
+
+def db_retry(write: Callable[[], T]) -> T:
+    """Run `write` (one statement or one whole transaction), again while the database is
+    down, for up to DB_RETRY_S: a PostgreSQL restart does not lose a paid answer."""
+    deadline = time.monotonic() + DB_RETRY_S
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError):
+            if time.monotonic() > deadline or connection.in_atomic_block:
+                raise
+            log.warning("database unavailable; writing again in %.1f s", delay, exc_info=True)
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def add_usage(job_id: int, tokens: int, cost: Decimal) -> None:
@@ -115,20 +161,6 @@ def add_step_usage(call: LLMCall) -> None:
         tokens=call.total_tokens,
         cost=call.cost,
     )
-
-
-def claim_heartbeat(renew: Callable[[], object]) -> Callable[[], None]:
-    """Renew a claim once a limiter slot is held, but only after a real wait for one.
-
-    Waiting for a slot is not being stuck: the reconciler's clock restarts here.
-    """
-    claimed = time.monotonic()
-
-    def heartbeat() -> None:
-        if time.monotonic() - claimed > HEARTBEAT_AFTER_S:
-            renew()
-
-    return heartbeat
 
 
 def settle_job(job_id: int) -> bool:

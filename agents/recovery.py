@@ -7,22 +7,45 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs
+from . import dispatch, enqueue, jobs, limiter, process
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
     AuditEntry,
     Job,
     JobStatus,
+    LLMCall,
     Subtask,
     SubtaskStatus,
 )
 
 log = logging.getLogger(__name__)
 RECONCILE_BATCH = 500
+
+
+def _holders_gone() -> list[str]:
+    """Lease holders on this host whose process is gone: their leases lapse at once."""
+    held = Q(status__in=(JobStatus.PLANNING, JobStatus.SYNTHESIZING), claimed_at__isnull=False)
+    holders = {
+        *Job.objects.filter(held).values_list("lease_owner", flat=True).distinct(),
+        *Subtask.objects.filter(status=SubtaskStatus.WORKING)
+        .values_list("lease_owner", flat=True)
+        .distinct(),
+    }
+    return [h for h in holders if h and process.is_gone(h)]
+
+
+def _longest_recent_call_s() -> float:
+    """How long a call a dead worker started may still run at the provider: the longest of
+    the last minutes' calls, with a margin (its limiter slot stays taken that long)."""
+    since = timezone.now() - timedelta(minutes=5)
+    longest = LLMCall.objects.filter(created_at__gte=since).aggregate(s=Max("latency_s"))["s"]
+    if longest is None:
+        return float(settings.LLM_TIMEOUT_S)
+    return min(float(settings.LLM_TIMEOUT_S), 1.5 * longest + 1.0)
 
 
 def _resend(rows, send, now, what: str) -> int:
@@ -46,16 +69,21 @@ def _resend(rows, send, now, what: str) -> int:
 
 
 def reconcile() -> dict[str, int]:
-    """Re-dispatch work whose status says queued or working but that no worker holds.
+    """Take back work whose lease lapsed, and re-send queued work that no worker took.
 
     Safe to run anywhere, any time: every re-dispatched message meets a conditional claim,
     and a completed subtask is never claimed again.
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.RECONCILE_AFTER_S)
-    # Messages that may simply be lost (a broker restart) are re-sent sooner: a duplicate of
-    # a queued message is harmless, it loses the claim.
-    lost = now - timedelta(seconds=min(15.0, settings.RECONCILE_AFTER_S))
+    # Queued work nobody claimed within a lease may have lost its message (a broker restart).
+    # A duplicate of a queued message is harmless: it loses the claim.
+    lost = now - timedelta(seconds=settings.LEASE_S)
+    gone = _holders_gone()
+    lapsed = (
+        Q(lease_expires_at__lt=now)
+        | Q(lease_owner__in=gone)
+        | Q(lease_expires_at__isnull=True, updated_at__lt=lost)  # claimed before leases
+    )
     counts = {}
     with transaction.atomic():
         # Every move here goes through the bulk transitions, so open pages see it.
@@ -64,37 +92,38 @@ def reconcile() -> dict[str, int]:
             unplanned.filter(status=JobStatus.WAITING).exists()
             and Agent.objects.orchestrator() is not None
         ):
-            unplanned.move(JobStatus.WAITING, JobStatus.QUEUED, status_reason="", updated_at=stale)
-        # A worker that died mid-step left its claim behind: release it.
-        Job.objects.filter(claimed_at__lt=stale).move(
-            JobStatus.PLANNING, JobStatus.QUEUED, claimed_at=None, updated_at=stale
+            unplanned.move(JobStatus.WAITING, JobStatus.QUEUED, status_reason="", updated_at=lost)
+        # A worker that died mid-step stopped renewing its lease: take the step back.
+        Job.objects.filter(lapsed).move(
+            JobStatus.PLANNING, JobStatus.QUEUED, claimed_at=None, updated_at=lost
         )
-        Job.objects.filter(status=JobStatus.SYNTHESIZING, claimed_at__lt=stale).update(
-            claimed_at=None, updated_at=stale
+        Job.objects.filter(lapsed, status=JobStatus.SYNTHESIZING, claimed_at__isnull=False).update(
+            claimed_at=None, updated_at=lost
         )
-        Subtask.objects.filter(started_at__lt=stale).move(
-            SubtaskStatus.WORKING, SubtaskStatus.QUEUED, updated_at=stale
+        Subtask.objects.filter(lapsed).move(
+            SubtaskStatus.WORKING, SubtaskStatus.QUEUED, updated_at=lost
         )
         counts["plans"] = _resend(
-            Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=lost),
+            Job.objects.filter(status=JobStatus.QUEUED, updated_at__lte=lost),
             enqueue.plan_job,
             now,
             "planning re-sent: no worker took it",
         )
         counts["syntheses"] = _resend(
             Job.objects.filter(
-                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lt=lost
+                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lte=lost
             ),
             enqueue.synthesize_job,
             now,
             "synthesis re-sent: no worker took it",
         )
         counts["subtasks"] = _resend(
-            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lt=lost),
+            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lte=lost),
             enqueue.run_subtask,
             now,
             "subtask re-sent: no worker finished it",
         )
+    counts["slots"] = limiter.reap(process.is_gone, _longest_recent_call_s)
     open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
     unsettled = Job.objects.filter(status=JobStatus.WORKING).exclude(
         subtasks__status__in=open_statuses

@@ -13,10 +13,10 @@ from datetime import timedelta
 from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs, llm, planning, state
+from . import dispatch, enqueue, jobs, leases, llm, planning, state
 from .jobs import BUDGET_EXCEEDED, BudgetExceeded
 from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
@@ -41,22 +41,30 @@ def plan_job(job_id: int) -> None:
     if job.planned_at:  # a redelivered message after the plan was written
         dispatch.dispatch_ready()
         return
-    if not job.transition(JobStatus.QUEUED, JobStatus.PLANNING, claimed_at=timezone.now()):
+    tried_before = bool(job.lease_owner)
+    if not job.transition(
+        JobStatus.QUEUED, JobStatus.PLANNING, claimed_at=timezone.now(), **leases.claim()
+    ):
         return  # another worker holds the planning step
     orchestrator = Agent.objects.orchestrator()
     if orchestrator is None:
         reason = "Waiting for an enabled orchestrator agent to plan this job."
         job.transition(JobStatus.PLANNING, JobStatus.WAITING, status_reason=reason)
         return
+    with leases.holding(job):
+        _plan(job, orchestrator, tried_before)
+
+
+def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
     try:
-        plan = _ask_for_plan(job, orchestrator)
+        plan = (tried_before and _recorded_plan(job)) or _ask_for_plan(job, orchestrator)
     except planning.PlanError as exc:
         error = f"The plan could not be used after one repair: {exc}"
         jobs.fail_job(job.pk, JobStatus.PLANNING, error)
     except BudgetExceeded:
         jobs.end_job(job.pk, JobStatus.FAILED, BUDGET_EXCEEDED)
     except llm.LLMError as exc:
-        _retry_job_step(job, JobStatus.PLANNING, LLMCall.Purpose.PLAN, exc)
+        _retry_job_step(job, JobStatus.PLANNING, LLMCall.Purpose.PLAN, exc, orchestrator)
     else:
         _write_plan(job, orchestrator, plan)
         first = dispatch.dispatch_and_take()
@@ -64,26 +72,32 @@ def plan_job(job_id: int) -> None:
             run_subtasks(first)
 
 
+def _recorded_plan(job: Job) -> planning.Plan | None:
+    """The plan an earlier attempt was paid for but did not write (its worker died)."""
+    answer = jobs.adopt_recorded(job.calls.filter(purpose=LLMCall.Purpose.PLAN))
+    if answer is None:
+        return None
+    try:
+        return planning.parse_plan(answer.response, max_subtasks=settings.PLAN_MAX_SUBTASKS)
+    except planning.PlanError:
+        return None  # asked again from the start, repair included
+
+
 def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
     """The orchestrator's plan, with one repair round-trip telling it what was wrong."""
     team = [(a.slug, a.specialties) for a in Agent.objects.specialists()]
     limit = settings.PLAN_MAX_SUBTASKS
     messages = planning.decomposition_messages(job.title, job.description, team, limit)
-    renew = Job.objects.filter(pk=job.pk, status=JobStatus.PLANNING)
-    heartbeat = jobs.claim_heartbeat(lambda: renew.update(claimed_at=timezone.now()))
 
     def ask(messages: list[dict]) -> LLMCall:
-        call = jobs.call_llm(
+        return jobs.call_llm(
             agent=orchestrator,
             job_id=job.pk,
             purpose=LLMCall.Purpose.PLAN,
             messages=messages,
             temperature=PLAN_TEMPERATURE,
-            on_start=heartbeat,
             budgeted=job.has_budget,
         )
-        jobs.add_step_usage(call)
-        return call
 
     answer = ask(messages)
     try:
@@ -130,11 +144,14 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
             JobStatus.WAITING if job.review_plan else JobStatus.WORKING,
             planned_at=timezone.now(),
             claimed_at=None,
+            lease_owner="",  # a synthesis claimed by no one yet (see synthesize_job)
             status_reason=notes.strip()[:300],
         )
 
 
-def _retry_job_step(job: Job, status: str, purpose: str, exc: llm.LLMError) -> None:
+def _retry_job_step(
+    job: Job, status: str, purpose: str, exc: llm.LLMError, orchestrator: Agent | None = None
+) -> None:
     """A planning or synthesis call failed: try the step again later, or fail the job."""
     failed = job.calls.filter(purpose=purpose).exclude(error="")
     pauses = failed.filter(http_status=429).count() - int(exc.rate_limited)
@@ -143,7 +160,8 @@ def _retry_job_step(job: Job, status: str, purpose: str, exc: llm.LLMError) -> N
     with transaction.atomic():
         if delay is None:
             what = "Planning" if status == JobStatus.PLANNING else "Synthesis"
-            jobs.fail_job(job.pk, status, f"{what} failed: {exc}")
+            if jobs.fail_job(job.pk, status, f"{what} failed: {exc}") and orchestrator:
+                Agent.objects.record_outcome(orchestrator.pk, ok=False, latency_s=exc.latency_s)
         elif status == JobStatus.PLANNING:
             job.transition(status, JobStatus.QUEUED, status_reason=str(exc)[:300])
             enqueue.plan_job(job.pk, countdown=delay)
@@ -194,15 +212,20 @@ def run_subtask(subtask_id: int) -> Ran | None:
     sub = _claim_subtask(subtask_id)
     if sub is None:
         return None
-    renew = Subtask.objects.filter(pk=sub.pk, attempts=sub.attempts)
+    with leases.holding(sub):
+        return _run_claimed(sub)
+
+
+def _run_claimed(sub: Subtask) -> Ran:
     try:
-        answer = jobs.call_llm(
+        # A later attempt first looks for an answer an earlier one was paid for.
+        recorded = sub.calls.all() if sub.attempts > 1 else None
+        answer = (recorded is not None and jobs.adopt_recorded(recorded)) or jobs.call_llm(
             agent=sub.agent,
             job_id=sub.job_id,
             subtask_id=sub.pk,
             purpose=LLMCall.Purpose.SUBTASK,
             messages=_prompt(sub),
-            on_start=jobs.claim_heartbeat(lambda: renew.update(started_at=timezone.now())),
             budgeted=sub.job.has_budget,
         )
     except BudgetExceeded:
@@ -216,7 +239,7 @@ def run_subtask(subtask_id: int) -> Ran | None:
     except llm.LLMError as exc:
         _subtask_failed(sub, exc)
     else:
-        if _complete_subtask(sub, answer):
+        if jobs.db_retry(lambda: _complete_subtask(sub, answer)):
             return Ran(ready_job_id=sub.job_id)
     return Ran()
 
@@ -241,7 +264,11 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
         return None
     attempt = sub.attempts + 1
     if not sub.transition(
-        SubtaskStatus.QUEUED, SubtaskStatus.WORKING, started_at=timezone.now(), attempts=attempt
+        SubtaskStatus.QUEUED,
+        SubtaskStatus.WORKING,
+        started_at=timezone.now(),
+        attempts=attempt,
+        **leases.claim(),
     ):
         return None
     return sub
@@ -286,8 +313,13 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
             latency_s=answer.latency_s,
             **usage,
         )
-        if not completed:  # a later attempt took over; this call was paid all the same
-            Subtask.objects.filter(pk=sub.pk).update(**usage)
+        if not completed:
+            # A later attempt took over. The call was paid all the same: counted here,
+            # unless that attempt finished from it (adopted it) and counts it itself.
+            if LLMCall.objects.filter(pk=answer.pk, adopted=False).update(adopted=True):
+                Subtask.objects.filter(pk=sub.pk).update(**usage)
+            else:
+                transaction.set_rollback(True)
             return False
         author = f"{sub.agent.slug}/{sub.key}"
         state.record_result(sub.job_id, sub.key, text, author=author)
@@ -340,38 +372,57 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
 
 
 def synthesize_job(job_id: int) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.SYNTHESIZING or job.claimed_at is not None:
+        return
+    tried_before = bool(job.lease_owner)
     claimed = Job.objects.filter(
         pk=job_id, status=JobStatus.SYNTHESIZING, claimed_at__isnull=True
-    ).update(claimed_at=timezone.now())
+    ).update(claimed_at=timezone.now(), **leases.claim())
     if not claimed:
         return
-    job = Job.objects.get(pk=job_id)
     orchestrator = Agent.objects.orchestrator() or Agent.objects.filter(enabled=True).first()
     if orchestrator is None:
         Job.objects.filter(pk=job_id).update(claimed_at=None)
         return  # the reconciler tries again once an agent is enabled
-    renew = Job.objects.filter(pk=job_id, status=JobStatus.SYNTHESIZING)
+    with leases.holding(job):
+        _synthesize(job, orchestrator, tried_before)
+
+
+def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
     try:
-        answer = jobs.call_llm(
+        answer = (tried_before and _recorded_synthesis(job)) or jobs.call_llm(
             agent=orchestrator,
-            job_id=job_id,
+            job_id=job.pk,
             purpose=LLMCall.Purpose.SYNTHESIS,
             messages=_synthesis_messages(job),
-            on_start=jobs.claim_heartbeat(lambda: renew.update(claimed_at=timezone.now())),
             budgeted=job.has_budget,
         )
     except BudgetExceeded:
-        jobs.end_job(job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
+        jobs.end_job(job.pk, JobStatus.FAILED, BUDGET_EXCEEDED)
         return
     except llm.LLMError as exc:
-        _retry_job_step(job, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, exc)
+        _retry_job_step(job, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, exc, orchestrator)
         return
-    with transaction.atomic():
-        jobs.add_step_usage(answer)
-        if job.transition(
-            JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.response, claimed_at=None
-        ):
-            state.write(job_id, {"final": answer.response}, author=f"{orchestrator.slug}/synthesis")
+
+    def finish() -> None:
+        with transaction.atomic():
+            if job.transition(
+                JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.response, claimed_at=None
+            ):
+                author = f"{orchestrator.slug}/synthesis"
+                state.write(job.pk, {"final": answer.response}, author=author)
+
+    jobs.db_retry(finish)
+
+
+def _recorded_synthesis(job: Job) -> LLMCall | None:
+    """A synthesis an earlier attempt was paid for, of the results the job holds now."""
+    calls = job.calls.filter(purpose=LLMCall.Purpose.SYNTHESIS)
+    last_result = job.subtasks.aggregate(at=Max("finished_at"))["at"]
+    if last_result is not None:
+        calls = calls.filter(created_at__gt=last_result)
+    return jobs.adopt_recorded(calls)
 
 
 def _synthesis_messages(job: Job) -> list[dict]:

@@ -156,7 +156,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # One file per test run, so two runs on one checkout never share (and break) it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     # Parameters travel apart from the SQL: psycopg does not quote every prompt and
     # response into the statement text in Python (a tenth of a worker's CPU otherwise).
@@ -251,9 +252,10 @@ PLAN_MAX_SUBTASKS = envint("PLAN_MAX_SUBTASKS", 12, minimum=1)
 # Jobs one user may submit per hour (0: no limit).
 JOB_SUBMISSIONS_PER_HOUR = envint("JOB_SUBMISSIONS_PER_HOUR", 120, minimum=0)
 PROMPT_DEPENDENCY_CHARS = envint("PROMPT_DEPENDENCY_CHARS", 4000, minimum=100)
-# Work that says queued or working for longer than this with no progress is re-dispatched.
-RECONCILE_AFTER_S = envfloat("RECONCILE_AFTER_S", LLM_TIMEOUT_S + 60, minimum=1)
-RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 10, minimum=0.1)
+# A claimed step's lease: renewed while it runs (agents.leases), taken back once it lapses.
+# Queued work nobody claimed within a lease is sent again (its message may be lost).
+LEASE_S = envfloat("LEASE_S", 15, minimum=3)
+RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 2, minimum=0.1)
 # Live events are coalesced over this window: one render per group for all its changes.
 LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.05, minimum=0.0)
 

@@ -39,9 +39,9 @@ SIMULATOR_FAULTS = [
 STACK_ENV = {
     "LLM_MAX_CONCURRENCY": str(LLM_MAX_CONCURRENCY),
     "LLM_TIMEOUT_S": "3",
-    # Longer than a call can last (timeout) plus a wait for a limiter slot, short enough
-    # that a lost piece of work comes back within the test.
-    "RECONCILE_AFTER_S": "10",
+    # Short enough that a lost piece of work comes back within the test; hung calls keep
+    # their leases renewed until they time out.
+    "LEASE_S": "5",
     "RECONCILE_EVERY_S": "1",
 }
 TERMINAL_WITHIN_S = 75

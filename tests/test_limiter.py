@@ -28,7 +28,11 @@ def name(redis_url: str) -> Iterator[str]:
     """A limit of its own, so other users of this Redis do not share the test's slots."""
     name = f"test-{uuid.uuid4().hex}"
     yield name
-    redis.Redis.from_url(redis_url).delete(limiter.slots_key(name), limiter.notify_key(name))
+    redis.Redis.from_url(redis_url).delete(
+        limiter.slots_key(name),
+        limiter.notify_key(name),
+        limiter.waiters_key(name),
+    )
 
 
 def peak_concurrency(name: str, threads: int = 20, hold_s: float = 0.02) -> int:
@@ -112,13 +116,66 @@ def test_a_live_slot_elsewhere_is_not_taken(name: str, redis_url: str):
     client.zrem(limiter.slots_key(name), "busy-worker")
 
 
-@override_settings(LLM_MAX_CONCURRENCY=1, LLM_TIMEOUT_S=10)
-def test_a_slot_expires_after_the_call_timeout_plus_a_margin(name: str, redis_url: str):
+@override_settings(LLM_MAX_CONCURRENCY=1, LEASE_S=20)
+def test_a_slot_expires_a_lease_after_its_last_renewal(name: str, redis_url: str):
     client = redis.Redis.from_url(redis_url)
     with limiter.llm_slot(name):
-        [(_, expires)] = client.zrange(limiter.slots_key(name), 0, -1, withscores=True)
-        remaining = expires - float(client.time()[0])
-    assert 38 < remaining <= 41
+        [(_, first)] = client.zrange(limiter.slots_key(name), 0, -1, withscores=True)
+        remaining = first - float(client.time()[0])
+        time.sleep(limiter.RENEW_S * 1.6)
+        [(_, renewed)] = client.zrange(limiter.slots_key(name), 0, -1, withscores=True)
+    assert 18 < remaining <= 21
+    assert renewed > first + limiter.RENEW_S * 0.5  # a long call keeps its slot
+
+
+@override_settings(LLM_MAX_CONCURRENCY=1)
+def test_slots_lost_with_redis_data_are_written_back_by_their_holder(name: str, redis_url: str):
+    """What a Redis restart or FLUSHDB does: the count is too low until the holder's next
+    renewal writes its slot back; from then on nobody new gets in while it holds it."""
+    client = redis.Redis.from_url(redis_url)
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with limiter.llm_slot(name):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(5)
+        client.delete(limiter.slots_key(name), limiter.LOSS_KEY)  # the data is lost
+        time.sleep(limiter.RENEW_S * 1.5)
+        assert limiter.state(name).in_flight == 1
+        assert limiter.state(name).restored_s_ago is not None
+        assert not acquires_within(name, 0.5)
+    finally:
+        release.set()
+        thread.join()
+    assert acquires_within(name, 2)
+
+
+@override_settings(LLM_MAX_CONCURRENCY=1)
+def test_a_dead_holders_slot_is_reaped_once_its_call_cannot_still_run(name: str, redis_url: str):
+    client = redis.Redis.from_url(redis_url)
+    expires = float(client.time()[0]) + 60
+    started = time.time() - 5
+    client.zadd(limiter.slots_key(name), {f"dead-worker|{started:.3f}|x": expires})
+
+    # Its call may still run at the provider for 10 s: not yet.
+    assert limiter.reap(lambda holder: holder == "dead-worker", lambda: 10.0, name) == 0
+    assert not acquires_within(name, 0.2)
+    assert limiter.reap(lambda holder: holder == "alive", lambda: 1.0, name) == 0
+    assert limiter.reap(lambda holder: holder == "dead-worker", lambda: 1.0, name) == 1
+    assert acquires_within(name, 1)
+
+
+@override_settings(LLM_MAX_CONCURRENCY=3)
+def test_the_state_shows_calls_in_flight_and_waiting(name: str, redis_url: str):
+    with limiter.llm_slot(name):
+        state = limiter.state(name)
+    assert (state.backend, state.cap, state.in_flight, state.waiting) == ("redis", 3, 1, 0)
+    assert limiter.state(name).in_flight == 0
 
 
 def wake_delay(name: str) -> float:

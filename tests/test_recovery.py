@@ -31,8 +31,8 @@ JOBS = 6
 LATENCY_MS = 2000
 STACK_ENV = {
     "LLM_TIMEOUT_S": "4",
-    # A subtask a dead worker held comes back after this; longer than a call can last.
-    "RECONCILE_AFTER_S": "6",
+    # A dead worker's lease lapses after this (a live call, however slow, keeps renewing it).
+    "LEASE_S": "4",
     "RECONCILE_EVERY_S": "1",
 }
 TERMINAL_WITHIN_S = 75
@@ -213,6 +213,8 @@ def test_a_move_by_the_reconciler_reaches_an_open_board(recovery_stack, seeded):
             description="Its worker died while planning.",
             status=JobStatus.PLANNING,
             claimed_at=timezone.now() - timedelta(hours=1),
+            lease_owner="a-dead-host:1:1",
+            lease_expires_at=timezone.now() - timedelta(seconds=1),
         )
         SharedState.objects.create(job=job)
         with connect(board, origin=recovery_stack.base_url, additional_headers=cookie) as ws:

@@ -1,0 +1,222 @@
+"""Leases: a dead worker's step comes back at once, a live one is never taken away, and an
+answer already paid for is finished from instead of being asked for again."""
+
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from agents import enqueue, leases, offline, planning, process, recovery, steps
+from agents.models import (
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+)
+
+from .simulator_fixture import running_simulator
+
+pytestmark = pytest.mark.django_db
+
+ELSEWHERE = "another-host:4242:1"
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, int]]:
+    messages: list[tuple[str, int]] = []
+    monkeypatch.setattr(enqueue, "send_now", lambda name, pk, **opts: messages.append((name, pk)))
+    return messages
+
+
+@pytest.fixture
+def simulator(settings):
+    with running_simulator() as server:
+        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        settings.LLM_API_KEY = "sk-test"
+        settings.REDIS_URL = ""  # the local limiter: this test holds no Redis slot
+        yield server
+
+
+def working_subtask(*, started_ago_s: float, lease_in_s: float, owner: str = ELSEWHERE):
+    agent = Agent.objects.create(name="Coder", slug="coder", specialties=["coding"])
+    job = Job.objects.create(title="J", description="Do it.", status=JobStatus.WORKING)
+    SharedState.objects.create(job=job)
+    now = timezone.now()
+    return Subtask.objects.create(
+        job=job,
+        key="s1",
+        type="coding",
+        payload={"description": "write it"},
+        agent=agent,
+        status=SubtaskStatus.WORKING,
+        attempts=1,
+        started_at=now - timedelta(seconds=started_ago_s),
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=lease_in_s),
+    )
+
+
+def reconcile(django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        recovery.reconcile()
+
+
+def test_a_lapsed_lease_is_taken_back_at_once(sent, django_capture_on_commit_callbacks):
+    sub = working_subtask(started_ago_s=20, lease_in_s=-1)
+
+    reconcile(django_capture_on_commit_callbacks)
+
+    sub.refresh_from_db()
+    assert sub.status == SubtaskStatus.QUEUED
+    assert ("run_subtask", sub.pk) in sent
+
+
+def test_a_live_lease_is_never_taken_away_however_long_the_call(
+    sent, django_capture_on_commit_callbacks
+):
+    sub = working_subtask(started_ago_s=3600, lease_in_s=10)
+
+    reconcile(django_capture_on_commit_callbacks)
+
+    sub.refresh_from_db()
+    assert sub.status == SubtaskStatus.WORKING
+    assert sent == []
+
+
+def test_a_holder_dead_on_this_host_loses_its_lease_before_it_lapses(
+    sent, django_capture_on_commit_callbacks
+):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    with open(f"/proc/{child.pid}/stat") as f:
+        ticks = f.read().rpartition(")")[2].split()[19]
+    holder = f"{process.me().split(':')[0]}:{child.pid}:{ticks}"
+    sub = working_subtask(started_ago_s=1, lease_in_s=60, owner=holder)
+
+    reconcile(django_capture_on_commit_callbacks)
+    assert Subtask.objects.get(pk=sub.pk).status == SubtaskStatus.WORKING  # alive: kept
+
+    child.kill()
+    child.wait()
+    reconcile(django_capture_on_commit_callbacks)
+    assert Subtask.objects.get(pk=sub.pk).status == SubtaskStatus.QUEUED
+
+
+@override_settings(LEASE_S=30)
+def test_renewal_pushes_back_only_the_leases_this_process_holds():
+    held = working_subtask(started_ago_s=1, lease_in_s=1, owner=process.me())
+    other = Subtask.objects.create(
+        job=held.job,
+        key="s2",
+        type="coding",
+        status=SubtaskStatus.WORKING,
+        lease_owner=process.me(),
+        lease_expires_at=held.lease_expires_at,
+    )
+
+    with leases.holding(held):
+        assert leases.renew() == 1
+    assert leases.renew() == 0  # released with the block
+
+    held.refresh_from_db()
+    other.refresh_from_db()
+    assert held.lease_expires_at > timezone.now() + timedelta(seconds=25)
+    assert other.lease_expires_at < timezone.now() + timedelta(seconds=2)
+
+
+def test_a_recorded_answer_is_finished_from_without_paying_again(
+    simulator, sent, django_capture_on_commit_callbacks
+):
+    sub = working_subtask(started_ago_s=20, lease_in_s=-1)
+    # The dead worker's call was answered and recorded; the worker died before finishing.
+    paid = LLMCall.objects.create(
+        agent=sub.agent,
+        job=sub.job,
+        subtask=sub,
+        purpose=LLMCall.Purpose.SUBTASK,
+        model=sub.agent.model,
+        response="the answer already paid for",
+        prompt_tokens=30,
+        completion_tokens=12,
+        http_status=200,
+        cost=Decimal("0.01"),
+    )
+
+    reconcile(django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        steps.run_subtask(sub.pk)
+
+    sub.refresh_from_db()
+    assert sub.status == SubtaskStatus.COMPLETED
+    assert sub.result == "the answer already paid for"
+    assert simulator.stats.snapshot()["requests"] == 0
+    assert LLMCall.objects.filter(subtask=sub).count() == 1
+    job = Job.objects.get(pk=sub.job_id)
+    assert (job.total_tokens, job.total_cost) == (42, Decimal("0.01"))  # counted once
+    assert (sub.tokens, sub.cost) == (42, Decimal("0.01"))
+    paid.refresh_from_db()
+    assert paid.adopted
+
+
+def test_an_answer_already_finished_from_is_not_used_twice(
+    simulator, sent, django_capture_on_commit_callbacks
+):
+    sub = working_subtask(started_ago_s=20, lease_in_s=-1)
+    LLMCall.objects.create(
+        agent=sub.agent,
+        job=sub.job,
+        subtask=sub,
+        purpose=LLMCall.Purpose.SUBTASK,
+        model=sub.agent.model,
+        response="adopted by an attempt that died too",
+        http_status=200,
+        adopted=True,
+    )
+
+    reconcile(django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        steps.run_subtask(sub.pk)
+
+    assert simulator.stats.snapshot()["requests"] == 1
+
+
+def test_a_recorded_plan_is_written_without_asking_again(
+    simulator, sent, django_capture_on_commit_callbacks
+):
+    Agent.objects.create(name="Orchestrator", slug="orchestrator", specialties=["planning"])
+    Agent.objects.create(name="Coder", slug="coder", specialties=["coding", "research"])
+    job = Job.objects.create(
+        title="Plan me",
+        description="A job whose planner died after the answer.",
+        status=JobStatus.PLANNING,
+        claimed_at=timezone.now() - timedelta(seconds=30),
+        lease_owner=ELSEWHERE,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    SharedState.objects.create(job=job)
+    messages = planning.decomposition_messages(job.title, job.description, [], 12)
+    LLMCall.objects.create(
+        job=job,
+        purpose=LLMCall.Purpose.PLAN,
+        model="m",
+        response=offline.respond(messages),
+        http_status=200,
+    )
+
+    reconcile(django_capture_on_commit_callbacks)
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    with django_capture_on_commit_callbacks(execute=True):
+        steps.plan_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.planned_at is not None
+    assert job.subtasks.count() == 3
+    # The thread that wrote the plan went on with its subtasks: those calls only.
+    assert job.calls.filter(purpose=LLMCall.Purpose.PLAN).count() == 1
+    assert simulator.stats.snapshot()["requests"] == job.calls.exclude(purpose="plan").count()
