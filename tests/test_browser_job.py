@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
-from .browser import assert_steady, mark_page, screenshot, user_page
+from .browser import assert_steady, log_in, mark_page, screenshot, user_page
 from .stack import start_stack, wait_until
 
 pytestmark = [
@@ -269,6 +269,57 @@ def test_review_controls_appear_when_the_plan_is_ready(slow_stack, seeded, brows
     expect(bob.get_by_role("button", name="Approve the plan")).to_be_visible(timeout=10_000)
     expect(bob.get_by_role("form", name="Edit research")).to_be_visible()
     assert_steady(bob)  # shown live, not by a reload or a reconnect's catch-up
+
+
+# Reports every Content Security Policy violation of every page of the context to Python.
+REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', e =>
+  window.__cspViolation(`${location.pathname}: ${e.violatedDirective} ${e.blockedURI}`));"""
+
+
+def test_the_pages_work_under_the_content_security_policy(slow_stack, seeded, browser):
+    """Login, board, a job page (live, with its confirm dialog) and the admin: nothing blocked."""
+    url = slow_stack.base_url
+    violations: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.expose_binding("__cspViolation", lambda _source, line: violations.append(line))
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
+    context.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and violations.append(message.text)
+        ),
+    )
+    page = context.new_page()
+    assert "content-security-policy" in page.goto(f"{url}/login/").headers
+    log_in(page, url, "bob")
+    expect(page.locator("#connection")).to_have_text("live")  # the WebSocket is allowed
+    job_id = submit_in_form(page, "Under the policy", review=True)
+
+    response = page.goto(f"{url}/jobs/{job_id}/")
+    assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.get_by_role("button", name="Approve the plan")).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    # The confirm is a static script's now: it still asks, and a no keeps the subtask.
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Delete review").click()
+    expect(page.get_by_role("button", name="Delete review")).to_be_visible()
+    assert dialogs == ["Delete review?"]
+    assert Subtask.objects.filter(job_id=job_id, key="review").exists()
+    page.get_by_role("button", name="Approve the plan").click()
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=LIVE_TIMEOUT_MS)
+    page.goto(f"{url}/")
+    expect(page.locator(f"#cards-completed #job-card-{job_id}")).to_be_visible()
+
+    admin = context.new_page()
+    log_in(admin, url, "alice")
+    for path in ("/admin/", "/admin/agents/job/", f"/admin/agents/job/{job_id}/change/"):
+        assert admin.goto(f"{url}{path}").status == 200, path
+        expect(admin.locator("#content")).to_be_visible()
+    admin.wait_for_timeout(500)  # late reports
+    assert violations == []
 
 
 def test_screenshots_of_board_job_page_and_agents(slow_stack, seeded, browser, request):
