@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: dev test test-fast lint bench simulator worker web clean
+.PHONY: dev test test-fast lint bench chaos simulator worker web clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: $(VENV)/.installed
 	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/baton} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Fault-free run, then workers killed, broker flushed, PostgreSQL restarted (needs root).
+chaos: $(VENV)/.installed
+	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/baton} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 simulator: $(VENV)/.installed
 	$(PY) manage.py llm_simulator --port 8001 --latency-ms 200

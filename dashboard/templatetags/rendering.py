@@ -54,3 +54,16 @@ def markdown_filter(text: str | None) -> SafeString:
 def sparkline(values: list[float | None], label: str = "", width: int = 120, height: int = 28):
     """{% sparkline agent.series.latency "Latency (s)" %}: an inline SVG line."""
     return sparkline_svg(values or [], width=width, height=height, label=label)
+
+
+@register.inclusion_tag("dashboard/_limiter.html")
+def limiter_panel(oob: bool = False) -> dict:
+    """The provider limiter as it stands: calls in flight against the cap, callers waiting,
+    and a Redis data loss it recovered from (agents.limiter)."""
+    from agents import limiter
+
+    try:
+        state = limiter.state()
+    except Exception:  # Redis down: say so rather than break the page
+        state = None
+    return {"limiter": state, "oob": oob}

@@ -8,12 +8,14 @@ Plans are the offline model's chain (research → coding → review) unless `--p
 one-dependency` asks for the benchmark's shape: coding after research, review on its own.
 """
 
+import hashlib
 import json
 import random
 import select
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,13 +58,22 @@ class Stats:
         self._lock = threading.Lock()
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, peak_only: bool = False) -> None:
         with self._lock:
             # in_flight is live, so a reset mid-load keeps it; the peak restarts from it.
             in_flight = getattr(self, "in_flight", 0)
-            for field in self.FIELDS:
-                setattr(self, field, 0)
+            if not peak_only:
+                for field in self.FIELDS:
+                    setattr(self, field, 0)
+                # How many times each distinct request was answered with a completion: a
+                # request answered twice was paid for twice.
+                self.answered: Counter[str] = Counter()
             self.in_flight = self.peak_in_flight = in_flight
+
+    def answer(self, messages: list) -> None:
+        digest = hashlib.sha1(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            self.answered[digest] += 1
 
     def add(self, field: str, amount: int = 1) -> None:
         with self._lock:
@@ -71,7 +82,11 @@ class Stats:
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {field: getattr(self, field) for field in self.FIELDS}
+            twice = sum(1 for n in self.answered.values() if n > 1)
+            return {
+                **{field: getattr(self, field) for field in self.FIELDS},
+                "answered_twice": twice,
+            }
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -120,7 +135,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0].rstrip("/")
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if path in ("/stats/reset", "/v1/stats/reset"):
-            self.server.stats.reset()
+            self.server.stats.reset(peak_only="only=peak" in self.path)
             self._send_json(200, self.server.stats.snapshot())
         elif path in CHAT_PATHS:
             stats = self.server.stats
@@ -173,6 +188,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             page = f"<html>upstream unavailable; request was: Authorization: {auth}</html>"
             return self._send_bytes(200, page.encode(), "text/html")
         self._send_json(200, self._completion(model, messages))
+        server.stats.answer(messages)
         return None
 
     def _hang(self, limit_s: float) -> None:
