@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
 AGENTS_GROUP = "agents"
-WATCHERS_KEY = "baton:watchers"
+WATCHED_PREFIX = "baton:watched:"
+# A group's presence in Redis outlives a few renewals (dashboard.live.HEARTBEAT_S) and no more:
+# a flushed Redis learns the groups again from the next renewal, and a killed web process's
+# groups stop being rendered soon after.
+WATCHERS_TTL_S = 10
 
 
 def job_group(job_id: int) -> str:
@@ -178,13 +182,28 @@ def flush_now() -> None:
 
 
 def watch(group: str, delta: int) -> None:
-    """Count the pages open on a group (consumers call it), so nobody renders for no one."""
-    if settings.REDIS_URL:
-        # Counts stay in the hash at zero: deleting them would race with a new watcher.
-        redis_client(settings.REDIS_URL).hincrby(WATCHERS_KEY, group, delta)
-    else:
-        with _lock:
-            _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
+    """Count the pages of this process open on a group (consumers call it), so nobody
+    renders for no one."""
+    with _lock:
+        _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
+    if settings.REDIS_URL and delta > 0:
+        redis_client(settings.REDIS_URL).set(WATCHED_PREFIX + group, 1, ex=WATCHERS_TTL_S)
+
+
+def renew_watchers() -> list[str]:
+    """The groups this process's pages watch, their presence in Redis renewed.
+
+    Presence is not counted up and down in Redis: a count would be lost with Redis's data,
+    or left too high by a process that died, and never be right again.
+    """
+    with _lock:
+        groups = sorted(g for g, n in _local_watchers.items() if n > 0)
+    if settings.REDIS_URL and groups:
+        pipe = redis_client(settings.REDIS_URL).pipeline(transaction=False)
+        for group in groups:
+            pipe.set(WATCHED_PREFIX + group, 1, ex=WATCHERS_TTL_S)
+        pipe.execute()
+    return groups
 
 
 def watched(*groups: str) -> list[bool]:
@@ -192,6 +211,7 @@ def watched(*groups: str) -> list[bool]:
     if not groups:
         return []
     if settings.REDIS_URL:
-        counts = redis_client(settings.REDIS_URL).hmget(WATCHERS_KEY, groups)
-        return [int(count or 0) > 0 for count in counts]
-    return [_local_watchers.get(group, 0) > 0 for group in groups]
+        present = redis_client(settings.REDIS_URL).mget([WATCHED_PREFIX + g for g in groups])
+        return [value is not None for value in present]
+    with _lock:
+        return [_local_watchers.get(group, 0) > 0 for group in groups]

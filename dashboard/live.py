@@ -7,6 +7,11 @@ Where it renders: with Redis, every process forwards its batches to a Redis list
 renderer thread in a web process takes them, merges what has arrived and renders once for
 all of it, so workers spend no time on pages and several workers' changes to one job make
 one render. Standalone (one process, no Redis), the batch is rendered where it was made.
+
+How a page knows it missed nothing: each group's messages are numbered (an epoch, which a
+flushed Redis renews, and a sequence number), and every web process tells the groups its
+pages watch the number of their last message every `HEARTBEAT_S`. A page that sees a gap, or
+hears nothing for a while, re-fetches itself; live.js does that part.
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import secrets
 import threading
 import time
 from collections import defaultdict
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 from django.template.loader import render_to_string
 
+from agents import events
 from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
 from agents.limiter import redis_client
 from agents.models import Agent, Job, SharedState
@@ -35,7 +43,17 @@ log = logging.getLogger(__name__)
 BATCHES_KEY = "baton:live:batches"
 # With no web process taking them, batches must not pile up: keep the newest ones.
 MAX_QUEUED_BATCHES = 1000
+# live.js counts a page lost after three heartbeats without a word (its OVERDUE_MS).
+HEARTBEAT_S = 2.0
+EPOCH_KEY = "baton:live:epoch"
+SEQ_PREFIX = "baton:live:seq:"
+# A group's number outlives a day without messages; heartbeats keep a watched one alive.
+SEQ_TTL_S = 86400
+_local_epoch = secrets.token_hex(4)
+_local_seqs: dict[str, int] = {}
+_seq_lock = threading.Lock()
 _renderer: threading.Thread | None = None
+_heartbeat: threading.Thread | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
@@ -78,6 +96,70 @@ def _render_forever() -> None:
             time.sleep(1)
         finally:
             close_old_connections()
+
+
+def start_heartbeat() -> None:
+    """Beat the groups that this (web) process's pages watch, in a thread."""
+    global _heartbeat
+    with _loop_lock:
+        if _heartbeat is None or not _heartbeat.is_alive():
+            _heartbeat = threading.Thread(target=_beat_forever, name="baton-beat", daemon=True)
+            _heartbeat.start()
+
+
+def _beat_forever() -> None:
+    while True:
+        time.sleep(HEARTBEAT_S)
+        try:
+            beat()
+        except Exception:  # Redis restarting: the pages notice the silence and reconnect
+            log.exception("could not send the live heartbeat")
+
+
+def beat() -> None:
+    """Renew the presence of the groups this process's pages watch, and send each of them
+    the number of its last message: a page behind it missed one."""
+    groups = events.renew_watchers()
+    if groups:
+        epoch, seqs = _last_seqs(groups)
+        for group, seq in zip(groups, seqs, strict=True):
+            _group_send(group, f"<!--beat {epoch} {seq}-->")
+
+
+def _next_seq(group: str) -> tuple[str, int]:
+    """The epoch and the number of a group's next message."""
+    if not settings.REDIS_URL:
+        with _seq_lock:
+            seq = _local_seqs[group] = _local_seqs.get(group, 0) + 1
+        return _local_epoch, seq
+    key = SEQ_PREFIX + group
+    pipe = _numbering()
+    pipe.incr(key)
+    pipe.expire(key, SEQ_TTL_S)
+    _, epoch, seq, _ = pipe.execute()
+    return epoch.decode(), seq
+
+
+def _last_seqs(groups: list[str]) -> tuple[str, list[int]]:
+    """The epoch and the number of each group's last message (0 before any)."""
+    if not settings.REDIS_URL:
+        with _seq_lock:
+            return _local_epoch, [_local_seqs.get(group, 0) for group in groups]
+    keys = [SEQ_PREFIX + group for group in groups]
+    pipe = _numbering()
+    pipe.mget(keys)
+    for key in keys:
+        pipe.expire(key, SEQ_TTL_S)
+    _, epoch, seqs, *_ = pipe.execute()
+    return epoch.decode(), [int(seq or 0) for seq in seqs]
+
+
+def _numbering() -> redis.client.Pipeline:
+    """A MULTI that reads the epoch first, drawing a new one where Redis has none (flushed)."""
+    pipe = redis_client(settings.REDIS_URL).pipeline()
+    pipe.set(EPOCH_KEY, secrets.token_hex(4), nx=True)
+    pipe.get(EPOCH_KEY)
+    return pipe
 
 
 def publish(batch: Batch) -> None:
@@ -154,7 +236,12 @@ def _sending_loop(layer) -> asyncio.AbstractEventLoop | None:
 
 
 def send(group: str, html: str) -> None:
-    """Fan a fragment out to a group without blocking the caller."""
+    """Fan a fragment out to a group, numbered, without blocking the caller."""
+    epoch, seq = _next_seq(group)
+    _group_send(group, f"<!--live {epoch} {seq}-->{html}")
+
+
+def _group_send(group: str, html: str) -> None:
     layer = get_channel_layer()
     if layer is None:
         return

@@ -27,6 +27,7 @@ router = ProtocolTypeRouter(
 
 if settings.REDIS_URL:
     live.start_renderer()  # this web process renders what every process announces
+live.start_heartbeat()  # and tells its pages' groups, every few seconds, what they should have
 
 
 async def application(scope, receive, send):

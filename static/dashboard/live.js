@@ -1,6 +1,15 @@
-// The connection indicator and the catch-up after a reconnect: the only hand-written script.
-// htmx's ws extension swaps the server-rendered fragments that arrive.
+// The connection indicator and the catch-up after a reconnect or a missed message: the only
+// hand-written script. htmx's ws extension swaps the server-rendered fragments that arrive.
 (function () {
+  // The server beats every 2 s (dashboard.live.HEARTBEAT_S): a page that heard nothing for
+  // three beats has lost its group (Redis restarted or flushed) and joins again.
+  var OVERDUE_MS = 6000;
+  // A beat can overtake the message whose number it carries, by a few milliseconds.
+  var IN_FLIGHT_MS = 1000;
+  // Each message starts with its group's epoch and number: "<!--live e n-->" before a
+  // fragment, "<!--beat e n-->" alone (the number of the group's last message).
+  var MARK = /^<!--(live|beat) (\w+) (\d+)-->/;
+
   function show(state, text) {
     var badge = document.getElementById("connection");
     if (!badge) return;
@@ -27,8 +36,17 @@
     pending = setTimeout(function () {
       pending = null;
       htmx.ajax("GET", window.location.href, { target: "#page", select: "#page", swap: "outerHTML" })
-        .then(afterRefetch);
+        .then(afterRefetch, function () { syncFailed = syncing; });
     }, 250);
+  }
+
+  // The page may have missed a message: say so until it has re-fetched itself.
+  var connected = false, syncing = false, syncFailed = false;
+  function resync() {
+    syncing = true;
+    syncFailed = false;
+    show("stale", "re-syncing…");
+    refetch();
   }
 
   // What the reader opened (a subtask, a call's trace) stays open across a re-fetch.
@@ -46,17 +64,85 @@
       if (key && opened.indexOf(key) >= 0) details.open = true;
     });
     shownControls = controls();
+    if (syncing && connected) {
+      syncing = false;
+      show("live", "live");
+    }
   }
 
-  var everOpen = false;
-  document.addEventListener("htmx:wsOpen", function () {
-    if (everOpen) refetch();
+  // What the page has heard: the epoch and number of its group's last message.
+  var epoch = null, last = null, behind = 0;
+  function onFragment(e, seq) {
+    var missed = epoch !== null && (e !== epoch || seq !== last + 1);
+    last = e === epoch ? Math.max(last, seq) : seq;
+    epoch = e;
+    if (missed) resync();
+  }
+  function onBeat(e, seq) {
+    if (syncFailed) resync();
+    if (epoch !== e) {
+      var renewed = epoch !== null;
+      epoch = e;
+      last = seq;
+      if (renewed) resync();
+      return;
+    }
+    if (seq > last) {
+      setTimeout(function () {
+        if (epoch === e && last < seq) {
+          last = seq;
+          resync();
+        }
+      }, IN_FLIGHT_MS);
+    }
+    // Behind once is a beat overtaken by a message; twice running, the numbers started again.
+    behind = seq < last ? behind + 1 : 0;
+    if (behind >= 2) {
+      behind = 0;
+      last = seq;
+      resync();
+    }
+  }
+
+  // The socket open now; the one given up for silence, whose close is no news.
+  var wrapper = null, current = null, abandoned = null, heardAt = 0, everOpen = false;
+  setInterval(function () {
+    if (!connected || Date.now() - heardAt < OVERDUE_MS) return;
+    connected = false;
+    abandoned = current;
+    show("stale", "reconnecting…");
+    wrapper.reconnect();
+  }, 1000);
+
+  document.addEventListener("htmx:wsOpen", function (event) {
+    wrapper = event.detail.socketWrapper;
+    current = event.detail.event.target;
+    connected = true;
+    heardAt = Date.now();
+    epoch = last = null;
+    if (everOpen) {
+      resync();
+    } else {
+      show("live", "live");
+    }
     everOpen = true;
-    show("live", "live");
   });
-  document.addEventListener("htmx:wsClose", function () { show("disconnected", "disconnected"); });
-  document.addEventListener("htmx:wsError", function () { show("disconnected", "disconnected"); });
+  function lost(socket) {
+    if (socket === abandoned) return;
+    connected = false;
+    show("disconnected", "disconnected");
+  }
+  document.addEventListener("htmx:wsClose", function (event) { lost(event.detail.event.target); });
+  document.addEventListener("htmx:wsError", function (event) { lost(event.detail.error.target); });
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    heardAt = Date.now();
+    var mark = MARK.exec(event.detail.message);
+    if (mark && mark[1] === "beat") {
+      event.preventDefault();  // nothing to swap
+      onBeat(mark[2], Number(mark[3]));
+      return;
+    }
+    if (mark) onFragment(mark[2], Number(mark[3]));
     var main = document.querySelector("main");
     if (main && main.dataset.refetch) {
       event.preventDefault();
