@@ -112,10 +112,13 @@ def adopt_recorded(calls: QuerySet[LLMCall]) -> LLMCall | None:
     """A successful call among `calls` that its step never finished from, now this caller's.
 
     Its worker died (or lost the database) after the provider answered: finishing from the
-    recorded answer pays nothing again. The conditional update gives it to one caller only.
+    recorded answer pays nothing again. A call adopted by an attempt that died in turn is
+    adopted again; one its maker counted after losing the step is not (it was not used).
     """
-    for call in calls.filter(error="", adopted=False).exclude(response="").order_by("-pk")[:3]:
-        if LLMCall.objects.filter(pk=call.pk, adopted=False).update(adopted=True):
+    usable = calls.filter(error="", adopted__lt=LLMCall.Reuse.COUNTED).exclude(response="")
+    for call in usable.order_by("-pk")[:3]:
+        rows = LLMCall.objects.filter(pk=call.pk, adopted__lt=LLMCall.Reuse.COUNTED)
+        if rows.update(adopted=LLMCall.Reuse.ADOPTED):
             return call
     return None
 

@@ -520,10 +520,10 @@ class LLMCall(models.Model):
     finish_reason = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
-    # Set when a later attempt of the step finished from this call's answer (its worker
-    # died after the provider answered), or when the attempt that made it lost its step to
-    # another: whoever sets it counts the usage, so no call is counted twice.
-    adopted = models.BooleanField(default=False)
+    # Who counts this call's usage when its step changed hands (agents.jobs.adopt_recorded):
+    # a later attempt that finished from its answer (its worker died after the provider
+    # answered), or the attempt that made it, having lost the step. Never both.
+    adopted = models.PositiveSmallIntegerField(default=0, choices=Reuse.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -546,6 +546,11 @@ class LLMCall(models.Model):
     def ok(self) -> bool:
         return not self.error
 
+
+    class Reuse(models.IntegerChoices):
+        NONE = 0, "Its own attempt's"
+        ADOPTED = 1, "Adopted by a later attempt"
+        COUNTED = 2, "Counted by its attempt, which lost the step"
 
 class SharedState(models.Model):
     """A job's blackboard. Writes are compare-and-set on `version` (see agents.state)."""

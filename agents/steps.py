@@ -316,7 +316,8 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
         if not completed:
             # A later attempt took over. The call was paid all the same: counted here,
             # unless that attempt finished from it (adopted it) and counts it itself.
-            if LLMCall.objects.filter(pk=answer.pk, adopted=False).update(adopted=True):
+            mine = LLMCall.objects.filter(pk=answer.pk, adopted=LLMCall.Reuse.NONE)
+            if mine.update(adopted=LLMCall.Reuse.COUNTED):
                 Subtask.objects.filter(pk=sub.pk).update(**usage)
             else:
                 transaction.set_rollback(True)

@@ -106,7 +106,9 @@ def _faults(workers: Workers, env: dict, sim: simulator.Simulator, t0: float, lo
 
     rng = random.Random(7)
     plan = [(KILL_EVERY_S * (i + 1), "kill") for i in range(KILLS)]
-    plan += [(FLUSH_AT_S, "flush"), (PG_RESTART_AT_S, "pg restart")]
+    plan += [(FLUSH_AT_S, "flush")]
+    if PG_RESTART_AT_S is not None:
+        plan += [(PG_RESTART_AT_S, "pg restart")]
     plan += [(FLUSH_AT_S + LOSS_WINDOW_S, "window end")]
     for at, fault in sorted(plan):
         time.sleep(max(0.0, t0 + at - time.monotonic()))
@@ -249,6 +251,12 @@ def main() -> None:
     parser.add_argument("--database", default="baton_chaos", help="created afresh")
     parser.add_argument("--redis-db", type=int, default=8, help="flushed")
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--pg-restart",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="restart PostgreSQL mid-run (--no-pg-restart where others use it)",
+    )
     args = parser.parse_args()
     base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base_db.startswith("postgres") or not redis_url:
@@ -257,6 +265,9 @@ def main() -> None:
     baton.create_database(env)
     baton.setup_django(env)
     runs = []
+    global PG_RESTART_AT_S
+    if not args.pg_restart:
+        PG_RESTART_AT_S = None
     for faulted in (False, True):
         runs.append(run(args.jobs, args.latency_ms, env, faulted))
         print(runs[-1], flush=True)

@@ -161,10 +161,35 @@ def test_a_recorded_answer_is_finished_from_without_paying_again(
     assert (job.total_tokens, job.total_cost) == (42, Decimal("0.01"))  # counted once
     assert (sub.tokens, sub.cost) == (42, Decimal("0.01"))
     paid.refresh_from_db()
-    assert paid.adopted
+    assert paid.adopted == LLMCall.Reuse.ADOPTED
 
 
-def test_an_answer_already_finished_from_is_not_used_twice(
+def test_an_answer_adopted_by_an_attempt_that_died_too_is_adopted_again(
+    simulator, sent, django_capture_on_commit_callbacks
+):
+    sub = working_subtask(started_ago_s=20, lease_in_s=-1)
+    sub.attempts = 2
+    sub.save()
+    LLMCall.objects.create(
+        agent=sub.agent,
+        job=sub.job,
+        subtask=sub,
+        purpose=LLMCall.Purpose.SUBTASK,
+        model=sub.agent.model,
+        response="adopted by an attempt that died too",
+        http_status=200,
+        adopted=LLMCall.Reuse.ADOPTED,
+    )
+
+    reconcile(django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        steps.run_subtask(sub.pk)
+
+    assert simulator.stats.snapshot()["requests"] == 0
+    assert Subtask.objects.get(pk=sub.pk).result == "adopted by an attempt that died too"
+
+
+def test_an_answer_its_own_attempt_counted_after_losing_the_step_is_not_reused(
     simulator, sent, django_capture_on_commit_callbacks
 ):
     sub = working_subtask(started_ago_s=20, lease_in_s=-1)
@@ -174,9 +199,9 @@ def test_an_answer_already_finished_from_is_not_used_twice(
         subtask=sub,
         purpose=LLMCall.Purpose.SUBTASK,
         model=sub.agent.model,
-        response="adopted by an attempt that died too",
+        response="counted by the attempt that lost the step",
         http_status=200,
-        adopted=True,
+        adopted=LLMCall.Reuse.COUNTED,
     )
 
     reconcile(django_capture_on_commit_callbacks)

@@ -12,7 +12,14 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="llmcall",
             name="adopted",
-            field=models.BooleanField(default=False),
+            field=models.PositiveSmallIntegerField(
+                choices=[
+                    (0, "Its own attempt's"),
+                    (1, "Adopted by a later attempt"),
+                    (2, "Counted by its attempt, which lost the step"),
+                ],
+                default=0,
+            ),
         ),
         migrations.AddField(
             model_name="job",
