@@ -15,7 +15,7 @@ from typing import TypeVar
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, QuerySet
 
-from . import enqueue, events, llm, metrics
+from . import enqueue, events, llm, metrics, offline
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
@@ -30,6 +30,10 @@ from .models import (
 T = TypeVar("T")
 
 BUDGET_EXCEEDED = "budget exceeded"
+UNPRICED = (
+    "budget exceeded: the model {model} has no price, so a money budget cannot be kept "
+    "(an admin sets one under Model prices)"
+)
 AWAITS_REVIEW = "The plan awaits an operator's review."
 # 429s pause a step without using up its retries, but not forever.
 MAX_RATE_LIMIT_PAUSES = 20
@@ -62,10 +66,10 @@ def call_llm(
     (it is written again until the database is back), since a recorded answer is never paid
     for twice (`adopt_recorded`).
     """
+    max_tokens = agent.max_tokens
     if budgeted:
         spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
-        if spent.get(pk=job_id).over_budget():
-            raise BudgetExceeded
+        max_tokens = allowance(spent.get(pk=job_id), agent.model, messages, max_tokens)
     call = LLMCall(
         agent=agent,
         job_id=job_id,
@@ -79,7 +83,7 @@ def call_llm(
             model=agent.model,
             messages=messages,
             temperature=agent.temperature if temperature is None else temperature,
-            max_tokens=agent.max_tokens,
+            max_tokens=max_tokens,
         )
     except llm.LLMError as exc:
         call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
@@ -100,6 +104,34 @@ def call_llm(
     else:
         db_retry(call.save)
     return call
+
+
+def allowance(job: Job, model: str, messages: list[dict], max_tokens: int) -> int:
+    """The `max_tokens` a call may ask for within the job's budgets, its prompt counted
+    (estimated, four characters a token); BudgetExceeded when not even a token is left.
+
+    A job's spend can then pass a budget by the estimate's error only, and by what calls
+    of its other subtasks, running at the same time, spend of the same remainder.
+    """
+    if job.over_budget():
+        raise BudgetExceeded(BUDGET_EXCEEDED)
+    prompt = offline.estimate_tokens(offline.messages_text(messages))
+    allowed = max_tokens
+    if job.budget_tokens is not None:
+        allowed = min(allowed, job.budget_tokens - job.total_tokens - prompt)
+    if job.budget_cost is not None and not llm.is_offline():
+        prices = ModelPrice.prices_of(model)
+        if prices is None:
+            raise BudgetExceeded(UNPRICED.format(model=model))
+        input_price, output_price = prices
+        left = job.budget_cost - job.total_cost - input_price * prompt / 1_000_000
+        if output_price > 0:
+            allowed = min(allowed, int(left * 1_000_000 / output_price))
+        elif left <= 0:
+            allowed = 0
+    if allowed < 1:
+        raise BudgetExceeded(BUDGET_EXCEEDED)
+    return allowed
 
 
 def _record_step_call(call: LLMCall) -> None:

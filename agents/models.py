@@ -514,6 +514,11 @@ class LLMCall(models.Model):
     messages = models.JSONField(default=list)
     response = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
+    @classmethod
+    def prices_of(cls, model: str) -> tuple[Decimal, Decimal] | None:
+        """(input, output) USD per million tokens, or None for a model with no price."""
+        return _price_cache.get().get(model)
+
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_s = models.FloatField(default=0.0)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)

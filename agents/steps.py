@@ -17,7 +17,7 @@ from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from . import dispatch, enqueue, jobs, leases, llm, planning, state
-from .jobs import BUDGET_EXCEEDED, BudgetExceeded
+from .jobs import BudgetExceeded
 from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
     except planning.PlanError as exc:
         error = f"The plan could not be used after one repair: {exc}"
         jobs.fail_job(job.pk, JobStatus.PLANNING, error)
-    except BudgetExceeded:
-        jobs.end_job(job.pk, JobStatus.FAILED, BUDGET_EXCEEDED)
+    except BudgetExceeded as exc:
+        jobs.end_job(job.pk, JobStatus.FAILED, str(exc))
     except llm.LLMError as exc:
         _retry_job_step(job, JobStatus.PLANNING, LLMCall.Purpose.PLAN, exc, orchestrator)
     else:
@@ -228,14 +228,14 @@ def _run_claimed(sub: Subtask) -> Ran:
             messages=_prompt(sub),
             budgeted=sub.job.has_budget,
         )
-    except BudgetExceeded:
+    except BudgetExceeded as exc:
         sub.transition(
             SubtaskStatus.WORKING,
             SubtaskStatus.CANCELLED,
             attempt=sub.attempts,
-            error=BUDGET_EXCEEDED,
+            error=str(exc),
         )
-        jobs.end_job(sub.job_id, JobStatus.FAILED, BUDGET_EXCEEDED)
+        jobs.end_job(sub.job_id, JobStatus.FAILED, str(exc))
     except llm.LLMError as exc:
         _subtask_failed(sub, exc)
     else:
@@ -399,8 +399,8 @@ def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
             messages=_synthesis_messages(job),
             budgeted=job.has_budget,
         )
-    except BudgetExceeded:
-        jobs.end_job(job.pk, JobStatus.FAILED, BUDGET_EXCEEDED)
+    except BudgetExceeded as exc:
+        jobs.end_job(job.pk, JobStatus.FAILED, str(exc))
         return
     except llm.LLMError as exc:
         _retry_job_step(job, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, exc, orchestrator)
