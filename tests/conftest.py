@@ -132,3 +132,22 @@ def pages_closed(browser):
 
     yield
     close_contexts(browser)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say plainly what did not run and how to run it (skips are easy to miss with -q)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    browser = [r for r in skipped if "browser" in r.keywords]
+    services = [r for r in skipped if "browser" not in r.keywords and "Redis" in str(r.longrepr)]
+    if browser:
+        terminalreporter.write_line(
+            f"{len(browser)} browser tests skipped: Debian's Chromium is not installed. "
+            "To run them: apt-get install chromium, then make test.",
+            yellow=True,
+        )
+    if services:
+        terminalreporter.write_line(
+            f"{len(services)} tests skipped for want of PostgreSQL and Redis. To run them: "
+            "DATABASE_URL=postgresql://... REDIS_URL=redis://... make test (or bash .ci/run).",
+            yellow=True,
+        )
