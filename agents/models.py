@@ -10,7 +10,8 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import connection, connections, models
 from django.db.models import F, Func, OuterRef, Q, Subquery, Window
 from django.db.models.expressions import RawSQL
@@ -19,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import events, metrics
+from .planning import TYPE_CHARS, normalise_specialties
 
 
 class JobStatus(models.TextChoices):
@@ -55,6 +57,30 @@ def count_of(rows: models.QuerySet) -> Subquery:
     """
     counted = rows.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
     return Subquery(counted, output_field=models.IntegerField())
+
+
+SPECIALTIES_MAX = 12
+SYSTEM_PROMPT_CHARS = 4000
+
+
+def validate_specialties(value: object) -> None:
+    """A list of at most SPECIALTIES_MAX names (once normalised) of TYPE_CHARS at most."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError('Give the specialties as a list of names, e.g. ["research"].')
+    for name in value:
+        if len(name.strip()) > TYPE_CHARS:
+            raise ValidationError(
+                f"Keep each specialty to {TYPE_CHARS} characters "
+                f"({name.strip()[:20]}… has {len(name.strip())})."
+            )
+    names = normalise_specialties(value)
+    if not names:
+        raise ValidationError("Give at least one specialty.")
+    if len(names) > SPECIALTIES_MAX:
+        raise ValidationError(
+            f"Give at most {SPECIALTIES_MAX} specialties (this has {len(names)}): "
+            "a subtask type names one specialty."
+        )
 
 
 class AgentQuerySet(models.QuerySet):
@@ -97,9 +123,20 @@ class AgentQuerySet(models.QuerySet):
 class Agent(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=50, unique=True)
-    specialties = models.JSONField(default=list, help_text="Task types this agent handles.")
+    # Named as subtask types are (lower case, synonyms folded: agents.planning), so that
+    # allocation's `type in specialties` matches; normalised by clean() and save().
+    specialties = models.JSONField(
+        default=list,
+        validators=[validate_specialties],
+        help_text=f"Task types this agent handles (at most {SPECIALTIES_MAX}).",
+    )
     model = models.CharField(max_length=100, default="gpt-4.1-mini")
-    system_prompt = models.TextField(blank=True)
+    # TextField's max_length only reaches the form: the validator holds it for the model too.
+    system_prompt = models.TextField(
+        blank=True,
+        max_length=SYSTEM_PROMPT_CHARS,
+        validators=[MaxLengthValidator(SYSTEM_PROMPT_CHARS)],
+    )
     temperature = models.FloatField(
         default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
     )
@@ -124,6 +161,17 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        self._normalise_specialties()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self._normalise_specialties()
+
+    def _normalise_specialties(self) -> None:
+        if isinstance(self.specialties, list) and all(isinstance(s, str) for s in self.specialties):
+            self.specialties = normalise_specialties(self.specialties)
 
     @property
     def success_rate(self) -> float:
@@ -467,6 +515,11 @@ class ModelPrice(models.Model):
         return self.model
 
     @classmethod
+    def prices_of(cls, model: str) -> tuple[Decimal, Decimal] | None:
+        """(input, output) USD per million tokens, or None for a model with no price."""
+        return _price_cache.get().get(model)
+
+    @classmethod
     def cost_of(cls, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
         prices = _price_cache.get()
         if model not in prices:
@@ -499,6 +552,11 @@ _price_cache = _PriceCache()
 
 
 class LLMCall(models.Model):
+    class Reuse(models.IntegerChoices):
+        NONE = 0, "Its own attempt's"
+        ADOPTED = 1, "Adopted by a later attempt"
+        COUNTED = 2, "Counted by its attempt, which lost the step"
+
     class Purpose(models.TextChoices):
         PLAN = "plan", "Plan"
         SUBTASK = "subtask", "Subtask"
@@ -514,11 +572,6 @@ class LLMCall(models.Model):
     messages = models.JSONField(default=list)
     response = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
-    @classmethod
-    def prices_of(cls, model: str) -> tuple[Decimal, Decimal] | None:
-        """(input, output) USD per million tokens, or None for a model with no price."""
-        return _price_cache.get().get(model)
-
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_s = models.FloatField(default=0.0)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -551,11 +604,6 @@ class LLMCall(models.Model):
     def ok(self) -> bool:
         return not self.error
 
-
-    class Reuse(models.IntegerChoices):
-        NONE = 0, "Its own attempt's"
-        ADOPTED = 1, "Adopted by a later attempt"
-        COUNTED = 2, "Counted by its attempt, which lost the step"
 
 class SharedState(models.Model):
     """A job's blackboard. Writes are compare-and-set on `version` (see agents.state)."""

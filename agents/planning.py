@@ -45,6 +45,10 @@ TYPE_SYNONYMS = {
 
 KEY_RE = re.compile(r"[^a-z0-9_-]+")
 KEY_CHARS = 64  # Subtask.key's max_length
+TYPE_CHARS = 50  # Subtask.type's max_length, and an agent's specialty's
+# The team as the planning prompt lists it: a large team must not crowd out the job.
+TEAM_MAX_AGENTS = 30
+TEAM_MAX_CHARS = 3000
 FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
@@ -68,11 +72,30 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def roster(team: list[tuple[str, list[str]]]) -> str:
+    """The team as `slug (specialties)`, at most TEAM_MAX_AGENTS of them in TEAM_MAX_CHARS,
+    saying how many more exist."""
+    listed: list[str] = []
+    chars = 0
+    for slug, specialties in team[:TEAM_MAX_AGENTS]:
+        entry = f"{slug} ({', '.join(specialties)})"
+        if chars + len(entry) > TEAM_MAX_CHARS:
+            break
+        listed.append(entry)
+        chars += len(entry) + 2
+    text = "; ".join(listed) or "none"
+    if (more := len(team) - len(listed)) > 0:
+        text += (
+            f". {more} more agent{'s are' if more > 1 else ' is'} not listed: leave assign_to "
+            "empty and the best agent for the type is chosen"
+        )
+    return text
+
+
 def decomposition_messages(
     title: str, description: str, team: list[tuple[str, list[str]]], max_subtasks: int
 ) -> list[dict]:
-    roster = "; ".join(f"{slug} ({', '.join(spec)})" for slug, spec in team) or "none"
-    system = SYSTEM_PROMPT.format(max_subtasks=max_subtasks, team=roster)
+    system = SYSTEM_PROMPT.format(max_subtasks=max_subtasks, team=roster(team))
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": f"Job: {title}\n\n{description}"},
@@ -88,7 +111,19 @@ def repair_messages(messages: list[dict], bad_answer: str, error: str) -> list[d
 
 
 def normalise_type(raw: str) -> str:
-    kind = KEY_RE.sub("_", raw.strip().lower()).strip("_")[:50]
+    return _type_name(raw)[:TYPE_CHARS]
+
+
+def normalise_specialties(names: list[str]) -> list[str]:
+    """An agent's specialties named as subtask types are, without duplicates, in order.
+
+    Not cut to TYPE_CHARS: a longer name is refused (agents.models), never silently shortened.
+    """
+    return list(dict.fromkeys(name for name in map(_type_name, names) if name))
+
+
+def _type_name(raw: str) -> str:
+    kind = KEY_RE.sub("_", raw.strip().lower()).strip("_")
     return TYPE_SYNONYMS.get(kind, kind)
 
 

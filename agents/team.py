@@ -1,4 +1,9 @@
-"""The default team (DESIGN.md) and default model prices."""
+"""The default team (DESIGN.md) and default model prices.
+
+Specialties are stored as subtask types are named (agents.planning.TYPE_SYNONYMS): DESIGN.md's
+"research, analysis" is "research", "coding, implementation" is "coding", "review, quality"
+is "review".
+"""
 
 from decimal import Decimal
 
@@ -15,7 +20,7 @@ DEFAULT_TEAM = [
     {
         "slug": "researcher",
         "name": "Researcher",
-        "specialties": ["research", "analysis"],
+        "specialties": ["research"],
         "model": "gpt-4.1-mini",
         "system_prompt": "You are a careful researcher. Gather the facts the job needs, say "
         "what is known and what is uncertain, and cite your reasoning.",
@@ -23,7 +28,7 @@ DEFAULT_TEAM = [
     {
         "slug": "coder",
         "name": "Coder",
-        "specialties": ["coding", "implementation"],
+        "specialties": ["coding"],
         "model": "gpt-4.1-mini",
         "system_prompt": "You are a senior software engineer. Write correct, readable code "
         "with brief explanations, building on your teammates' findings.",
@@ -31,7 +36,7 @@ DEFAULT_TEAM = [
     {
         "slug": "reviewer",
         "name": "Reviewer",
-        "specialties": ["review", "quality"],
+        "specialties": ["review"],
         "model": "gpt-4.1-mini",
         "system_prompt": "You are a demanding reviewer. Check the work for errors, risks and "
         "gaps, and say concretely what to change.",

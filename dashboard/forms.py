@@ -77,7 +77,10 @@ class SpecialtiesField(forms.CharField):
 
 
 class AgentForm(forms.ModelForm):
-    specialties = SpecialtiesField(help_text="Comma-separated task types, e.g. research, analysis.")
+    specialties = SpecialtiesField(
+        help_text="Comma-separated task types, e.g. research, coding (at most 12), named as a "
+        "plan names them: analysis is stored as research."
+    )
 
     class Meta:
         model = Agent
