@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
-from django.db import connection, connections, models
+from django.db import connection, connections, models, transaction
 from django.db.models import F, Func, OuterRef, Q, Subquery, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
@@ -514,6 +514,15 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         return self.model
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        _price_cache.forget()
+
+    def delete(self, *args, **kwargs):
+        deleted = super().delete(*args, **kwargs)
+        _price_cache.forget()
+        return deleted
+
     @classmethod
     def prices_of(cls, model: str) -> tuple[Decimal, Decimal] | None:
         """(input, output) USD per million tokens, or None for a model with no price."""
@@ -546,6 +555,15 @@ class _PriceCache:
             self._prices = {model: (i, o) for model, i, o in rows}
             self._read_at = now
         return self._prices
+
+    def forget(self) -> None:
+        """A price was saved in this process: it applies at once here (standalone, the
+        worker too), not a TTL later; again on commit, for threads that read before it."""
+        self._read_at = float("-inf")
+        transaction.on_commit(self._forget_now)
+
+    def _forget_now(self) -> None:
+        self._read_at = float("-inf")
 
 
 _price_cache = _PriceCache()
