@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from .metrics import success_rate
 
+# An agent with one of these plans and synthesises jobs: it runs a subtask only when it has
+# that subtask's type among its specialties, never as a fallback.
+PLANNER_SPECIALTIES = frozenset({"orchestration", "planning"})
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -19,6 +23,10 @@ class Candidate:
     load: int
     max_concurrency: int
 
+    @property
+    def is_orchestrator(self) -> bool:
+        return not PLANNER_SPECIALTIES.isdisjoint(self.specialties)
+
 
 def score(c: Candidate) -> float:
     """success_rate × 100 − avg_response_time × 0.1 − current_load × 5 (100 with no history)."""
@@ -26,10 +34,27 @@ def score(c: Candidate) -> float:
 
 
 def eligible(task_type: str, candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Specialists of the type, or every agent when no one has that specialty."""
-    pool = list(candidates)
-    specialists = [c for c in pool if task_type in c.specialties]
-    return specialists or pool
+    """Specialists of the type, or every agent but the orchestrator when no one has that
+    specialty (the orchestrator too when it has it)."""
+    everyone = list(candidates)
+    specialists = [c for c in everyone if task_type in c.specialties]
+    return specialists or [c for c in everyone if not c.is_orchestrator]
+
+
+def _hint_refused(
+    task_type: str, hint: str, everyone: list[Candidate], pool: list[Candidate]
+) -> str:
+    """Why the plan's `assign_to` may not have this subtask; empty when it may."""
+    named = next((c for c in everyone if c.slug == hint), None)
+    if named is None:
+        return f"{hint} is not an enabled agent"
+    if named not in pool:
+        if task_type not in named.specialties and named.is_orchestrator:
+            return f"{hint} is the orchestrator, without the {task_type} specialty"
+        return f"{hint} does not have the {task_type} specialty"
+    if named.load >= named.max_concurrency:
+        return f"{hint} is at its max concurrency"
+    return ""
 
 
 def choose(
@@ -37,8 +62,10 @@ def choose(
 ) -> tuple[Candidate | None, dict]:
     """The highest-scoring eligible agent with capacity, and a record of why.
 
-    Returns (None, reasons) when every eligible agent is at its max concurrency.
-    A hint (the plan's `assign_to`) wins when it names an eligible agent with capacity.
+    Returns (None, reasons) when every eligible agent is at its max concurrency, or when no
+    agent is eligible at all (`reasons["candidates"]` is then empty). A hint (the plan's
+    `assign_to`) wins when it names an eligible agent with capacity; otherwise the reasons
+    say why it was set aside.
     """
     everyone = list(candidates)
     pool = eligible(task_type, everyone)
@@ -58,7 +85,10 @@ def choose(
     if not free:
         reasons["chosen"] = None
         return None, reasons
-    hinted = [c for c in everyone if c.slug == hint and c.load < c.max_concurrency]
+    refused = _hint_refused(task_type, hint, everyone, pool) if hint else ""
+    if refused:
+        reasons["hint_ignored"] = refused
+    hinted = [] if refused else [c for c in free if c.slug == hint]
     # Ties go to the lowest id so the choice is deterministic.
     best = hinted[0] if hinted else max(free, key=lambda c: (score(c), -c.id))
     reasons["chosen"] = best.slug

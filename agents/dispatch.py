@@ -12,6 +12,10 @@ from .allocation import Candidate, choose
 from .models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, Subtask, SubtaskStatus
 
 NO_AGENT = "No agent is enabled: waiting until one is."
+NO_SPECIALIST = (
+    "No enabled agent may run some of its subtasks (the orchestrator runs only subtasks of "
+    "its own specialties): waiting until one is enabled."
+)
 DISPATCH_BATCH = 500
 
 
@@ -85,6 +89,8 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
     if not any(c.load < c.max_concurrency for c in candidates.values()):
         return 0
     full_types: set[str] = set()
+    nobody_types: set[str] = set()  # types no enabled agent may run, at any load
+    stranded: set[int] = set()
     for pk, job_id, type_, hint, lost in _runnable(now):
         if lost:
             sub = Subtask(pk=pk, job_id=job_id)
@@ -95,11 +101,18 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
             continue
         if not any(c.load < c.max_concurrency for c in candidates.values()):
             break
+        if type_ in nobody_types:
+            stranded.add(job_id)
+            continue
         if type_ in full_types and not hint:
             continue
         chosen, reasons = choose(type_, candidates.values(), hint)
         if chosen is None:
-            full_types.add(type_)
+            if reasons["candidates"]:
+                full_types.add(type_)
+            else:
+                nobody_types.add(type_)
+                stranded.add(job_id)
             continue
         sub = Subtask(pk=pk, job_id=job_id)  # only for its transition: most rows get none
         if sub.transition(
@@ -115,6 +128,10 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
                 kept.append(pk)
             else:
                 enqueue.run_subtask(pk)
+    if stranded:
+        Job.objects.filter(pk__in=stranded).move(
+            JobStatus.WORKING, JobStatus.WAITING, status_reason=NO_SPECIALIST
+        )
     return assigned
 
 
@@ -146,7 +163,18 @@ def _wait_for_agents() -> None:
 
 
 def resume_jobs_waiting_for_agents() -> None:
-    """Jobs that waited for any agent at all go back to work (an agent was enabled)."""
-    if Agent.objects.filter(enabled=True).exists():
-        waiting = Job.objects.filter(status_reason=NO_AGENT)
-        waiting.move(JobStatus.WAITING, JobStatus.WORKING, status_reason="")
+    """Jobs that waited for an agent go back to work once one that may run them is enabled:
+    any agent for NO_AGENT; for NO_SPECIALIST, any but the orchestrator, or an orchestrator
+    with the type of one of the job's waiting subtasks."""
+    enabled = list(Agent.objects.filter(enabled=True).only("specialties"))
+    if not enabled:
+        return
+    Job.objects.filter(status_reason=NO_AGENT).move(
+        JobStatus.WAITING, JobStatus.WORKING, status_reason=""
+    )
+    stranded = Job.objects.filter(status_reason=NO_SPECIALIST)
+    if all(agent.is_orchestrator for agent in enabled):
+        kinds = {kind for agent in enabled for kind in agent.specialties}
+        runnable = Subtask.objects.filter(status=SubtaskStatus.WAITING, type__in=kinds)
+        stranded = stranded.filter(pk__in=runnable.values("job_id"))
+    stranded.move(JobStatus.WAITING, JobStatus.WORKING, status_reason="")

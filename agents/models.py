@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import events, metrics
+from .allocation import PLANNER_SPECIALTIES
 from .planning import TYPE_CHARS, normalise_specialties
 
 
@@ -179,7 +180,7 @@ class Agent(models.Model):
 
     @property
     def is_orchestrator(self) -> bool:
-        return "orchestration" in self.specialties or "planning" in self.specialties
+        return not PLANNER_SPECIALTIES.isdisjoint(self.specialties)
 
     def current_load(self) -> int:
         """In-flight subtasks: derived, never stored (invariant 6)."""
