@@ -1,7 +1,10 @@
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents import events
+
+from .access import can_read
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -14,9 +17,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         route = self.scope["url_route"]["kwargs"]
         if "job_id" in route:
-            self.live_group = events.job_group(route["job_id"])
-        else:
-            self.live_group = route.get("group", events.BOARD_GROUP)
+            page, group = "job", events.job_group(route["job_id"])
+        else:  # the board's and the agents' groups are named as their pages
+            page = group = route.get("group", events.BOARD_GROUP)
+        # The page's own read permissions: the socket carries what the page shows.
+        if not await database_sync_to_async(can_read)(user, page):
+            await self.close(code=4403)
+            return
+        self.live_group = group
         await self.channel_layer.group_add(self.live_group, self.channel_name)
         await sync_to_async(events.watch)(self.live_group, +1)
         await self.accept()

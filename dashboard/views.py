@@ -21,6 +21,7 @@ from agents.models import (
     Subtask,
 )
 
+from .access import read_required
 from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from .graph import plan_graph
 from .queries import agents_with_metrics, job_subtasks
@@ -80,7 +81,7 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
     return context
 
 
-@login_required
+@read_required("board")
 def board(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/board.html", _board_context(request, JobForm()))
 
@@ -107,7 +108,7 @@ def submit_job(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/board.html", _board_context(request, form), status=status)
 
 
-@login_required
+@read_required("job")
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     # The header shows progress and submitter; the agents of a card are the board's.
     job = get_object_or_404(Job.objects.for_board().prefetch_related(None), pk=job_id)
@@ -237,7 +238,7 @@ def _agents_context(form: AgentForm | None) -> dict:
     return {"agents": agents, "form": form, "by_model": by_model}
 
 
-@login_required
+@read_required("agents")
 def agent_list(request: HttpRequest) -> HttpResponse:
     form = AgentForm() if request.user.has_perm("agents.add_agent") else None
     context = _agents_context(form)

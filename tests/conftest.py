@@ -69,6 +69,22 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     running.stop()
 
 
+def member_of(role: str | None, username: str) -> User:
+    """A user in one of the roles (None: in no group at all)."""
+    ensure_roles(Group, Permission)
+    user = User.objects.create_user(username, password=f"pw-{username}-123")
+    user.groups.set(Group.objects.filter(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(client) -> User:
+    """carol, a Viewer, logged in: she may read every page."""
+    user = member_of("Viewers", "carol")
+    client.force_login(user)
+    return user
+
+
 @pytest.fixture
 def seeded(django_db_blocker):
     """The default team, the roles and four users, made anew: transactional tests flush.

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -13,13 +12,6 @@ from agents.models import Agent, LLMCall
 from .history import make_history
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def viewer(client):
-    user = User.objects.create_user("carol", password="pw-carol-123")
-    client.force_login(user)
-    return user
 
 
 def page_queries(client) -> int:

@@ -4,8 +4,7 @@ from django.contrib.auth.models import User
 pytestmark = pytest.mark.django_db
 
 
-def test_a_missing_job_says_what_to_do(client):
-    client.force_login(User.objects.create_user("x", password="pw-x-12345"))
+def test_a_missing_job_says_what_to_do(client, viewer):
     response = client.get("/jobs/999999/")
     assert response.status_code == 404
     assert "Back to the board" in response.content.decode()

@@ -1,7 +1,6 @@
 """The blackboard on the job page: a tree, escaped, and versions with their diffs."""
 
 import pytest
-from django.contrib.auth.models import User
 
 from agents import state
 from agents.models import Job, SharedState
@@ -19,8 +18,7 @@ def test_it_diffs_versions():
     ]
 
 
-def test_the_job_page_shows_the_tree_and_who_wrote_each_version(client):
-    client.force_login(User.objects.create_user("viewer", password="pw-viewer-1"))
+def test_the_job_page_shows_the_tree_and_who_wrote_each_version(client, viewer):
     job = Job.objects.create(title="t", description="d" * 20)
     SharedState.objects.create(job=job)
     state.write(job.pk, {"pending_tasks": [{"id": "a"}]}, author="orchestrator/plan")
@@ -34,8 +32,7 @@ def test_the_job_page_shows_the_tree_and_who_wrote_each_version(client):
     assert "<code>results</code></td><td>added</td>" in page
 
 
-def test_a_job_page_opens_before_the_state_has_a_version(client):
-    client.force_login(User.objects.create_user("early", password="pw-early-1"))
+def test_a_job_page_opens_before_the_state_has_a_version(client, viewer):
     job = Job.objects.create(title="fresh", description="d" * 20)
     SharedState.objects.create(job=job)
     response = client.get(f"/jobs/{job.pk}/")
