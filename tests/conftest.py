@@ -153,8 +153,8 @@ def pages_closed(browser):
 def pytest_terminal_summary(terminalreporter) -> None:
     """Say plainly what did not run and how to run it (skips are easy to miss with -q)."""
     skipped = terminalreporter.stats.get("skipped", [])
-    browser = [r for r in skipped if "browser" in r.keywords]
-    services = [r for r in skipped if "browser" not in r.keywords and "Redis" in str(r.longrepr)]
+    browser = [r for r in skipped if "chromium" in str(r.longrepr).lower()]
+    services = [r for r in skipped if r not in browser and "Redis" in str(r.longrepr)]
     if browser:
         terminalreporter.write_line(
             f"{len(browser)} browser tests skipped: Debian's Chromium is not installed. "

@@ -172,8 +172,22 @@ def test_stats_count_concurrent_requests_and_reset():
         "errors": 0,
         "rate_limited": 0,
         "hangs": 0,
+        "answered_twice": 1,  # one request, answered 25 times: paid for 25 times
     }
     assert reset["requests"] == 0
+    assert reset["peak_in_flight"] == 0
+    assert reset["answered_twice"] == 0
+
+
+def test_a_peak_only_reset_keeps_the_counts():
+    with running_simulator() as sim:
+        post(sim.base_url, CHAT)
+        other = {**CHAT, "messages": [{"role": "user", "content": "something else"}]}
+        post(sim.base_url, other)
+        post(sim.base_url, other)
+        reset = httpx.post(f"{sim.base_url}/stats/reset?only=peak").json()
+    assert reset["requests"] == 3
+    assert reset["answered_twice"] == 1
     assert reset["peak_in_flight"] == 0
 
 
