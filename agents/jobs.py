@@ -15,7 +15,7 @@ from typing import TypeVar
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, QuerySet
 
-from . import enqueue, events, llm, metrics, offline
+from . import enqueue, events, llm, metrics, offline, telemetry
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
@@ -47,6 +47,7 @@ class BudgetExceeded(Exception):
     pass
 
 
+@telemetry.observes_llm_calls(llm.LLMError)
 def call_llm(
     *,
     agent: Agent,

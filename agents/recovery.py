@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs, limiter, process
+from . import dispatch, enqueue, jobs, limiter, process, telemetry
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
@@ -132,6 +132,7 @@ def reconcile() -> dict[str, int]:
         jobs.settle_job_locked(job_id)
     dispatch.resume_jobs_waiting_for_agents()  # an agent enabled some other way (admin)
     dispatch.dispatch_ready()
+    telemetry.redispatched(counts)
     if any(counts.values()):
         log.info("reconcile re-dispatched %s", counts)
     return counts

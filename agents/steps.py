@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs, leases, llm, planning, state
+from . import dispatch, enqueue, jobs, leases, llm, planning, state, telemetry
 from .jobs import BudgetExceeded
 from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
@@ -83,6 +83,7 @@ def _recorded_plan(job: Job) -> planning.Plan | None:
         return None  # asked again from the start, repair included
 
 
+@telemetry.step("plan")
 def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
     """The orchestrator's plan, with one repair round-trip telling it what was wrong."""
     team = [(a.slug, a.specialties) for a in Agent.objects.specialists()]
@@ -207,6 +208,7 @@ class Ran:
     ready_job_id: int | None = None
 
 
+@telemetry.step("subtask")
 def run_subtask(subtask_id: int) -> Ran | None:
     """One subtask's call and outcome; None when another delivery holds it."""
     sub = _claim_subtask(subtask_id)
@@ -372,6 +374,7 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
 # Synthesis
 
 
+@telemetry.step("synthesis")
 def synthesize_job(job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or job.status != JobStatus.SYNTHESIZING or job.claimed_at is not None:

@@ -9,11 +9,11 @@ import logging
 import threading
 
 from celery import shared_task
-from celery.signals import task_prerun, worker_ready
+from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import dispatch, recovery, steps
+from . import dispatch, recovery, steps, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ _stop = threading.Event()
 @worker_ready.connect
 def _on_worker_ready(**kwargs: object) -> None:
     start_reconciler()
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**kwargs: object) -> None:
+    telemetry.process_stopped()
 
 
 @task_prerun.connect

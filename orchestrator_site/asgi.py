@@ -12,6 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from agents import telemetry  # noqa: E402
 from dashboard import live  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
@@ -28,6 +29,8 @@ router = ProtocolTypeRouter(
 if settings.REDIS_URL:
     live.start_renderer()  # this web process renders what every process announces
 live.start_heartbeat()  # and tells its pages' groups, every few seconds, what they should have
+# Counters of workers that are gone since the last start leave the metrics directory.
+telemetry.forget_dead_processes()
 
 
 async def application(scope, receive, send):

@@ -282,6 +282,23 @@ RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 2, minimum=0.1)
 # Live events are coalesced over this window: one render per group for all its changes.
 LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.05, minimum=0.0)
 
+# Observability. GET /metrics answers only a scraper bearing METRICS_TOKEN (unset: no
+# /metrics at all). Counters of every process on this host (web, workers) are files in
+# PROMETHEUS_MULTIPROC_DIR, summed at scrape: prometheus_client reads the variable when it is
+# first imported, so it is set here, before anything imports it.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or VAR_DIR / "prometheus")
+if METRICS_DIR.parent == VAR_DIR:
+    _private_var_dir()
+METRICS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # other users read no counters
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+# Traces of every step and LLM call go over OTLP/HTTP to this collector; unset, tracing is off.
+OTEL_EXPORTER_OTLP_ENDPOINT = envurl("OTEL_EXPORTER_OTLP_ENDPOINT", "", ("http", "https"))
+OTEL_SERVICE_NAME = os.environ.get("OTEL_SERVICE_NAME", "").strip() or "baton"
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or "text"
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -294,3 +311,7 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+if LOG_FORMAT == "json":  # one object per line, with the job and subtask a line is about
+    LOGGING["formatters"] = {"json": {"()": "agents.telemetry.JsonFormatter"}}
+    LOGGING["filters"] = {"step_ids": {"()": "agents.telemetry.StepIds"}}
+    LOGGING["handlers"]["console"] |= {"formatter": "json", "filters": ["step_ids"]}

@@ -1,0 +1,68 @@
+"""Run a whole job in the test's thread, on the LLM simulator: its steps, and the Celery
+messages they send, delivered one by one until none is left."""
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+from agents import dispatch, enqueue, models, steps
+from agents.models import Agent, Job, JobStatus, ModelPrice, SharedState
+
+from .simulator_fixture import running_simulator
+
+TASKS = {
+    "plan_job": steps.plan_job,
+    "run_subtask": steps.run_subtasks,
+    "synthesize_job": steps.synthesize_job,
+    "dispatch_ready": dispatch.dispatch_ready,
+}
+
+
+@contextmanager
+def simulated_llm(settings) -> Iterator[None]:
+    with running_simulator() as server:
+        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        settings.LLM_API_KEY = "sk-test"
+        settings.REDIS_URL = ""  # the local limiter
+        yield
+
+
+def capture_messages(monkeypatch) -> list[tuple[str, tuple]]:
+    """The Celery messages the steps send, kept for `run_job` to deliver."""
+    messages: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        enqueue, "send_now", lambda name, *args, **opts: messages.append((name, args))
+    )
+    return messages
+
+
+def team_on_a_model_of_its_own(monkeypatch) -> str:
+    """An orchestrator and a coder on a priced model no other process uses (the metrics
+    directory is shared by every process of this checkout)."""
+    model = f"test-{uuid.uuid4().hex[:10]}"
+    ModelPrice.objects.create(
+        model=model, input_per_million=Decimal("2.00"), output_per_million=Decimal("8.00")
+    )
+    monkeypatch.setattr(models._price_cache, "_read_at", float("-inf"))  # read the new price
+    Agent.objects.create(
+        name="Orchestrator", slug="orchestrator", specialties=["planning"], model=model
+    )
+    Agent.objects.create(
+        name="Coder", slug="coder", specialties=["research", "coding", "review"], model=model
+    )
+    return model
+
+
+def run_job(sent, capture, title: str = "Write a haiku") -> Job:
+    job = Job.objects.create(title=title, description="About queues.", status=JobStatus.QUEUED)
+    SharedState.objects.create(job=job)
+    sent.append(("plan_job", (job.pk,)))
+    for _ in range(100):
+        if not sent:
+            break
+        name, args = sent.pop(0)
+        with capture(execute=True):
+            TASKS[name](*args)
+    job.refresh_from_db()
+    return job
