@@ -339,7 +339,7 @@ class VersionInline(admin.TabularInline):
     can_delete = False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("data")
+        return super().get_queryset(request).defer("snapshot")
 
 
 @admin.register(SharedState)
@@ -347,7 +347,7 @@ class SharedStateAdmin(ListAdmin):
     list_display = ("job", "version", "updated_at")
     list_select_related = ("job",)
     list_defer = ("data", *(f"job__{name}" for name in JOB_TEXTS))
-    readonly_fields = ("job", "data", "version", "updated_at")
+    readonly_fields = ("job", "data", "version", "chain_bytes", "updated_at")
     search_fields = ("job__title",)
     inlines = [VersionInline]
 
@@ -359,9 +359,11 @@ class SharedStateAdmin(ListAdmin):
 class SharedStateVersionAdmin(RecordAdmin):
     list_display = ("state", "version", "author", "created_at")
     list_select_related = ("state",)
-    list_defer = ("data", "changes", "state__data")
+    list_defer = ("snapshot", "changes", "state__data")
     ordering = ("-pk",)
+    # `data`: the whole state as of the version, rebuilt from the snapshot before it.
     readonly_fields = ("state", "version", "author", "changes", "data", "created_at")
+    fields = readonly_fields
 
 
 @admin.register(AuditEntry)

@@ -18,6 +18,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from . import events, metrics
 from .allocation import PLANNER_SPECIALTIES
@@ -630,6 +631,8 @@ class SharedState(models.Model):
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="state")
     data = models.JSONField(default=dict)
     version = models.PositiveIntegerField(default=0)
+    # JSON bytes of the changes written since the last version that holds a snapshot.
+    chain_bytes = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -637,10 +640,15 @@ class SharedState(models.Model):
 
 
 class SharedStateVersion(models.Model):
+    """One write: its author and its changes (what `agents.state.merge` applied to the
+    version before). The whole state is kept only now and then (`snapshot`): any version
+    is rebuilt from the snapshot before it, so the history grows with what was written,
+    not with the state's size times its versions."""
+
     state = models.ForeignKey(SharedState, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
-    data = models.JSONField(default=dict)
     changes = models.JSONField(default=dict)
+    snapshot = models.JSONField(null=True, blank=True)
     author = models.CharField(max_length=120)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -649,9 +657,25 @@ class SharedStateVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["state", "version"], name="state_version_unique")
         ]
+        indexes = [
+            # The snapshot a rebuild starts from, found without walking the versions after it.
+            models.Index(
+                fields=["state", "version"],
+                condition=Q(snapshot__isnull=False),
+                name="state_version_snapshot",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"v{self.version} by {self.author}"
+
+    @cached_property
+    def data(self) -> dict:
+        """The whole state as of this version, rebuilt (two queries: for one version; a page
+        of them is `agents.state.history`)."""
+        from .state import data_at  # agents.state writes these rows: it imports this module
+
+        return data_at(self.state_id, self.version)
 
 
 class AuditEntry(models.Model):

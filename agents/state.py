@@ -1,7 +1,15 @@
-"""The per-job blackboard: compare-and-set writes, every version kept with its author."""
+"""The per-job blackboard: compare-and-set writes, every version kept with its author.
+
+A version stores its changes; `merge` defines how they apply, so any version is rebuilt by
+merging the changes after the nearest snapshot before it. A version also stores the whole
+state when the changes since the last snapshot outweigh SNAPSHOT_AFTER times the state: the
+snapshots then add at most 1/SNAPSHOT_AFTER of the changes' bytes (the history grows
+linearly with what is written), and a rebuild reads at most that many times the state.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from django.db import transaction
@@ -10,6 +18,7 @@ from . import events
 from .models import SharedState, SharedStateVersion
 
 MAX_CAS_ATTEMPTS = 100
+SNAPSHOT_AFTER = 2
 
 
 class StateConflict(RuntimeError):
@@ -27,6 +36,20 @@ def merge(data: dict, changes: dict) -> dict:
     return merged
 
 
+def _merge_into(data: dict, changes: dict) -> None:
+    """`merge`, in place: for a rebuild, whose intermediate versions nobody keeps."""
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+
+
+def takes_snapshot(chain_bytes: int, data: dict) -> bool:
+    """Whether a version keeps the whole state, given the bytes of changes since the last."""
+    return chain_bytes > SNAPSHOT_AFTER * len(json.dumps(data))
+
+
 def write(job_id: int, changes: dict, *, author: str) -> int:
     """Apply `changes` as a new version and return it. A lost race re-reads and re-applies."""
     return update(job_id, lambda data: changes, author=author)
@@ -37,20 +60,30 @@ def update(job_id: int, change: Callable[[dict], dict], *, author: str) -> int:
     for _ in range(MAX_CAS_ATTEMPTS):
         # No savepoint inside a caller's transaction: a lost race writes nothing to undo.
         with transaction.atomic(savepoint=False):
-            current = SharedState.objects.filter(job_id=job_id).values("pk", "version", "data")
+            current = SharedState.objects.filter(job_id=job_id).values(
+                "pk", "version", "data", "chain_bytes"
+            )
             row = current.first()
             if row is None:
                 SharedState.objects.get_or_create(job_id=job_id)
                 continue
-            changes = change(row["data"])
+            # As the database will hold them, so that a rebuild merges exactly these.
+            text = json.dumps(change(row["data"]))
+            changes = json.loads(text)
             version = row["version"] + 1
             data = merge(row["data"], changes)
+            chain = row["chain_bytes"] + len(text)
+            snapshot = data if takes_snapshot(chain, data) else None
             won = SharedState.objects.filter(pk=row["pk"], version=row["version"]).update(
-                data=data, version=version
+                data=data, version=version, chain_bytes=0 if snapshot is not None else chain
             )
             if won:
                 SharedStateVersion.objects.create(
-                    state_id=row["pk"], version=version, data=data, changes=changes, author=author
+                    state_id=row["pk"],
+                    version=version,
+                    changes=changes,
+                    snapshot=snapshot,
+                    author=author,
                 )
                 events.state_changed(job_id)
                 return version
@@ -65,6 +98,54 @@ def record_result(job_id: int, key: str, result: str, *, author: str) -> int:
         return {"results": {key: result}, "pending_tasks": pending}
 
     return update(job_id, change, author=author)
+
+
+def data_at(state_id: int, version: int) -> dict:
+    """The whole state as of `version` (0: before the first write): two queries."""
+    return _replay(SharedStateVersion.objects.filter(state_id=state_id), upto=version)
+
+
+def version_data(job_id: int, version: int) -> dict | None:
+    """A job's state as of `version`, or None when it has no such version."""
+    if version == 0:
+        return {}
+    state_id = SharedState.objects.filter(job_id=job_id).values_list("pk", flat=True).first()
+    if state_id is None:
+        return None
+    if not SharedStateVersion.objects.filter(state_id=state_id, version=version).exists():
+        return None
+    return data_at(state_id, version)
+
+
+def history(state: SharedState | None, count: int = 20) -> list[dict]:
+    """The newest `count` versions, newest first, each as {"version": the row, "changes":
+    `diff` rows against the version before}: three queries, whatever the history's length."""
+    if state is None or state.version == 0:
+        return []
+    first = max(state.version - count + 1, 1)
+    rows = SharedStateVersion.objects.filter(state_id=state.pk)
+    data = _replay(rows, upto=first - 1)
+    shown = []
+    for row in rows.filter(version__gte=first).defer("snapshot").order_by("version"):
+        touched = row.changes.keys()
+        before = {key: data[key] for key in touched if key in data}
+        data = merge(data, row.changes)  # a copy: `before` keeps what it held
+        after = {key: data[key] for key in touched}
+        shown.append({"version": row, "changes": diff(before, after)})
+    return shown[::-1]
+
+
+def _replay(rows, *, upto: int) -> dict:
+    """The state as of version `upto` of `rows` (one state's versions): the snapshot at or
+    before it, then the changes after that snapshot merged in order."""
+    if upto <= 0:
+        return {}
+    kept = rows.filter(version__lte=upto, snapshot__isnull=False).order_by("-version")
+    start, data = kept.values_list("version", "snapshot").first() or (0, {})
+    after = rows.filter(version__gt=start, version__lte=upto).order_by("version")
+    for changes in after.values_list("changes", flat=True):
+        _merge_into(data, changes)
+    return data
 
 
 def diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, str, object, object]]:

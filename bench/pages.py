@@ -382,12 +382,12 @@ def _build_chunk(indexes, *, text, rng, statuses, sub_statuses, retries, drop_fi
     SharedState.objects.bulk_create(states)
     state_of = {s.job_id: s for s in states}
     rows, numbers = [], {}
-    for job, data, change, author, at in versions:
+    for job, _data, change, author, at in versions:
         state = state_of[job.pk]
         numbers[state.pk] = numbers.get(state.pk, 0) + 1
         rows.append(
             SharedStateVersion(
-                state=state, version=numbers[state.pk], data=data, changes=change, author=author,
+                state=state, version=numbers[state.pk], changes=change, author=author,
                 created_at=min(at, now),
             )
         )  # fmt: skip

@@ -60,7 +60,7 @@ def make_history(jobs: int) -> None:
     )
     states = SharedState.objects.bulk_create(SharedState(job=job, version=3) for job in made)
     SharedStateVersion.objects.bulk_create(
-        SharedStateVersion(state=state, version=v, data={"v": v}, changes={"v": v}, author="x/y")
+        SharedStateVersion(state=state, version=v, changes={"v": v}, author="x/y")
         for state in states
         for v in (1, 2, 3)
     )

@@ -62,17 +62,6 @@ def state_tree(data: object) -> str:
 @register.simple_tag
 def state_history(state, limit: int = 20) -> list[dict]:
     """The latest versions, newest first, each with its diff against the one before."""
-    from agents.state import diff
+    from agents.state import history
 
-    if state is None:
-        return []
-    versions = list(state.versions.order_by("-version")[: limit + 1])
-    if not versions:
-        return []
-    rows = []
-    for newer, older in zip(versions, [*versions[1:], None], strict=True):
-        if len(rows) == limit:
-            break
-        before = older.data if older else {}
-        rows.append({"version": newer, "changes": diff(before, newer.data)})
-    return rows
+    return history(state, limit)
