@@ -148,7 +148,9 @@ _tracing_read = False
 
 def _tracer() -> _Tracing | None:
     if not _tracing_read:
-        configure_tracing()
+        with _tracing_lock:
+            if not _tracing_read:  # the first of the threads that got here
+                _configure_tracing()
     return _tracing
 
 
@@ -159,15 +161,19 @@ def configure_tracing() -> None:
     `<endpoint>/v1/traces`; OTEL_EXPORTER_OTLP_HEADERS and the SDK's other OTEL_* variables
     apply as usual. Service name: OTEL_SERVICE_NAME (default "baton").
     """
-    global _tracing, _tracing_read
     with _tracing_lock:
-        if _tracing is not None:
-            _tracing.provider.shutdown()
-        _tracing = None
-        endpoint = settings.OTEL_EXPORTER_OTLP_ENDPOINT
-        if endpoint:
-            _tracing = _start_tracing(endpoint)
-        _tracing_read = True
+        _configure_tracing()
+
+
+def _configure_tracing() -> None:
+    global _tracing, _tracing_read
+    if _tracing is not None:
+        _tracing.provider.shutdown()
+    _tracing = None
+    endpoint = settings.OTEL_EXPORTER_OTLP_ENDPOINT
+    if endpoint:
+        _tracing = _start_tracing(endpoint)
+    _tracing_read = True
 
 
 def _start_tracing(endpoint: str) -> _Tracing:
