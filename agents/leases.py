@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from . import process
@@ -76,9 +76,12 @@ def _renew_forever() -> None:
     while True:
         time.sleep(settings.LEASE_S / 3)
         try:
-            renew()
+            renewed = renew()
         except Exception:
             # A database restart: this connection is broken, the next pass gets a new one.
             log.warning("could not renew leases", exc_info=True)
-        finally:
+            renewed = 0
+        if renewed:
             close_old_connections()
+        else:
+            connection.close()  # idle: hold no connection (nor a test database) open
