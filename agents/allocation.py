@@ -10,6 +10,7 @@ from .metrics import success_rate
 # An agent with one of these plans and synthesises jobs: it runs a subtask only when it has
 # that subtask's type among its specialties, never as a fallback.
 PLANNER_SPECIALTIES = frozenset({"orchestration", "planning"})
+CANDIDATES_KEPT = 10
 
 
 @dataclass(frozen=True)
@@ -63,26 +64,16 @@ def choose(
     """The highest-scoring eligible agent with capacity, and a record of why.
 
     Returns (None, reasons) when every eligible agent is at its max concurrency, or when no
-    agent is eligible at all (`reasons["candidates"]` is then empty). A hint (the plan's
+    agent is eligible at all (`reasons["eligible"]` is then 0). A hint (the plan's
     `assign_to`) wins when it names an eligible agent with capacity; otherwise the reasons
     say why it was set aside.
     """
     everyone = list(candidates)
     pool = eligible(task_type, everyone)
-    terms = [
-        {
-            "agent": c.slug,
-            "success_rate": round(success_rate(c.completed, c.failed), 4),
-            "avg_latency_s": round(c.avg_latency_s, 3),
-            "load": c.load,
-            "max_concurrency": c.max_concurrency,
-            "score": round(score(c), 3),
-        }
-        for c in pool
-    ]
     free = [c for c in pool if c.load < c.max_concurrency]
-    reasons: dict = {"type": task_type, "candidates": terms, "hint": hint}
+    reasons: dict = {"type": task_type, "candidates": [], "hint": hint, "eligible": len(pool)}
     if not free:
+        reasons["candidates"] = _terms(pool, None)
         reasons["chosen"] = None
         return None, reasons
     refused = _hint_refused(task_type, hint, everyone, pool) if hint else ""
@@ -91,6 +82,27 @@ def choose(
     hinted = [] if refused else [c for c in free if c.slug == hint]
     # Ties go to the lowest id so the choice is deterministic.
     best = hinted[0] if hinted else max(free, key=lambda c: (score(c), -c.id))
+    reasons["candidates"] = _terms(pool, best)
     reasons["chosen"] = best.slug
     reasons["by"] = "hint" if hinted else "score"
     return best, reasons
+
+
+def _terms(pool: list[Candidate], chosen: Candidate | None) -> list[dict]:
+    """The best-scoring CANDIDATES_KEPT of the pool (and the chosen one), best first, each
+    with its score's terms: a large team does not make every subtask's record large."""
+    ranked = sorted(pool, key=lambda c: (-score(c), c.id))
+    kept = ranked[:CANDIDATES_KEPT]
+    if chosen is not None and chosen not in kept:
+        kept.append(chosen)
+    return [
+        {
+            "agent": c.slug,
+            "success_rate": round(success_rate(c.completed, c.failed), 4),
+            "avg_latency_s": round(c.avg_latency_s, 3),
+            "load": c.load,
+            "max_concurrency": c.max_concurrency,
+            "score": round(score(c), 3),
+        }
+        for c in kept
+    ]

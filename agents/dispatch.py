@@ -108,7 +108,7 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
             continue
         chosen, reasons = choose(type_, candidates.values(), hint)
         if chosen is None:
-            if reasons["candidates"]:
+            if reasons["eligible"]:
                 full_types.add(type_)
             else:
                 nobody_types.add(type_)

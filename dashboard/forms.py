@@ -116,6 +116,17 @@ class SubtaskForm(forms.Form):
         to_field_name="slug",
     )
 
+    def __init__(self, *args, agent_choices: list | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if agent_choices is not None:
+            self.fields["agent"].choices = agent_choices
+
+    @classmethod
+    def agent_choices(cls) -> list:
+        """The agent select's options, read once for every form of a plan (each form's
+        select would otherwise read the agents again)."""
+        return list(cls.base_fields["agent"].choices)
+
     def clean_type(self) -> str:
         kind = normalise_type(self.cleaned_data["type"])
         if not kind:

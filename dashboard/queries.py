@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet
+from django.db.models.functions import Length, Substr
 
-from agents.models import Agent, Job, LLMCall, Subtask
+from agents.models import Agent, Job, LLMCall, Subtask, count_of
 from agents.series import agent_series
+
+JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
+
+
+# A job page lists every subtask: each shows the start of its result and its newest calls
+# (without their texts); the whole of both is on the subtask's own page.
+RESULT_PREVIEW = 600
+TRACE_SHOWN = 3
+TRACE_PAGE = 10
 
 
 def job_subtasks(job_id: int) -> QuerySet[Subtask]:
-    """A job's subtasks with their agent, dependencies and call trace, in plan order."""
+    """A job's subtasks as its page lists them, in plan order: agent, dependencies, newest
+    calls, `result_head` and `result_chars`. Three queries whatever their number."""
+    newest_calls = LLMCall.objects.defer("messages", "response").order_by("-pk")
     return (
         Subtask.objects.filter(job_id=job_id)
         .select_related("agent", "job")
+        .defer("result", "agent__system_prompt", *(f"job__{f}" for f in JOB_TEXTS))
+        .annotate(
+            result_head=Substr("result", 1, RESULT_PREVIEW),
+            result_chars=Length("result"),
+            calls_total=count_of(LLMCall.objects.filter(subtask=OuterRef("pk"))),
+        )
         .prefetch_related(
             Prefetch("depends_on", queryset=Subtask.objects.only("key")),
-            Prefetch("calls", queryset=LLMCall.objects.order_by("pk")),
+            Prefetch("calls", queryset=newest_calls[:TRACE_SHOWN], to_attr="newest_calls"),
         )
         .order_by("pk")
     )
+
+
+def subtask_calls(sub: Subtask) -> QuerySet[LLMCall]:
+    """A subtask's whole call trace, newest first, as its page pages through it."""
+    return sub.calls.select_related("agent").order_by("-pk")
 
 
 def board_jobs() -> QuerySet[Job]:

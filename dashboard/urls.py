@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/retry/", views.job_retry, name="dash-job-retry"),
     path("jobs/<int:job_id>/approve/", views.job_approve, name="dash-job-approve"),
     path("jobs/<int:job_id>/subtasks/add/", views.subtask_add, name="dash-subtask-add"),
+    path("subtasks/<int:subtask_id>/", views.subtask_detail, name="dash-subtask-detail"),
     path("subtasks/<int:subtask_id>/retry/", views.subtask_retry, name="dash-subtask-retry"),
     path("subtasks/<int:subtask_id>/edit/", views.subtask_edit, name="dash-subtask-edit"),
     path("subtasks/<int:subtask_id>/delete/", views.subtask_delete, name="dash-subtask-delete"),

@@ -24,7 +24,7 @@ from agents.models import (
 from .access import read_required
 from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from .graph import plan_graph
-from .queries import agents_with_metrics, job_subtasks
+from .queries import TRACE_PAGE, agents_with_metrics, job_subtasks, subtask_calls
 
 BOARD_CARDS_PER_COLUMN = 25
 BOARD_PAGE_SIZE = 50
@@ -123,12 +123,26 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "audit": job.audit.select_related("actor", "subtask")[:50],
     }
     if job.awaiting_review and context["can_operate"]:
+        agents = SubtaskForm.agent_choices()
         context["review"] = [
-            (sub, SubtaskForm(initial=_subtask_initial(sub), prefix=f"s{sub.pk}"))
+            (
+                sub,
+                SubtaskForm(
+                    initial=_subtask_initial(sub), prefix=f"s{sub.pk}", agent_choices=agents
+                ),
+            )
             for sub in subtasks
         ]
         context["new_subtask"] = NewSubtaskForm(job=job, prefix="new")
     return render(request, "dashboard/job_detail.html", context)
+
+
+@read_required("job")
+def subtask_detail(request: HttpRequest, subtask_id: int) -> HttpResponse:
+    """A subtask whole: its result, and its call trace with prompts and responses, by pages."""
+    sub = get_object_or_404(Subtask.objects.select_related("job", "agent"), pk=subtask_id)
+    calls = Paginator(subtask_calls(sub), TRACE_PAGE).get_page(request.GET.get("page"))
+    return render(request, "dashboard/subtask_detail.html", {"sub": sub, "calls": calls})
 
 
 def _subtask_initial(sub: Subtask) -> dict:

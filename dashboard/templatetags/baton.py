@@ -5,6 +5,12 @@ from django.utils.html import format_html, format_html_join
 
 register = template.Library()
 
+# A value of the state tree is folded past this many characters, and cut past the next: a
+# state holding every result of a large plan stays a light page (results are whole on each
+# subtask's page).
+STATE_VALUE_FOLDED = 160
+STATE_VALUE_CHARS = 600
+
 
 @register.filter
 def duration(seconds: float | None) -> str:
@@ -44,11 +50,13 @@ def _tree(value: object, depth: int) -> str:
         items = format_html_join("", "<li>{}</li>", ((_tree(item, depth + 1),) for item in value))
         return format_html('<ol class="tree" start="0">{}</ol>', items)
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    if len(text) > 160:
+    if len(text) > STATE_VALUE_FOLDED:
+        more = len(text) - STATE_VALUE_CHARS
         return format_html(
-            '<details><summary>{}…</summary><div class="value">{}</div></details>',
-            text[:160],
-            text,
+            '<details><summary>{}…</summary><div class="value">{}{}</div></details>',
+            text[:STATE_VALUE_FOLDED],
+            text[:STATE_VALUE_CHARS],
+            format_html("… ({} more characters)", more) if more > 0 else "",
         )
     return format_html('<span class="value">{}</span>', text)
 
