@@ -3,6 +3,7 @@ entry and sends the events after commit (as Zulip's `do_*` actions)."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -67,18 +68,25 @@ def submit_job(
 
 
 class SubmissionLimit(Exception):
-    pass
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the hour has room for one more
 
 
 def _check_submission_limit(user) -> None:
     limit = settings.JOB_SUBMISSIONS_PER_HOUR
     if user is None or not limit:
         return
-    since = timezone.now() - timedelta(hours=1)
-    if Job.objects.filter(submitted_by=user, created_at__gte=since).count() >= limit:
+    now = timezone.now()
+    recent = Job.objects.filter(submitted_by=user, created_at__gte=now - timedelta(hours=1))
+    if recent.count() >= limit:
+        # Room comes back when the limit-th newest submission leaves the hour.
+        leaving = recent.order_by("-created_at").values_list("created_at", flat=True)[limit - 1]
+        wait = leaving + timedelta(hours=1) - now
         raise SubmissionLimit(
             f"You have submitted {limit} jobs in the last hour, the most allowed "
-            "(JOB_SUBMISSIONS_PER_HOUR). Try again later, or ask an admin to raise it."
+            "(JOB_SUBMISSIONS_PER_HOUR). Try again later, or ask an admin to raise it.",
+            retry_after=max(1, math.ceil(wait.total_seconds())),
         )
 
 

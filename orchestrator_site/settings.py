@@ -102,8 +102,12 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI as static files: no CDN
     "agents",
     "dashboard",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -229,6 +233,41 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF],
         "frame-ancestors": [NONE],
     }
+}
+
+# The JSON API (api/): tokens or the session, the pages' permissions, errors as RFC 9457
+# problems, JSON only (the browsable API's pages would need inline script).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.auth.BearerTokenAuthentication",  # first: an anonymous request gets a 401
+        "rest_framework.authentication.SessionAuthentication",  # CSRF enforced
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.Required"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.BatonSchema",
+    "DEFAULT_METADATA_CLASS": None,
+    "EXCEPTION_HANDLER": "api.errors.handle",
+    "URL_FORMAT_OVERRIDE": None,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Baton API",
+    "DESCRIPTION": (
+        "Submit and steer jobs, read their plans, call traces and shared state, manage "
+        "agents and read spend. A personal API token (dashboard → API tokens) acts as its "
+        "owner, with the owner's roles. Errors are RFC 9457 problems."
+    ),
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "agents.models.JobStatus",
+        "SubtaskStatusEnum": "agents.models.SubtaskStatus",
+    },
 }
 
 REDIS_URL = envurl("REDIS_URL", "", ("redis", "rediss", "unix"))

@@ -2,12 +2,16 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api import pages as api_pages
 from dashboard import prometheus
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
+    path("account/tokens/", api_pages.tokens, name="api-tokens"),
+    path("account/tokens/<int:token_id>/revoke/", api_pages.token_revoke, name="api-token-revoke"),
     path("metrics", prometheus.metrics, name="metrics"),
     path("", include("dashboard.urls")),
 ]

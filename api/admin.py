@@ -1,0 +1,39 @@
+"""API tokens in the admin: issued for any user, the secret shown once after saving."""
+
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from .models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "shown", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("owner",)
+    search_fields = ("name", "prefix", "owner__username")
+    readonly_fields = ("shown", "created_at", "last_used_at", "revoked_at")
+    autocomplete_fields = ("owner",)
+    actions = ("revoke",)
+
+    def get_fields(self, request, obj=None):
+        return ("owner", "name") if obj is None else ("owner", "name", *self.readonly_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A token keeps its owner: a new owner would inherit a secret someone else holds.
+        return self.readonly_fields if obj is None else ("owner", *self.readonly_fields)
+
+    def save_model(self, request, obj: ApiToken, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        secret = obj.set_secret_and_save()
+        messages.warning(
+            request,
+            f"The token's secret, shown this once (only its hash is kept): {secret}",
+        )
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} tokens.")

@@ -1,0 +1,373 @@
+"""What the API reads and writes. Output serializers describe rows the domain returns;
+input serializers check types, and the pages' forms (dashboard/forms.py) then apply the same
+rules as the pages (views.py)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from agents.models import Agent, Job, JobStatus, LLMCall, Subtask
+
+MONEY = {"max_digits": None, "decimal_places": 6, "read_only": True}
+
+
+class CandidateSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    success_rate = serializers.FloatField()
+    avg_latency_s = serializers.FloatField()
+    load = serializers.IntegerField()
+    max_concurrency = serializers.IntegerField(required=False)
+    score = serializers.FloatField()
+
+
+class AllocationSerializer(serializers.Serializer):
+    """Why the allocator chose this agent (empty until the subtask is allocated)."""
+
+    type = serializers.CharField(required=False)
+    hint = serializers.CharField(required=False, allow_blank=True)
+    chosen = serializers.CharField(required=False, allow_null=True)
+    by = serializers.ChoiceField(choices=["hint", "score"], required=False)
+    hint_ignored = serializers.CharField(
+        required=False, help_text="Why the plan's choice of agent was set aside."
+    )
+    eligible = serializers.IntegerField(
+        required=False, help_text="How many agents could take the type."
+    )
+    candidates = CandidateSerializer(
+        many=True, required=False, help_text="The best-scoring eligible agents, best first."
+    )
+
+    def to_representation(self, instance: dict) -> dict:
+        return super().to_representation(instance) if instance else {}
+
+
+class SubtaskSerializer(serializers.ModelSerializer):
+    agent = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="The agent's slug."
+    )
+    depends_on = serializers.SerializerMethodField()
+    description = serializers.CharField(read_only=True)
+    allocation = AllocationSerializer(read_only=True)
+    can_retry = serializers.BooleanField(read_only=True)
+    cost = serializers.DecimalField(**MONEY)
+
+    class Meta:
+        model = Subtask
+        fields = [
+            "id",
+            "job",
+            "key",
+            "type",
+            "description",
+            "status",
+            "depends_on",
+            "assign_hint",
+            "agent",
+            "allocation",
+            "result",
+            "error",
+            "retry_count",
+            "max_retries",
+            "attempts",
+            "next_attempt_at",
+            "latency_s",
+            "tokens",
+            "cost",
+            "can_retry",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_depends_on(self, sub: Subtask) -> list[str]:
+        return [d.key for d in sub.depends_on.all()]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job as the board's card shows it."""
+
+    submitted_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="A username."
+    )
+    subtasks_done = serializers.IntegerField(read_only=True)
+    subtasks_total = serializers.IntegerField(read_only=True)
+    agents = serializers.ListField(
+        source="agents_involved", child=serializers.CharField(), read_only=True
+    )
+    controls = serializers.ListField(
+        child=serializers.ChoiceField(choices=["cancel", "retry", "review"]),
+        read_only=True,
+        help_text="The operator actions that apply now.",
+    )
+    total_cost = serializers.DecimalField(**MONEY)
+    page = serializers.SerializerMethodField(help_text="The job's page in the dashboard.")
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "title",
+            "priority",
+            "status",
+            "status_reason",
+            "submitted_by",
+            "review_plan",
+            "budget_tokens",
+            "budget_cost",
+            "total_tokens",
+            "total_cost",
+            "subtasks_done",
+            "subtasks_total",
+            "agents",
+            "controls",
+            "created_at",
+            "updated_at",
+            "finished_at",
+            "page",
+        ]
+        read_only_fields = fields
+
+    def get_page(self, job: Job) -> str:
+        return self.context["request"].build_absolute_uri(job.get_absolute_url())
+
+
+class JobDetailSerializer(JobSerializer):
+    subtasks = SubtaskSerializer(many=True, read_only=True, source="plan")
+
+    class Meta(JobSerializer.Meta):
+        fields = [
+            *JobSerializer.Meta.fields,
+            "description",
+            "result",
+            "error",
+            "planned_at",
+            "subtasks",
+        ]
+        read_only_fields = fields
+
+
+class JobCreateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = ["title", "description", "priority", "budget_tokens", "budget_cost", "review_plan"]
+        # Blank text is the board form's to refuse, in its own words.
+        text = {"allow_blank": True, "trim_whitespace": False}
+        extra_kwargs = {"title": text, "description": text}
+
+
+class SubtaskEditSerializer(serializers.Serializer):
+    """Plan review: what a planned subtask does and who may do it. Omitted fields stay."""
+
+    description = serializers.CharField(max_length=4000, required=False)
+    type = serializers.CharField(max_length=50, required=False)
+    agent = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="An enabled agent's slug, or null to leave the choice to the score.",
+    )
+
+
+class SubtaskAddSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=64, help_text="The subtask's id in the plan.")
+    type = serializers.CharField(max_length=50)
+    description = serializers.CharField(max_length=4000)
+    depends_on = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, help_text="Keys in the plan."
+    )
+    agent = serializers.CharField(allow_null=True, required=False)
+
+
+class SeriesSerializer(serializers.Serializer):
+    latency = serializers.ListField(
+        child=serializers.FloatField(allow_null=True),
+        help_text="Mean latency (s) of successful calls per 5-minute bucket, oldest first.",
+    )
+    calls = serializers.ListField(child=serializers.IntegerField(), help_text="Calls per bucket.")
+
+
+AGENT_FIELDS = [
+    "name",
+    "slug",
+    "specialties",
+    "model",
+    "system_prompt",
+    "temperature",
+    "max_tokens",
+    "max_concurrency",
+    "enabled",
+]
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    """An agent with its live metrics, as the agents page shows it."""
+
+    specialties = serializers.ListField(child=serializers.CharField())
+    load = serializers.IntegerField(read_only=True, help_text="Subtasks queued or working.")
+    success_rate = serializers.FloatField(read_only=True)
+    is_orchestrator = serializers.BooleanField(read_only=True)
+    total_cost = serializers.DecimalField(**MONEY)
+    series = SeriesSerializer(read_only=True, help_text="The last hour.")
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            *AGENT_FIELDS,
+            "is_orchestrator",
+            "load",
+            "completed_count",
+            "failed_count",
+            "success_rate",
+            "avg_latency_s",
+            "total_tokens",
+            "total_cost",
+            "series",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AgentWriteSerializer(serializers.ModelSerializer):
+    """Fields an agent manager sets; checked again by the agents page's form."""
+
+    specialties = serializers.ListField(
+        # The page's form reads them comma-separated: a comma cannot be part of a name.
+        child=serializers.RegexField(r"^[^,]+$", max_length=50),
+        help_text='Task types, e.g. ["research"].',
+    )
+
+    class Meta:
+        model = Agent
+        fields = AGENT_FIELDS
+        # Uniqueness and the model's own rules are the form's to check, as on the page.
+        extra_kwargs = {"slug": {"validators": []}}
+
+
+class CallSerializer(serializers.ModelSerializer):
+    """One LLM call: its prompt, answer, usage and cost."""
+
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    subtask = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text="The subtask's key."
+    )
+    messages = serializers.JSONField(read_only=True, help_text="The chat messages sent.")
+    total_tokens = serializers.IntegerField(read_only=True)
+    cost = serializers.DecimalField(**MONEY)
+
+    class Meta:
+        model = LLMCall
+        fields = [
+            "id",
+            "purpose",
+            "agent",
+            "subtask",
+            "model",
+            "messages",
+            "response",
+            "finish_reason",
+            "http_status",
+            "error",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "latency_s",
+            "cost",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class StateDataField(serializers.JSONField):
+    """The blackboard: a JSON object."""
+
+
+class StateSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    data = StateDataField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class StateVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    author = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    changes = StateDataField(help_text="What the writer changed: top-level keys merged.")
+
+
+class StateVersionDetailSerializer(StateVersionSerializer):
+    data = StateDataField(help_text="The whole state as of this version.")
+
+
+class StateChangeSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="Dotted path, e.g. `results.research`.")
+    change = serializers.ChoiceField(choices=["added", "removed", "changed"])
+    old = serializers.JSONField(allow_null=True)
+    new = serializers.JSONField(allow_null=True)
+
+
+class StateDiffSerializer(serializers.Serializer):
+    from_version = serializers.IntegerField()
+    to_version = serializers.IntegerField()
+    changes = StateChangeSerializer(many=True)
+
+
+class SpendRowSerializer(serializers.Serializer):
+    key = serializers.CharField(allow_null=True, help_text="The agent's slug, or the model.")
+    calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=None, decimal_places=6)
+
+
+class SpendSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    by_agent = SpendRowSerializer(many=True)
+    by_model = SpendRowSerializer(many=True)
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    roles = serializers.ListField(child=serializers.CharField())
+    permissions = serializers.ListField(child=serializers.CharField())
+    token = serializers.CharField(allow_null=True, help_text="The token's name, if one is used.")
+
+
+class JobFilterSerializer(serializers.Serializer):
+    """The board's filters."""
+
+    q = serializers.CharField(required=False, help_text="Text in the title or description.")
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+    priority = serializers.IntegerField(min_value=0, max_value=9, required=False)
+    submitter = serializers.CharField(required=False, help_text="A username.")
+
+
+class SpendQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text="Default: 24 hours before until.")
+    until = serializers.DateTimeField(required=False, help_text="Default: now.")
+
+    def validate(self, attrs: dict) -> dict:
+        if "since" in attrs and "until" in attrs and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"since": "since must be before until."})
+        return attrs
+
+
+class DiffQuerySerializer(serializers.Serializer):
+    def get_fields(self) -> dict:
+        # `from` is a Python keyword: the field is declared here rather than as an attribute.
+        return {
+            "from": serializers.IntegerField(
+                min_value=0,
+                required=False,
+                help_text="Default: the version before `to`; 0 is the empty state.",
+            ),
+            "to": serializers.IntegerField(
+                min_value=0, required=False, help_text="Default: the latest version."
+            ),
+        }

@@ -1,0 +1,107 @@
+"""Agents with their live metrics; agent managers register, edit, enable and disable them."""
+
+from __future__ import annotations
+
+from django.forms import model_to_dict
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents import actions
+from agents.models import Agent
+from dashboard.forms import AgentForm
+from dashboard.queries import agents_with_metrics
+
+from .. import permissions as perm
+from ..forms import checked, form_data
+from ..serializers import AGENT_FIELDS, AgentSerializer, AgentWriteSerializer
+
+
+def _agent(slug: str) -> Agent:
+    found = agents_with_metrics(Agent.objects.filter(slug=slug))
+    if not found:
+        raise NotFound(f"No agent {slug}.")
+    return found[0]
+
+
+class AgentList(APIView):
+    required = {"GET": (perm.VIEW_AGENT,), "POST": (perm.ADD_AGENT,)}
+
+    @extend_schema(summary="Agents with their live metrics", responses=AgentSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        agents = agents_with_metrics(Agent.objects.all())
+        return Response(AgentSerializer(agents, many=True).data)
+
+    @extend_schema(
+        summary="Register an agent",
+        request=AgentWriteSerializer,
+        responses={201: AgentSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        body = AgentWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        # What the body leaves out takes the model's defaults, as the page's form shows them.
+        values = {**model_to_dict(Agent(), fields=AGENT_FIELDS), **body.validated_data}
+        form = AgentForm(data=form_data(_as_form_values(values)))
+        checked(form)
+        agent = form.save()
+        actions.audit("register_agent", actor=request.user, agent=agent, detail=agent.slug)
+        if agent.enabled:
+            actions.set_agent_enabled(agent, True, user=request.user)
+        data = AgentSerializer(_agent(agent.slug)).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class AgentDetail(APIView):
+    required = {"GET": (perm.VIEW_AGENT,), "PATCH": (perm.CHANGE_AGENT,)}
+
+    @extend_schema(summary="An agent with its live metrics", responses=AgentSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(AgentSerializer(_agent(slug)).data)
+
+    @extend_schema(
+        summary="Edit an agent (omitted fields stay)",
+        request=AgentWriteSerializer,
+        responses=AgentSerializer,
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        agent = _agent(slug)
+        body = AgentWriteSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        was_enabled = agent.enabled
+        values = {**model_to_dict(agent, fields=AGENT_FIELDS), **body.validated_data}
+        form = AgentForm(data=form_data(_as_form_values(values)), instance=agent)
+        checked(form)
+        agent = form.save()
+        actions.audit("edit_agent", actor=request.user, agent=agent, detail=agent.slug)
+        if agent.enabled != was_enabled:
+            actions.set_agent_enabled(agent, agent.enabled, user=request.user)
+        return Response(AgentSerializer(_agent(agent.slug)).data)
+
+
+class AgentSwitch(APIView):
+    required = {"POST": (perm.CHANGE_AGENT,)}
+    enabled: bool
+
+    def post(self, request: Request, slug: str) -> Response:
+        agent = _agent(slug)
+        actions.set_agent_enabled(agent, self.enabled, user=request.user)
+        return Response(AgentSerializer(_agent(slug)).data)
+
+
+@extend_schema(summary="Enable an agent", request=None, responses=AgentSerializer)
+class AgentEnable(AgentSwitch):
+    enabled = True
+
+
+@extend_schema(summary="Disable an agent", request=None, responses=AgentSerializer)
+class AgentDisable(AgentSwitch):
+    enabled = False
+
+
+def _as_form_values(values: dict) -> dict:
+    """The form reads specialties comma-separated."""
+    return {**values, "specialties": ", ".join(values.get("specialties", []))}
