@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, Prefetch, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Length, Substr
 
 from agents.models import Agent, Job, LLMCall, Subtask, count_of
@@ -56,3 +56,18 @@ def agents_with_metrics(agents: QuerySet[Agent]) -> list[Agent]:
     for agent in rows:
         agent.series = series[agent.pk]
     return rows
+
+
+def spend(calls: QuerySet[LLMCall], by: str) -> QuerySet:
+    """Calls, failures, tokens and cost of `calls` per value of `by` (a field or lookup)."""
+    return (
+        calls.values(by)
+        .annotate(
+            calls=Count("id"),
+            failed_calls=Count("id", filter=~Q(error="")),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cost=Sum("cost"),
+        )
+        .order_by(by)
+    )
