@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents import state
-from agents.models import Agent, LLMCall
+from agents.models import Agent, LLMCall, SharedStateVersion
 
 from .api_support import make_job, planned_job, role_users, token_client
 
@@ -141,3 +141,22 @@ def test_a_period_that_ends_before_it_starts_is_a_422(viewer):
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["parameter"] == "since"
+
+
+def test_every_version_reads_whole_however_it_is_stored(viewer):
+    job = make_job()
+    expected, merged = {0: {}}, {}
+    for n in range(1, 13):
+        # A key rewritten each time: the changes outgrow the state, so snapshots are taken.
+        changes = {"results": {f"k{n}": "x" * 20}, "draft": str(n) * 300, "step": n}
+        state.write(job.pk, changes, author=f"w{n}")
+        merged = state.merge(merged, changes)
+        expected[n] = merged
+    stored = SharedStateVersion.objects.filter(state__job=job)
+    assert 0 < stored.filter(snapshot__isnull=False).count() < 12  # some rebuilt from changes
+    for n in range(1, 13):
+        version = viewer.get(f"/api/v1/jobs/{job.pk}/state/versions/{n}").json()
+        assert version["data"] == expected[n]
+    diff = viewer.get(f"/api/v1/jobs/{job.pk}/state/diff", {"from": 3, "to": 11}).json()
+    paths = {"draft", "step", *(f"results.k{n}" for n in range(4, 12))}
+    assert {c["path"] for c in diff["changes"]} == paths

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -60,16 +61,16 @@ class JobCalls(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-# Versions are read here only, and a version's whole state through its `data`, so that how
-# they are stored stays agents.state's business.
 def _versions(job_id: int):
     return SharedStateVersion.objects.filter(state__job_id=job_id)
 
 
 def _version_data(job_id: int, number: int) -> dict:
-    if number == 0:
-        return {}  # before the first write
-    return get_or_404(_versions(job_id), "state version", version=number).data
+    """The whole state as of a version, rebuilt by agents.state (versions keep changes)."""
+    data = state.version_data(job_id, number)
+    if data is None:
+        raise NotFound(f"No state version {number}.")
+    return data
 
 
 class JobState(APIView):
