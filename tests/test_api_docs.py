@@ -38,7 +38,9 @@ REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_swagger_ui_renders_and_tries_calls_with_the_session(live_server, browser, request):
+def test_swagger_ui_renders_and_tries_calls_with_the_session(
+    live_server, browser, pages_closed, request
+):
     """In Chromium, under the site's CSP: every operation listed, and "Try it out" works with
     the logged-in session, a POST included (it carries the CSRF token)."""
     user_in("Operators", "bob")
