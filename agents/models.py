@@ -93,7 +93,13 @@ class AgentQuerySet(models.QuerySet):
         return planners[0] if planners else None
 
     def specialists(self) -> list[Agent]:
-        return [a for a in self.filter(enabled=True) if not a.is_orchestrator]
+        """Enabled agents that can take subtasks: an orchestrator only with another specialty
+        (as dispatch allows)."""
+        return [
+            a
+            for a in self.filter(enabled=True)
+            if not a.is_orchestrator or set(a.specialties) - PLANNER_SPECIALTIES
+        ]
 
     def record_outcome(
         self, agent_id: int, *, ok: bool, latency_s: float, tokens: int = 0, cost: Decimal = 0

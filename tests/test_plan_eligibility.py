@@ -164,3 +164,12 @@ def test_the_job_page_says_why_the_hint_was_set_aside(client):
     client.force_login(User.objects.create_superuser("alice", password="pw-alice-123"))
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert "Why researcher (the plan asked for orchestrator, set aside: orchestrator is the" in page
+
+
+@pytest.mark.django_db
+def test_the_planning_prompt_lists_an_orchestrator_that_also_has_a_specialty():
+    Agent.objects.create(name="Planner", slug="orchestrator", specialties=["planning"])
+    Agent.objects.create(name="Lead", slug="lead", specialties=["planning", "research"])
+    Agent.objects.create(name="Coder", slug="coder", specialties=["coding"])
+
+    assert sorted(a.slug for a in Agent.objects.specialists()) == ["coder", "lead"]
