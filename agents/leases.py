@@ -22,10 +22,12 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import process
+from . import limiter, process
 from .models import Job, Subtask
 
 log = logging.getLogger(__name__)
+
+ROLL_KEY = "baton:workers"  # worker process -> when it last answered (Redis clock)
 
 _lock = threading.Lock()
 _held: dict[type, Counter] = {Job: Counter(), Subtask: Counter()}
@@ -72,9 +74,56 @@ def renew() -> int:
     return renewed
 
 
+def start_roll_call() -> None:
+    """Answer the roll call from now on (a worker process, with Redis): the reconciler
+    learns of this process's death from it even when it held no lease, and re-sends at once
+    the queued work whose messages it may have taken with it."""
+    global _renewer
+    if not settings.REDIS_URL:
+        return
+    _answer_roll_call()
+    with _lock:
+        if _renewer is None or not _renewer.is_alive():
+            _renewer = threading.Thread(target=_renew_forever, name="baton-leases", daemon=True)
+            _renewer.start()
+
+
+def _answer_roll_call() -> None:
+    client = limiter.redis_client(settings.REDIS_URL)
+    client.hset(ROLL_KEY, process.me(), client.time()[0])
+
+
+def leave_roll_call() -> None:
+    """A worker stopping in good order: it left nothing behind."""
+    if settings.REDIS_URL:
+        limiter.redis_client(settings.REDIS_URL).hdel(ROLL_KEY, process.me())
+
+
+def workers_gone() -> list[str]:
+    """Worker processes that stopped answering: gone from this host, or silent for a lease
+    (elsewhere). Each is reported once, then struck off."""
+    if not settings.REDIS_URL:
+        return []
+    client = limiter.redis_client(settings.REDIS_URL)
+    now = client.time()[0]
+    gone = [
+        holder.decode()
+        for holder, seen in client.hgetall(ROLL_KEY).items()
+        if process.is_gone(holder.decode()) or now - float(seen) > settings.LEASE_S
+    ]
+    if gone:
+        client.hdel(ROLL_KEY, *gone)
+    return gone
+
+
 def _renew_forever() -> None:
     while True:
         time.sleep(settings.LEASE_S / 3)
+        try:
+            if settings.REDIS_URL:
+                _answer_roll_call()
+        except Exception:
+            log.warning("could not answer the roll call", exc_info=True)
         try:
             renewed = renew()
         except Exception:

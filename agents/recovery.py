@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs, limiter, process, telemetry
+from . import dispatch, enqueue, jobs, leases, limiter, process, telemetry
 from .models import (
     SUBTASK_IN_FLIGHT,
     Agent,
@@ -77,8 +77,15 @@ def reconcile() -> dict[str, int]:
     now = timezone.now()
     # Queued work nobody claimed within a lease may have lost its message (a broker restart).
     # A duplicate of a queued message is harmless: it loses the claim.
-    lost = now - timedelta(seconds=settings.LEASE_S)
-    gone = _holders_gone()
+    lost = orphaned = now - timedelta(seconds=settings.LEASE_S)
+    workers_gone = leases.workers_gone()
+    gone = [*_holders_gone(), *workers_gone]
+    if workers_gone:
+        # A dead worker may have taken messages with it (the subtask a thread kept to run
+        # next has none): send queued subtasks and syntheses again now. There are few (dispatch
+        # queues no more than the agents can take), and a duplicate loses the claim.
+        orphaned = now - timedelta(seconds=1)
+        log.warning("workers gone: %s", ", ".join(workers_gone))
     lapsed = (
         Q(lease_expires_at__lt=now)
         | Q(lease_owner__in=gone)
@@ -111,14 +118,14 @@ def reconcile() -> dict[str, int]:
         )
         counts["syntheses"] = _resend(
             Job.objects.filter(
-                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lte=lost
+                status=JobStatus.SYNTHESIZING, claimed_at__isnull=True, updated_at__lte=orphaned
             ),
             enqueue.synthesize_job,
             now,
             "synthesis re-sent: no worker took it",
         )
         counts["subtasks"] = _resend(
-            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lte=lost),
+            Subtask.objects.filter(status=SubtaskStatus.QUEUED, updated_at__lte=orphaned),
             enqueue.run_subtask,
             now,
             "subtask re-sent: no worker finished it",

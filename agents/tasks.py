@@ -11,29 +11,40 @@ import threading
 from celery import shared_task
 from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 
-from . import dispatch, recovery, steps, telemetry
+from . import dispatch, leases, recovery, steps, telemetry
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(ignore_result=True)
+# A step that met a database restart runs again a moment later instead of waiting for the
+# reconciler: every step is idempotent, and a paid answer is recorded before it is used.
+STEP = {
+    "ignore_result": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 8,
+    "max_retries": 8,
+}
+
+
+@shared_task(**STEP)
 def plan_job(job_id: int) -> None:
     steps.plan_job(job_id)
 
 
-@shared_task(ignore_result=True)
+@shared_task(**STEP)
 def run_subtask(subtask_id: int) -> None:
     steps.run_subtasks(subtask_id)
 
 
-@shared_task(ignore_result=True)
+@shared_task(**STEP)
 def synthesize_job(job_id: int) -> None:
     steps.synthesize_job(job_id)
 
 
-@shared_task(ignore_result=True)
+@shared_task(**STEP)
 def dispatch_ready() -> None:
     dispatch.dispatch_ready()
 
@@ -72,12 +83,14 @@ _stop = threading.Event()
 
 @worker_ready.connect
 def _on_worker_ready(**kwargs: object) -> None:
+    leases.start_roll_call()
     start_reconciler()
 
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**kwargs: object) -> None:
     telemetry.process_stopped()
+    leases.leave_roll_call()
 
 
 @task_prerun.connect

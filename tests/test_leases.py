@@ -245,3 +245,37 @@ def test_a_recorded_plan_is_written_without_asking_again(
     # The thread that wrote the plan went on with its subtasks: those calls only.
     assert job.calls.filter(purpose=LLMCall.Purpose.PLAN).count() == 1
     assert simulator.stats.snapshot()["requests"] == job.calls.exclude(purpose="plan").count()
+
+
+def test_a_dead_workers_queued_work_is_sent_again_at_once(
+    sent, django_capture_on_commit_callbacks, settings
+):
+    """The subtask a killed worker's thread kept to run next has no message: once the roll
+    call says the worker is gone, queued subtasks are re-sent without waiting a lease."""
+    import os
+
+    import redis as redis_lib
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis_lib.Redis.from_url(url).ping()
+    except redis_lib.RedisError:
+        pytest.skip(f"Redis is not reachable at {url}")
+    settings.REDIS_URL = url
+    sub = working_subtask(started_ago_s=5, lease_in_s=10)
+    Subtask.objects.filter(pk=sub.pk).update(
+        status=SubtaskStatus.QUEUED, updated_at=timezone.now() - timedelta(seconds=5)
+    )
+    client = redis_lib.Redis.from_url(url)
+    host = process.me().split(":")[0]
+    dead = f"{host}:999999999:1"
+    try:
+        reconcile(django_capture_on_commit_callbacks)
+        assert ("run_subtask", sub.pk) not in sent  # nobody died: a lease's wait
+
+        client.hset(leases.ROLL_KEY, dead, client.time()[0])
+        reconcile(django_capture_on_commit_callbacks)
+        assert ("run_subtask", sub.pk) in sent
+        assert not client.hexists(leases.ROLL_KEY, dead)  # reported once
+    finally:
+        client.hdel(leases.ROLL_KEY, dead)
