@@ -123,7 +123,8 @@ def _faults(workers: Workers, env: dict, sim: simulator.Simulator, t0: float, lo
             log.append(("peak in loss window", sim.stats()["peak_in_flight"]))
             httpx.post(f"{sim.base_url}/stats/reset?only=peak", timeout=10)
         else:
-            _pg_restart()
+            # In its own thread: the restart takes seconds, the kills keep their schedule.
+            threading.Thread(target=_pg_restart).start()
         log.append((fault, round(time.monotonic() - t0, 1)))
 
 
