@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
+from . import schema  # noqa: F401  (registers the bearer scheme; web processes only)
 from .views import agents, jobs, meta, records
 
 urlpatterns = [

@@ -89,6 +89,8 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
+# No "daphne" app: it only adds `runserver` over ASGI (Baton serves with `daphne` and
+# `runstandalone`), and loading it costs every worker a third of a second at start-up.
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
