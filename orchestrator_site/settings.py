@@ -92,7 +92,6 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 # No "daphne" app: it only adds `runserver` over ASGI (Baton serves with `daphne` and
 # `runstandalone`), and loading it costs every worker a third of a second at start-up.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
