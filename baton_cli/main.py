@@ -1,0 +1,201 @@
+"""`baton`: submit, list, watch, cancel and retry jobs, and list agents, over the JSON API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import httpx
+
+from . import client, output
+from .client import Api, ApiError
+from .follow import follow
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+EPILOG = f"""\
+environment:
+  BATON_URL     the server (default {DEFAULT_URL}); --url overrides it
+  BATON_TOKEN   an API token (create one on Baton's API tokens page); --token overrides it
+
+output:
+  columns for people by default; --json prints one JSON document on stdout for scripts.
+  Errors go to stderr as "error: <title>: <detail>".
+
+exit codes:
+  0  done (with --wait and watch: the job completed)
+  1  the job failed or was cancelled (--wait, watch)
+  2  usage error, or values the server refused (422)
+  3  not authenticated or not allowed (401, 403, no token)
+  4  not found (404)
+  5  conflict: the action does not apply to the job as it is now (409)
+  6  server or connection error (5xx, 429, no answer)
+
+example:
+  baton submit --title "Haiku" --description "About the sea." --wait --json | jq -r .result
+"""
+
+
+def submit(api: Api, args: argparse.Namespace) -> int:
+    description = sys.stdin.read() if args.description == "-" else args.description
+    given = {
+        "title": args.title,
+        "description": description,
+        "priority": args.priority,
+        "budget_tokens": args.budget_tokens,
+        "budget_cost": args.budget_cost,
+        "review_plan": args.review,
+    }
+    job = api.submit({k: v for k, v in given.items() if v is not None})
+    if not args.wait:
+        print(output.dumps(job) if args.json else job["id"])
+        return client.OK
+    if not args.json:
+        print(job["id"], flush=True)
+    # Progress is for a person at a terminal; stdout keeps only the id and the outcome.
+    line = output.ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    job = follow(api, job["id"], _shown_on(line))
+    if line:
+        line.end()
+    if args.json:
+        print(output.dumps(job))
+    elif job["status"] == "completed":
+        print(job["result"])
+    return _outcome(job, quiet=args.json)
+
+
+def watch(api: Api, args: argparse.Namespace) -> int:
+    line = None if args.json else output.ProgressLine(sys.stdout)
+    job = follow(api, args.id, _shown_on(line))
+    if line:
+        line.end()
+    else:
+        print(output.dumps(job))
+    return _outcome(job, quiet=args.json)
+
+
+def _shown_on(line: output.ProgressLine | None):
+    return (lambda job: line.show(output.progress(job))) if line else (lambda job: None)
+
+
+def _outcome(job: dict, quiet: bool) -> int:
+    if job["status"] == "completed":
+        return client.OK
+    if not quiet:
+        why = job.get("error") or job.get("status_reason") or ""
+        print(f"job {job['id']} {job['status']}" + (f": {why}" if why else ""), file=sys.stderr)
+    return client.JOB_FAILED
+
+
+def jobs(api: Api, args: argparse.Namespace) -> int:
+    found = api.jobs(status=args.status, limit=args.limit)
+    if args.json:
+        print(output.dumps(found))
+    else:
+        print(output.jobs_table(found) if found else "No jobs.")
+    return client.OK
+
+
+def cancel(api: Api, args: argparse.Namespace) -> int:
+    return _show_job(api.cancel(args.id), args.json)
+
+
+def retry(api: Api, args: argparse.Namespace) -> int:
+    return _show_job(api.retry(args.id), args.json)
+
+
+def _show_job(job: dict, as_json: bool) -> int:
+    print(output.dumps(job) if as_json else output.progress(job))
+    return client.OK
+
+
+def agents(api: Api, args: argparse.Namespace) -> int:
+    found = api.agents()
+    if args.json:
+        print(output.dumps(found))
+    else:
+        print(output.agents_table(found) if found else "No agents.")
+    return client.OK
+
+
+def parser() -> argparse.ArgumentParser:
+    connection = argparse.ArgumentParser(add_help=False)
+    # Given after a subcommand they must not reset what was given before it.
+    connection.add_argument("--url", default=argparse.SUPPRESS, help="Baton's address")
+    connection.add_argument("--token", default=argparse.SUPPRESS, help="an API token")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    top = argparse.ArgumentParser(
+        prog="baton",
+        description="Drive Baton from a shell or a script, over its JSON API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--url", help=f"Baton's address (BATON_URL, default {DEFAULT_URL})")
+    top.add_argument("--token", help="an API token (BATON_TOKEN)")
+    commands = top.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, run, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, parents=[connection, as_json], help=summary, description=summary
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command("submit", submit, "submit a job and print its id")
+    sub.add_argument("--title", required=True)
+    sub.add_argument("--description", required=True, help="the task, or - to read it from stdin")
+    sub.add_argument("--priority", type=int, help="0 (lowest) to 9")
+    sub.add_argument("--budget-tokens", type=int, metavar="N", help="stop after N tokens")
+    sub.add_argument("--budget-cost", metavar="USD", help="stop after spending this much")
+    sub.add_argument(
+        "--review", action="store_true", help="stop after planning until the plan is approved"
+    )
+    sub.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the job until it ends, then print its result (or, with --json, the job)",
+    )
+
+    sub = command("jobs", jobs, "list jobs, newest first")
+    sub.add_argument("--status", help="queued, planning, waiting, working, synthesizing, ...")
+    sub.add_argument("--limit", type=int, help="how many (default 25, at most 100)")
+
+    sub = command("watch", watch, "follow a job live until it ends")
+    sub.add_argument("id", type=int, metavar="ID")
+    for name, run, summary in (
+        ("cancel", cancel, "cancel a job"),
+        ("retry", retry, "resume a failed or cancelled job"),
+    ):
+        command(name, run, summary).add_argument("id", type=int, metavar="ID")
+    command("agents", agents, "list agents with their live metrics")
+    return top
+
+
+def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = None) -> int:
+    top = parser()
+    try:
+        args = top.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else client.USAGE
+    if not hasattr(args, "run"):
+        top.print_help(sys.stderr)
+        return client.USAGE
+    token = args.token or os.environ.get("BATON_TOKEN", "")
+    if not token:
+        print("error: no API token: set BATON_TOKEN or pass --token", file=sys.stderr)
+        return client.AUTH
+    api = Api(args.url or os.environ.get("BATON_URL") or DEFAULT_URL, token, transport)
+    try:
+        return args.run(api, args)
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        api.close()
