@@ -28,10 +28,13 @@ from .models import Job, Subtask
 log = logging.getLogger(__name__)
 
 ROLL_KEY = "baton:workers"  # worker process -> when it last answered (Redis clock)
+LOST_KEY = "baton:redis-lost"
+ROLL_CALL_S = 1.0
 
 _lock = threading.Lock()
 _held: dict[type, Counter] = {Job: Counter(), Subtask: Counter()}
 _renewer: threading.Thread | None = None
+_answered = False
 
 
 def expiry() -> datetime:
@@ -89,8 +92,20 @@ def start_roll_call() -> None:
 
 
 def _answer_roll_call() -> None:
+    """Say this process lives. Finding its own name gone means Redis lost its data (a
+    restart or a flush), queued messages with it: flag that for the reconciler."""
+    global _answered
     client = limiter.redis_client(settings.REDIS_URL)
-    client.hset(ROLL_KEY, process.me(), client.time()[0])
+    added = client.hset(ROLL_KEY, process.me(), client.time()[0])
+    if added and _answered:
+        client.set(LOST_KEY, 1, ex=60)
+        log.warning("Redis lost the roll call: its queued messages are lost too")
+    _answered = True
+
+
+def broker_lost_messages() -> bool:
+    """True once after Redis was seen to lose its data (see _answer_roll_call)."""
+    return bool(settings.REDIS_URL and limiter.redis_client(settings.REDIS_URL).delete(LOST_KEY))
 
 
 def leave_roll_call() -> None:
@@ -117,13 +132,17 @@ def workers_gone() -> list[str]:
 
 
 def _renew_forever() -> None:
+    last_renewal = time.monotonic()
     while True:
-        time.sleep(settings.LEASE_S / 3)
+        time.sleep(ROLL_CALL_S)
         try:
             if settings.REDIS_URL:
                 _answer_roll_call()
         except Exception:
             log.warning("could not answer the roll call", exc_info=True)
+        if time.monotonic() - last_renewal < settings.LEASE_S / 3:
+            continue
+        last_renewal = time.monotonic()
         try:
             renewed = renew()
         except Exception:

@@ -86,6 +86,9 @@ def reconcile() -> dict[str, int]:
         # queues no more than the agents can take), and a duplicate loses the claim.
         orphaned = now - timedelta(seconds=1)
         log.warning("workers gone: %s", ", ".join(workers_gone))
+    if leases.broker_lost_messages():
+        # Redis lost its data, the broker's queue with it: every queued step is sent again.
+        lost = orphaned = now - timedelta(seconds=1)
     lapsed = (
         Q(lease_expires_at__lt=now)
         | Q(lease_owner__in=gone)

@@ -269,6 +269,7 @@ def test_a_dead_workers_queued_work_is_sent_again_at_once(
     client = redis_lib.Redis.from_url(url)
     host = process.me().split(":")[0]
     dead = f"{host}:999999999:1"
+    leases.workers_gone(), leases.broker_lost_messages()  # what other tests left behind
     try:
         reconcile(django_capture_on_commit_callbacks)
         assert ("run_subtask", sub.pk) not in sent  # nobody died: a lease's wait
@@ -279,3 +280,38 @@ def test_a_dead_workers_queued_work_is_sent_again_at_once(
         assert not client.hexists(leases.ROLL_KEY, dead)  # reported once
     finally:
         client.hdel(leases.ROLL_KEY, dead)
+
+
+def test_queued_work_is_sent_again_at_once_after_redis_lost_its_data(
+    sent, django_capture_on_commit_callbacks, settings, monkeypatch
+):
+    """A flushed or restarted Redis took the broker's queue: the roll call notices (a live
+    worker's name is gone) and every queued step is re-sent without waiting a lease."""
+    import os
+
+    import redis as redis_lib
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis_lib.Redis.from_url(url).ping()
+    except redis_lib.RedisError:
+        pytest.skip(f"Redis is not reachable at {url}")
+    settings.REDIS_URL = url
+    client = redis_lib.Redis.from_url(url)
+    job = Job.objects.create(title="Queued", description="d", status=JobStatus.QUEUED)
+    Job.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(seconds=5))
+    leases.workers_gone(), leases.broker_lost_messages()  # what other tests left behind
+    monkeypatch.setattr(leases, "_answered", False)
+    try:
+        leases._answer_roll_call()
+        reconcile(django_capture_on_commit_callbacks)
+        assert ("plan_job", job.pk) not in sent  # its message may still be queued
+
+        client.hdel(leases.ROLL_KEY, process.me())  # what a flush does to the roll call
+        leases._answer_roll_call()
+        reconcile(django_capture_on_commit_callbacks)
+        assert ("plan_job", job.pk) in sent
+        assert not leases.broker_lost_messages()  # acted on once
+    finally:
+        client.hdel(leases.ROLL_KEY, process.me())
+        client.delete(leases.LOST_KEY)
