@@ -265,69 +265,119 @@ def test_submit_wait_exits_1_when_the_job_fails(baton):
 
 
 class ScriptedServer:
-    """A server whose job moves through `states`, one per read, and whose event streams are
-    `streams` in turn (each a list of (id, event) that then ends)."""
+    """A server whose event streams are `streams` in turn, each a list of (id, event, status)
+    sent one at a time and then ended; job 7 is as the events sent so far say: the last
+    job.status, and `done` subtasks plus one per subtask.status "completed"."""
 
-    def __init__(self, states: list[tuple[str, int]], streams: list[list[tuple[str, str]]]):
-        self.states = states
+    def __init__(self, streams: list[list[tuple[str, str, str | None]]], done: int = 0):
         self.streams = streams
+        self.status = "working"
+        self.done = done
         self.reads = 0
         self.last_event_ids: list[str | None] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/v1/jobs/7/events":
             self.last_event_ids.append(request.headers.get("Last-Event-ID"))
-            events = self.streams.pop(0)
-            body = ": connected\n\n" + "".join(
-                f'id: {i}\nevent: {e}\ndata: {{"job_id": 7}}\n\n' for i, e in events
+            stream = self.send(self.streams.pop(0))
+            return httpx.Response(
+                200, headers={"Content-Type": "text/event-stream"}, content=stream
             )
-            return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, text=body)
-        assert request.url.path == "/api/v1/jobs/7"
-        status, done = self.states[min(self.reads, len(self.states) - 1)]
+        if (request.method, request.url.path) == ("POST", "/api/v1/jobs"):
+            return httpx.Response(201, json={"id": 7, "status": "queued"})
+        assert (request.method, request.url.path) == ("GET", "/api/v1/jobs/7")
         self.reads += 1
         job = {
             "id": 7,
-            "status": status,
-            "subtasks_done": done,
+            "status": self.status,
+            "subtasks_done": self.done,
             "subtasks_total": 3,
-            "total_tokens": 1234 * done,
-            "total_cost": f"{0.0004 * done:.6f}",
+            "total_tokens": 1234 * self.done,
+            "total_cost": f"{0.0004 * self.done:.6f}",
             "controls": [],
-            "result": "All done." if status == "completed" else "",
+            "result": "All done." if self.status == "completed" else "",
         }
         return httpx.Response(200, json=job)
 
+    def send(self, events):
+        yield b": connected\n\n"
+        for entry_id, event, status in events:
+            if event == "job.status":
+                self.status = status
+            if (event, status) == ("subtask.status", "completed"):
+                self.done += 1
+            data = json.dumps({"job_id": 7, "status": status})
+            yield f"id: {entry_id}\nevent: {event}\ndata: {data}\n\n".encode()
 
-def test_watch_follows_the_event_stream_with_a_progress_line(monkeypatch, capsys):
-    monkeypatch.setattr(follow, "_poll", None)  # a fall back to polling would fail here
-    server = ScriptedServer(
-        states=[("working", 1), ("working", 2), ("completed", 3)],
-        streams=[[("1-0", "job.status"), ("1-1", "subtask.status")]],
-    )
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """`baton` against a ScriptedServer, where falling back to polling fails the test."""
+
+    def no_polling(*args):
+        raise AssertionError("it fell back to polling")
+
+    monkeypatch.setattr(follow, "_poll", no_polling)
+    monkeypatch.setattr(follow.time, "sleep", lambda s: None)
     monkeypatch.setenv("BATON_TOKEN", "tok")
-    assert main(["watch", "7"], transport=httpx.MockTransport(server)) == 0
+    return lambda server, *argv: main(list(argv), transport=httpx.MockTransport(server))
+
+
+def test_watch_follows_the_event_stream_with_a_progress_line(scripted, capsys):
+    server = ScriptedServer(
+        [
+            [
+                ("1-0", "job.status", "working"),
+                ("1-1", "subtask.status", "completed"),
+                ("1-2", "subtask.status", "completed"),
+                ("1-3", "job.status", "completed"),
+            ]
+        ],
+        done=1,
+    )
+    assert scripted(server, "watch", "7") == 0
     assert server.last_event_ids == [None]
     assert capsys.readouterr().out.splitlines() == [
         "job 7 working · 1/3 subtasks done · 1,234 tokens · $0.0004",
         "job 7 working · 2/3 subtasks done · 2,468 tokens · $0.0008",
+        "job 7 working · 3/3 subtasks done · 3,702 tokens · $0.0012",
         "job 7 completed · 3/3 subtasks done · 3,702 tokens · $0.0012",
     ]
 
 
-def test_watch_resumes_a_dropped_stream_from_the_last_event_id(monkeypatch, capsys):
-    monkeypatch.setattr(follow, "_poll", None)
-    monkeypatch.setattr(follow.time, "sleep", lambda s: None)
+def test_a_burst_of_events_is_read_once_except_for_what_moves_the_count(
+    scripted, monkeypatch, capsys
+):
+    monkeypatch.setattr(follow, "MIN_READ_INTERVAL_S", 60)  # the whole test is one burst
+    burst = [(f"2-{n}", "call.finished", None) for n in range(10)]
+    burst += [("2-10", "subtask.status", "working"), ("2-11", "state.version", None)]
     server = ScriptedServer(
-        states=[("working", 1), ("working", 2), ("synthesizing", 3), ("completed", 3)],
-        streams=[[("5-0", "job.status")], [("5-1", "call.finished"), ("6-0", "job.status")]],
+        [[*burst, ("2-12", "subtask.status", "completed"), ("2-13", "job.status", "completed")]]
     )
-    monkeypatch.setenv("BATON_TOKEN", "tok")
-    assert main(["watch", "7"], transport=httpx.MockTransport(server)) == 0
+    assert scripted(server, "submit", "--title=T", "--description=Ten calls.", "--wait") == 0
+    # Before the stream, its first event, the end of a subtask and the end of the job.
+    assert server.reads == 4
+    assert capsys.readouterr().out == "7\nAll done.\n"
+
+
+def test_watch_resumes_a_dropped_stream_from_the_last_event_id(scripted, capsys):
+    server = ScriptedServer(
+        [
+            [("5-0", "subtask.status", "completed")],
+            [
+                ("5-1", "call.finished", None),
+                ("5-2", "subtask.status", "completed"),
+                ("6-0", "job.status", "completed"),
+            ],
+        ],
+        done=1,
+    )
+    assert scripted(server, "watch", "7") == 0
     assert server.last_event_ids == [None, "5-0"]
     assert capsys.readouterr().out.splitlines() == [
         "job 7 working · 1/3 subtasks done · 1,234 tokens · $0.0004",
         "job 7 working · 2/3 subtasks done · 2,468 tokens · $0.0008",
-        "job 7 synthesizing · 3/3 subtasks done · 3,702 tokens · $0.0012",
+        "job 7 working · 3/3 subtasks done · 3,702 tokens · $0.0012",
         "job 7 completed · 3/3 subtasks done · 3,702 tokens · $0.0012",
     ]
 
