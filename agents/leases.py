@@ -28,13 +28,12 @@ from .models import Job, Subtask
 log = logging.getLogger(__name__)
 
 ROLL_KEY = "baton:workers"  # worker process -> when it last answered (Redis clock)
-LOST_KEY = "baton:redis-lost"
+MARKER_KEY = "baton:redis-intact"  # gone: Redis lost its data
 ROLL_CALL_S = 1.0
 
 _lock = threading.Lock()
 _held: dict[type, Counter] = {Job: Counter(), Subtask: Counter()}
 _renewer: threading.Thread | None = None
-_answered = False
 
 
 def expiry() -> datetime:
@@ -92,20 +91,22 @@ def start_roll_call() -> None:
 
 
 def _answer_roll_call() -> None:
-    """Say this process lives. Finding its own name gone means Redis lost its data (a
-    restart or a flush), queued messages with it: flag that for the reconciler."""
-    global _answered
     client = limiter.redis_client(settings.REDIS_URL)
-    added = client.hset(ROLL_KEY, process.me(), client.time()[0])
-    if added and _answered:
-        client.set(LOST_KEY, 1, ex=60)
-        log.warning("Redis lost the roll call: its queued messages are lost too")
-    _answered = True
+    client.hset(ROLL_KEY, process.me(), client.time()[0])
 
 
-def broker_lost_messages() -> bool:
-    """True once after Redis was seen to lose its data (see _answer_roll_call)."""
-    return bool(settings.REDIS_URL and limiter.redis_client(settings.REDIS_URL).delete(LOST_KEY))
+def broker_intact() -> bool:
+    """False after Redis lost its data (a restart or a flush), the broker's queue with it:
+    the marker `mark_broker_intact` sets is gone. Also false on a new Redis (a harmless
+    re-send of what is queued)."""
+    if not settings.REDIS_URL:
+        return True
+    return bool(limiter.redis_client(settings.REDIS_URL).exists(MARKER_KEY))
+
+
+def mark_broker_intact() -> None:
+    if settings.REDIS_URL:
+        limiter.redis_client(settings.REDIS_URL).set(MARKER_KEY, 1)
 
 
 def leave_roll_call() -> None:
@@ -116,19 +117,21 @@ def leave_roll_call() -> None:
 
 def workers_gone() -> list[str]:
     """Worker processes that stopped answering: gone from this host, or silent for a lease
-    (elsewhere). Each is reported once, then struck off."""
+    (elsewhere). Reported until `forget_workers` strikes them off."""
     if not settings.REDIS_URL:
         return []
     client = limiter.redis_client(settings.REDIS_URL)
     now = client.time()[0]
-    gone = [
+    return [
         holder.decode()
         for holder, seen in client.hgetall(ROLL_KEY).items()
         if process.is_gone(holder.decode()) or now - float(seen) > settings.LEASE_S
     ]
+
+
+def forget_workers(gone: list[str]) -> None:
     if gone:
-        client.hdel(ROLL_KEY, *gone)
-    return gone
+        limiter.redis_client(settings.REDIS_URL).hdel(ROLL_KEY, *gone)
 
 
 def _renew_forever() -> None:

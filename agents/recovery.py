@@ -86,7 +86,8 @@ def reconcile() -> dict[str, int]:
         # queues no more than the agents can take), and a duplicate loses the claim.
         orphaned = now - timedelta(seconds=1)
         log.warning("workers gone: %s", ", ".join(workers_gone))
-    if leases.broker_lost_messages():
+    broker_lost = not leases.broker_intact()
+    if broker_lost:
         # Redis lost its data, the broker's queue with it: every queued step is sent again.
         lost = orphaned = now - timedelta(seconds=1)
     lapsed = (
@@ -133,6 +134,10 @@ def reconcile() -> dict[str, int]:
             now,
             "subtask re-sent: no worker finished it",
         )
+    # Acted on: the re-sends are committed.
+    leases.forget_workers(workers_gone)
+    if broker_lost:
+        leases.mark_broker_intact()
     counts["slots"] = limiter.reap(process.is_gone, _longest_recent_call_s)
     open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
     unsettled = Job.objects.filter(status=JobStatus.WORKING).exclude(

@@ -269,7 +269,8 @@ def test_a_dead_workers_queued_work_is_sent_again_at_once(
     client = redis_lib.Redis.from_url(url)
     host = process.me().split(":")[0]
     dead = f"{host}:999999999:1"
-    leases.workers_gone(), leases.broker_lost_messages()  # what other tests left behind
+    leases.forget_workers(leases.workers_gone())  # what other tests left behind
+    leases.mark_broker_intact()
     try:
         reconcile(django_capture_on_commit_callbacks)
         assert ("run_subtask", sub.pk) not in sent  # nobody died: a lease's wait
@@ -283,10 +284,10 @@ def test_a_dead_workers_queued_work_is_sent_again_at_once(
 
 
 def test_queued_work_is_sent_again_at_once_after_redis_lost_its_data(
-    sent, django_capture_on_commit_callbacks, settings, monkeypatch
+    sent, django_capture_on_commit_callbacks, settings
 ):
-    """A flushed or restarted Redis took the broker's queue: the roll call notices (a live
-    worker's name is gone) and every queued step is re-sent without waiting a lease."""
+    """A flushed or restarted Redis took the broker's queue: the reconciler notices (its
+    marker is gone) and every queued step is re-sent without waiting a lease."""
     import os
 
     import redis as redis_lib
@@ -300,18 +301,12 @@ def test_queued_work_is_sent_again_at_once_after_redis_lost_its_data(
     client = redis_lib.Redis.from_url(url)
     job = Job.objects.create(title="Queued", description="d", status=JobStatus.QUEUED)
     Job.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(seconds=5))
-    leases.workers_gone(), leases.broker_lost_messages()  # what other tests left behind
-    monkeypatch.setattr(leases, "_answered", False)
-    try:
-        leases._answer_roll_call()
-        reconcile(django_capture_on_commit_callbacks)
-        assert ("plan_job", job.pk) not in sent  # its message may still be queued
+    leases.forget_workers(leases.workers_gone())  # what other tests left behind
+    leases.mark_broker_intact()
+    reconcile(django_capture_on_commit_callbacks)
+    assert ("plan_job", job.pk) not in sent  # its message may still be queued
 
-        client.hdel(leases.ROLL_KEY, process.me())  # what a flush does to the roll call
-        leases._answer_roll_call()
-        reconcile(django_capture_on_commit_callbacks)
-        assert ("plan_job", job.pk) in sent
-        assert not leases.broker_lost_messages()  # acted on once
-    finally:
-        client.hdel(leases.ROLL_KEY, process.me())
-        client.delete(leases.LOST_KEY)
+    client.delete(leases.MARKER_KEY)  # what a flush or a restart does
+    reconcile(django_capture_on_commit_callbacks)
+    assert ("plan_job", job.pk) in sent
+    assert leases.broker_intact()  # acted on once
