@@ -128,6 +128,19 @@ def _faults(workers: Workers, env: dict, sim: simulator.Simulator, t0: float, lo
         log.append((fault, round(time.monotonic() - t0, 1)))
 
 
+def _wait_for_workers(env: dict, timeout: float = 60) -> None:
+    """Until every worker answers the roll call (agents.leases): both walls time the work,
+    not the workers' start-up."""
+    import redis
+
+    from agents import leases
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    deadline = time.monotonic() + timeout
+    while client.hlen(leases.ROLL_KEY) < WORKERS and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _wait_until_terminal(jobs: int) -> None:
     from django.db import close_old_connections
 
@@ -172,7 +185,7 @@ def run(jobs: int, latency_ms: int, env: dict, faulted: bool) -> dict:
     workers = Workers(env, logs)
     for _ in range(WORKERS):
         workers.start()
-    time.sleep(3)  # the workers connect to the broker
+    _wait_for_workers(env)
     faults: list = []
     try:
         sim.reset()
