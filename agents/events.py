@@ -6,6 +6,10 @@ Announcements are coalesced per process over a short window (`LIVE_WINDOW_S`): a
 changed five times in that window is rendered once, in its newest state, and only for
 groups that some page watches. The publisher (dashboard.live) is registered at start-up,
 so this module imports nothing of the web face and renders nothing.
+
+Status moves, new shared-state versions and finished calls are also announced, in the order
+they committed, to the hooks other systems register (`on_announcements`: the event stream and
+webhooks); the flusher thread hands them over, so a step's own thread pays nothing for them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ def job_group(job_id: int) -> str:
     return f"job-{job_id}"
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """A named fact for systems outside the dashboard: `job.status`, `subtask.status`,
+    `state.version`, `call.finished`; `data` holds ids and small plain values only."""
+
+    event: str
+    job_id: int
+    data: dict
+
+
 @dataclass
 class Batch:
     """What changed during one window; `moved` jobs changed status (their board column)."""
@@ -47,9 +61,11 @@ class Batch:
     states: set[int] = field(default_factory=set)
     agents: set[int] = field(default_factory=set)
     watched: set[str] = field(default_factory=set)
+    # Only for this process's hooks: never forwarded with the batch.
+    announcements: list[Announcement] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.jobs or self.subtasks or self.states or self.agents)
+        return bool(self.jobs or self.subtasks or self.states or self.agents or self.announcements)
 
     def merge(self, other: Batch) -> None:
         for job_id, moved in other.jobs.items():
@@ -91,7 +107,9 @@ class Batch:
 
 
 Publisher = Callable[[Batch], None]
+AnnouncementHook = Callable[[list[Announcement]], None]
 _publisher: Publisher | None = None
+_hooks: list[AnnouncementHook] = []
 _batch = Batch()
 _lock = threading.Lock()
 _wake = threading.Condition(_lock)
@@ -105,21 +123,53 @@ def set_publisher(publisher: Publisher | None) -> None:
     _publisher = publisher
 
 
-def job_changed(job_id: int, *, moved: bool = False) -> None:
-    """A job's fields changed; `moved` when its status changed."""
+def on_announcements(hook: AnnouncementHook) -> None:
+    """Register `hook`, called with each window's announcements (after commit, in order,
+    from the flusher thread). It must be quick and may raise: the others still run."""
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def job_changed(job_id: int, *, moved: bool = False, status: str | None = None) -> None:
+    """A job's fields changed; `moved` when its status changed, to `status` when given (the
+    transitions give it, and only they: it is announced as `job.status`)."""
 
     def record(batch: Batch) -> None:
-        batch.jobs[job_id] = moved or batch.jobs.get(job_id, False)
+        batch.jobs[job_id] = moved or status is not None or batch.jobs.get(job_id, False)
+        if status is not None and _hooks:
+            data = {"job_id": job_id, "status": str(status)}
+            batch.announcements.append(Announcement("job.status", job_id, data))
 
     transaction.on_commit(lambda: _add(record))
 
 
-def subtask_changed(subtask_id: int, job_id: int) -> None:
-    transaction.on_commit(lambda: _add(lambda batch: batch.subtasks.update({subtask_id: job_id})))
+def subtask_changed(subtask_id: int, job_id: int, *, status: str | None = None) -> None:
+    """A subtask's fields changed; `status` when a transition moved it there."""
+
+    def record(batch: Batch) -> None:
+        batch.subtasks[subtask_id] = job_id
+        if status is not None and _hooks:
+            data = {"job_id": job_id, "subtask_id": subtask_id, "status": str(status)}
+            batch.announcements.append(Announcement("subtask.status", job_id, data))
+
+    transaction.on_commit(lambda: _add(record))
 
 
-def state_changed(job_id: int) -> None:
-    transaction.on_commit(lambda: _add(lambda batch: batch.states.add(job_id)))
+def state_changed(job_id: int, *, version: int | None = None) -> None:
+    def record(batch: Batch) -> None:
+        batch.states.add(job_id)
+        if version is not None and _hooks:
+            data = {"job_id": job_id, "version": version}
+            batch.announcements.append(Announcement("state.version", job_id, data))
+
+    transaction.on_commit(lambda: _add(record))
+
+
+def announce(event: str, job_id: int, data: dict) -> None:
+    """Another fact for the hooks alone (a call finished), once the transaction commits."""
+    if _hooks:
+        announcement = Announcement(event, job_id, data)
+        transaction.on_commit(lambda: _add(lambda batch: batch.announcements.append(announcement)))
 
 
 def agent_changed(agent_id: int) -> None:
@@ -162,7 +212,13 @@ def _flush_forever() -> None:
 
 
 def flush_batch(batch: Batch) -> None:
-    """Hand a batch to the publisher for the groups that some page watches."""
+    """Hand a batch's announcements to the hooks, and the batch to the publisher for the
+    groups that some page watches."""
+    for hook in _hooks if batch.announcements else ():
+        try:
+            hook(batch.announcements)
+        except Exception:  # one system's failure must not cost the others their events
+            log.exception("an announcement hook failed")
     if _publisher is None or not batch:
         return
     try:

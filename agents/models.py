@@ -213,7 +213,7 @@ class JobQuerySet(models.QuerySet):
                 status=new, **{"updated_at": timezone.now(), **fields}
             )
             for pk in ids:
-                events.job_changed(pk, moved=True)
+                events.job_changed(pk, status=new)
         return ids
 
     def for_board(self) -> JobQuerySet:
@@ -350,7 +350,7 @@ class Job(models.Model):
         if updated:
             self.status = new
             _set_fields(self, fields)
-            events.job_changed(self.pk, moved=True)
+            events.job_changed(self.pk, status=new)
         return bool(updated)
 
     @property
@@ -418,7 +418,7 @@ class SubtaskQuerySet(models.QuerySet):
                 status=new, **{"updated_at": timezone.now(), **fields}
             )
             for pk, job_id in rows:
-                events.subtask_changed(pk, job_id)
+                events.subtask_changed(pk, job_id, status=new)
         return [pk for pk, _ in rows]
 
 
@@ -507,7 +507,7 @@ class Subtask(models.Model):
         if updated:
             self.status = new
             _set_fields(self, fields)
-            events.subtask_changed(self.pk, self.job_id)
+            events.subtask_changed(self.pk, self.job_id, status=new)
         return bool(updated)
 
 

@@ -85,7 +85,7 @@ def update(job_id: int, change: Callable[[dict], dict], *, author: str) -> int:
                     snapshot=snapshot,
                     author=author,
                 )
-                events.state_changed(job_id)
+                events.state_changed(job_id, version=version)
                 return version
     raise StateConflict(f"state of job {job_id}: no write won after {MAX_CAS_ATTEMPTS} tries")
 
