@@ -109,6 +109,8 @@ INSTALLED_APPS = [
     "agents",
     "dashboard",
     "api",
+    "stream",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -321,6 +323,18 @@ LEASE_S = envfloat("LEASE_S", 15, minimum=3)
 RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 2, minimum=0.1)
 # Live events are coalesced over this window: one render per group for all its changes.
 LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.05, minimum=0.0)
+
+# Where Baton's pages are, as seen from outside: webhook payloads link to jobs with it.
+PUBLIC_URL = envurl("PUBLIC_URL", "http://127.0.0.1:8000", ("http", "https")).rstrip("/")
+# Webhooks: endpoints on private, loopback or link-local addresses are refused (at
+# registration and at each delivery) unless this is true. A failed delivery is tried again
+# after WEBHOOK_RETRY_BASE_S × 2^n s plus jitter, WEBHOOK_MAX_ATTEMPTS times in all.
+WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", "false")
+WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+WEBHOOK_RETRY_BASE_S = envfloat("WEBHOOK_RETRY_BASE_S", 1.0, minimum=0.0)
+WEBHOOK_TIMEOUT_S = envfloat("WEBHOOK_TIMEOUT_S", 10, minimum=0.1)
+# Server-Sent Events (/api/v1/events): a comment this often keeps idle connections open.
+SSE_KEEPALIVE_S = envfloat("SSE_KEEPALIVE_S", 15, minimum=0.1)
 
 # Observability. GET /metrics answers only a scraper bearing METRICS_TOKEN (unset: no
 # /metrics at all). Counters of every process on this host (web, workers) are files in

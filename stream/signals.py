@@ -1,0 +1,37 @@
+"""What the transitions do not announce: a job's creation and each recorded LLM call.
+
+A call is recorded by `agents.jobs.call_llm` (one row per attempt, never saved twice as a
+new row), so its creation is the moment the call finished.
+"""
+
+from __future__ import annotations
+
+from agents import events
+from agents.models import Job, LLMCall
+
+
+def job_created(sender: type, instance: Job, created: bool, **kwargs: object) -> None:
+    if created:
+        data = {"job_id": instance.pk, "status": str(instance.status)}
+        events.announce("job.status", instance.pk, data)
+
+
+def call_recorded(sender: type, instance: LLMCall, created: bool, **kwargs: object) -> None:
+    if created:
+        events.announce(
+            "call.finished",
+            instance.job_id,
+            {
+                "job_id": instance.job_id,
+                "call_id": instance.pk,
+                "subtask_id": instance.subtask_id,
+                "agent_id": instance.agent_id,
+                "purpose": str(instance.purpose),
+                "model": instance.model,
+                "ok": not instance.error,
+                "http_status": instance.http_status,
+                "tokens": instance.total_tokens,
+                "cost": str(instance.cost),
+                "latency_s": round(instance.latency_s, 3),
+            },
+        )

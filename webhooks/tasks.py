@@ -1,0 +1,25 @@
+"""Celery tasks: ids in. `announce` turns a status move into deliveries; `deliver` makes one
+attempt and, when it failed in a way worth another, schedules the next (Celery's retry with a
+countdown: 2, 4, 8, 16 s plus jitter by default)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import triggers
+from .models import Delivery
+
+
+@shared_task(ignore_result=True)
+def announce(kind: str, object_id: int, status: str, key: str) -> None:
+    triggers.create_deliveries(kind, object_id, status, key)
+
+
+@shared_task(bind=True, ignore_result=True)
+def deliver(self, delivery_id: int, attempt: int) -> None:
+    delivery = Delivery.objects.claim(delivery_id, attempt)
+    if delivery is None:  # a duplicated message, or a re-send overtook it: nothing to do
+        return
+    delay = delivery.attempt()
+    if delay is not None:
+        raise self.retry(args=(delivery_id, attempt + 1), countdown=delay, max_retries=None)

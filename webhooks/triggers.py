@@ -1,0 +1,138 @@
+"""From status moves to deliveries.
+
+`on_announcements` is registered with agents.events: it runs in the flusher thread after
+commit, and only asks the database (once per SUBSCRIPTIONS_TTL_S per process, models.py)
+when a move could be an event; it sends one `announce` message per event some endpoint wants. The
+task (`create_deliveries`) reads the job, builds the payload and makes one delivery per
+subscribed endpoint, each then sent by its own `deliver` task.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from celery import current_app
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents.events import Announcement
+from agents.jobs import BUDGET_EXCEEDED
+from agents.models import Job, JobStatus, Subtask, SubtaskStatus
+
+from .models import Delivery, Endpoint, EventType, message_id, send_on_commit
+
+RESULT_CHARS = 4000
+
+# What a move to a status can mean; the task decides which applies (it reads the job).
+JOB_TRIGGERS: dict[str, frozenset[str]] = {
+    JobStatus.COMPLETED: frozenset({EventType.JOB_COMPLETED}),
+    JobStatus.FAILED: frozenset({EventType.JOB_FAILED, EventType.BUDGET_EXCEEDED}),
+    JobStatus.CANCELLED: frozenset({EventType.JOB_CANCELLED}),
+    JobStatus.WAITING: frozenset({EventType.JOB_AWAITING_REVIEW}),
+}
+SUBTASK_TRIGGERS: dict[str, frozenset[str]] = {
+    SubtaskStatus.FAILED: frozenset({EventType.SUBTASK_FAILED}),
+}
+
+
+def triggers(announcement: Announcement) -> frozenset[str]:
+    table = {"job.status": JOB_TRIGGERS, "subtask.status": SUBTASK_TRIGGERS}.get(
+        announcement.event, {}
+    )
+    return table.get(announcement.data.get("status"), frozenset())
+
+
+def on_announcements(announcements: list[Announcement]) -> None:
+    """The agents.events hook: a message for each move that some endpoint may want."""
+    wanted = None
+    for announcement in announcements:
+        possible = triggers(announcement)
+        if not possible:
+            continue
+        if wanted is None:
+            wanted = Endpoint.objects.subscribed_events()  # not for moves that cannot matter
+        if possible & wanted:
+            data = announcement.data
+            kind, object_id = (
+                ("subtask", data["subtask_id"])
+                if announcement.event == "subtask.status"
+                else ("job", data["job_id"])
+            )
+            # The key makes a redelivered message create nothing twice.
+            args = (kind, object_id, data["status"], uuid.uuid4().hex)
+            current_app.send_task("webhooks.tasks.announce", args=args)
+
+
+def events_for(job: Job, status: str) -> list[str]:
+    """The webhook events a job's move to `status` is."""
+    if status == JobStatus.COMPLETED:
+        return [EventType.JOB_COMPLETED]
+    if status == JobStatus.CANCELLED:
+        return [EventType.JOB_CANCELLED]
+    if status == JobStatus.FAILED:
+        # agents.jobs.BUDGET_EXCEEDED starts every budget error (UNPRICED included).
+        over_budget = job.error.startswith(BUDGET_EXCEEDED)
+        return [EventType.JOB_FAILED, *([EventType.BUDGET_EXCEEDED] if over_budget else [])]
+    if status == JobStatus.WAITING and job.review_plan and job.planned_at is not None:
+        return [EventType.JOB_AWAITING_REVIEW]  # the status reason is AWAITS_REVIEW
+    return []
+
+
+def payload(event: str, job: Job, status: str, subtask: Subtask | None = None) -> dict:
+    result = job.result
+    data = {
+        "job_id": job.pk,
+        "title": job.title,
+        "status": status,
+        "error": job.error,
+        "result": result[:RESULT_CHARS],
+        "result_truncated": len(result) > RESULT_CHARS,
+        "url": settings.PUBLIC_URL + job.get_absolute_url(),
+    }
+    if subtask is not None:
+        data["subtask"] = {
+            "id": subtask.pk,
+            "key": subtask.key,
+            "type": subtask.type,
+            "status": status,
+            "error": subtask.error,
+        }
+    moment = timezone.now().isoformat().replace("+00:00", "Z")
+    return {"type": event, "timestamp": moment, "data": data}
+
+
+def create_deliveries(kind: str, object_id: int, status: str, key: str) -> list[int]:
+    """One delivery per endpoint subscribed to each event the move is; their ids."""
+    subtask = None
+    if kind == "subtask":
+        subtask = Subtask.objects.select_related("job").filter(pk=object_id).first()
+        job = subtask.job if subtask else None
+        events = [EventType.SUBTASK_FAILED] if subtask and status == SubtaskStatus.FAILED else []
+    else:
+        job = Job.objects.filter(pk=object_id).first()
+        events = events_for(job, status) if job else []
+    if job is None or not events:
+        return []
+    endpoints = [e for e in Endpoint.objects.filter(enabled=True) if set(e.events) & set(events)]
+    created = []
+    for event in events:
+        body = json.dumps(payload(event, job, status, subtask), separators=(",", ":"))
+        for endpoint in endpoints:
+            if event not in endpoint.events:
+                continue
+            try:
+                with transaction.atomic():
+                    delivery = Delivery.objects.create(
+                        endpoint=endpoint,
+                        event=event,
+                        message_id=message_id(key, endpoint.pk, event),
+                        body=body,
+                        job=job,
+                    )
+                    send_on_commit(delivery.pk, 1)
+            except IntegrityError:  # made already by an earlier delivery of this message
+                continue
+            created.append(delivery.pk)
+    return created
