@@ -4,8 +4,10 @@ logged, and re-sent on request."""
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from standardwebhooks import Webhook
 
 from agents import telemetry
@@ -193,3 +195,17 @@ def test_the_payload_carries_the_job_and_a_truncated_result(receiver, settings):
     assert len(data["result"]) == triggers.RESULT_CHARS and data["result_truncated"]
     assert data["url"] == f"https://baton.example.org/jobs/{job.pk}/"
     assert data["error"] == ""
+
+
+def test_a_delivery_whose_worker_died_can_be_sent_again(receiver):
+    delivery = delivery_to(receiver)
+    assert Delivery.objects.claim(delivery.pk, 1)  # ... and the worker was killed here
+    assert not delivery.resend()  # it may still be sending
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Delivery.objects.filter(pk=delivery.pk).update(updated_at=an_hour_ago)
+    delivery.refresh_from_db()
+    assert delivery.stuck and delivery.resend()
+    tasks.deliver.apply(args=(delivery.pk, 2))
+    tasks.deliver.apply(args=(delivery.pk, 2))  # the lost message, turning up after all
+    assert deliver(delivery).status == DeliveryStatus.DELIVERED
+    assert len(receiver.received) == 1

@@ -25,6 +25,8 @@ from . import transport
 
 # A 429's Retry-After is honoured up to this long.
 RETRY_AFTER_MAX_S = 300.0
+# A pending delivery this long past its due time is stuck: it may be re-sent.
+STUCK_AFTER_S = 60.0
 # How long a process trusts what it read of the endpoints' subscriptions.
 SUBSCRIPTIONS_TTL_S = 5.0
 _subscriptions: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
@@ -193,8 +195,19 @@ class Delivery(models.Model):
         return f"{self.event} → {self.endpoint_id} ({self.status})"
 
     @property
+    def stuck(self) -> bool:
+        """Pending, but nothing will move it any more: the worker of its attempt died before
+        the outcome, or the message of its next attempt was lost (a Redis restart)."""
+        if self.status != DeliveryStatus.PENDING:
+            return False
+        due = self.next_attempt_at or (
+            self.updated_at + timedelta(seconds=settings.WEBHOOK_TIMEOUT_S)
+        )
+        return timezone.now() > due + timedelta(seconds=STUCK_AFTER_S)
+
+    @property
     def can_resend(self) -> bool:
-        return self.status != DeliveryStatus.PENDING
+        return self.status != DeliveryStatus.PENDING or self.stuck
 
     def attempt(self) -> float | None:
         """Make the claimed attempt and log it; seconds before the next one, or None."""
@@ -263,15 +276,19 @@ class Delivery(models.Model):
         self.status = status
 
     def resend(self) -> bool:
-        """Send again, with a fresh set of attempts; False while it is still being sent."""
+        """Send again, with a fresh set of attempts; False while it is still being sent.
+
+        A stuck delivery's lost message, should it turn up after all, claims the same attempt
+        number as the re-send's: only one of them sends."""
         with transaction.atomic():
             rows = Delivery.objects.select_for_update().filter(pk=self.pk)
-            current = rows.exclude(status=DeliveryStatus.PENDING).first()
-            if current is None:
+            current = rows.first()
+            if current is None or not current.can_resend:
                 return False
             rows.update(
                 status=DeliveryStatus.PENDING,
                 round_start=current.attempts,
+                next_attempt_at=None,
                 finished_at=None,
                 updated_at=timezone.now(),
             )
