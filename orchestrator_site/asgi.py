@@ -11,14 +11,17 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from agents import telemetry  # noqa: E402
 from dashboard import live  # noqa: E402
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from stream.routing import http_urlpatterns as event_streams  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The event streams hold their clients on the loop, without Django's thread each.
+        "http": URLRouter([*event_streams, re_path(r"", django_asgi_app)]),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -9,7 +9,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("stream.urls")),  # before the API's catch-all 404
     path("api/v1/", include("api.urls")),
     path("account/tokens/", api_pages.tokens, name="api-tokens"),
     path("account/tokens/<int:token_id>/revoke/", api_pages.token_revoke, name="api-token-revoke"),

@@ -1,5 +1,5 @@
-"""Server-Sent Events over the ASGI app, in process (standalone feed, and Redis when
-REDIS_URL is set) and from a running Daphne: a job's status events arrive, a client that
+"""Server-Sent Events through their ASGI routes, in process (standalone feed, and Redis when
+REDIS_URL is set), and from a running Daphne: a job's status events arrive, a client that
 reconnects with Last-Event-ID gets exactly what followed, credentials as for the API."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
-from django.core.asgi import get_asgi_application
+from channels.routing import URLRouter
 from django.db import connections
 from django.test import Client
 
@@ -19,22 +19,24 @@ from agents import events
 from agents.models import Job, JobStatus, Subtask, SubtaskStatus
 from api.models import ApiToken
 from stream import feed
+from stream.routing import http_urlpatterns
 
 from .conftest import PASSWORD, member_of
 from .stack import login, submit
 
 FEEDS = ["memory", "redis"]
+APP = URLRouter(http_urlpatterns)
 
 
 class Stream:
     """One SSE request to the ASGI app, read event by event, then disconnected."""
 
-    def __init__(self, path: str, headers: dict[str, str]) -> None:
+    def __init__(self, path: str, headers: dict[str, str], method: str = "GET") -> None:
         self.scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
-            "method": "GET",
+            "method": method,
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
@@ -62,7 +64,7 @@ class Stream:
             await self.gone.wait()
             return {"type": "http.disconnect"}
 
-        self.task = asyncio.create_task(get_asgi_application()(self.scope, receive, self.sent.put))
+        self.task = asyncio.create_task(APP(self.scope, receive, self.sent.put))
         start = await asyncio.wait_for(self.sent.get(), 10)
         self.status = start["status"]
         self.headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
@@ -236,32 +238,39 @@ async def test_a_client_told_when_events_it_missed_were_trimmed(
         assert first["event"] == "job.status"  # nothing lost after that id
 
 
-@pytest.mark.django_db
+async def answer(path: str, headers: dict[str, str], method: str = "GET") -> tuple[int, dict]:
+    async with Stream(path, headers, method) as stream:
+        return stream.status, stream.headers | await stream.body()
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/jobs/1/events"])
-def test_anonymous_clients_and_bad_tokens_get_a_401(client, path):
-    answer = client.get(path)
-    assert answer.status_code == 401
-    assert answer["Content-Type"] == "application/problem+json"
-    assert answer["WWW-Authenticate"] == 'Bearer realm="api"'
-    assert client.get(path, HTTP_AUTHORIZATION="Bearer baton_0123_nope").status_code == 401
+async def test_anonymous_clients_and_bad_tokens_get_a_401(transactional_db, path):
+    status, body = await answer(path, {})
+    assert status == 401
+    assert body["content-type"] == "application/problem+json"
+    assert body["www-authenticate"] == 'Bearer realm="api"'
+    assert body["instance"] == path
+    status, body = await answer(path, {"Authorization": "Bearer baton_0123_nope"})
+    assert (status, body["detail"]) == (401, "This token is not valid.")
 
 
-@pytest.mark.django_db
-def test_a_user_without_a_role_gets_a_403(client):
-    user = member_of(None, "eve")
-    _, secret = ApiToken.objects.issue(user, "t")
-    answer = client.get("/api/v1/events", HTTP_AUTHORIZATION=f"Bearer {secret}")
-    assert answer.status_code == 403
+@pytest.mark.asyncio
+async def test_a_user_without_a_role_gets_a_403(transactional_db):
+    user = await sync_to_async(member_of)(None, "eve")
+    headers = await sync_to_async(bearer)(user)
+    assert (await answer("/api/v1/events", headers))[0] == 403
 
 
-@pytest.mark.django_db
-def test_an_unknown_job_or_a_bad_last_event_id_is_refused(client, settings):
+@pytest.mark.asyncio
+async def test_an_unknown_job_a_bad_last_event_id_or_a_post_is_refused(transactional_db, settings):
     settings.REDIS_URL = ""
-    headers = {"HTTP_AUTHORIZATION": bearer(member_of("Viewers", "carol"))["Authorization"]}
-    assert client.get("/api/v1/jobs/999999/events", **headers).status_code == 404
-    bad = client.get("/api/v1/events", HTTP_LAST_EVENT_ID="yesterday", **headers)
-    assert bad.status_code == 400
-    assert client.post("/api/v1/events", **headers).status_code == 405
+    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    assert (await answer("/api/v1/jobs/999999/events", headers))[0] == 404
+    bad = {**headers, "Last-Event-ID": "yesterday"}
+    assert (await answer("/api/v1/events", bad))[0] == 400
+    status, body = await answer("/api/v1/events", headers, method="POST")
+    assert (status, body["allow"]) == (405, "GET")
 
 
 @pytest.mark.stack
