@@ -4,7 +4,7 @@ logged, and re-sent on request."""
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -87,9 +87,7 @@ def test_the_signature_is_the_reference_librarys():
     assert transport.sign(secret, "msg_1", 1_700_000_000, body) == reference
 
 
-def _utc(seconds: int):
-    from datetime import UTC, datetime
-
+def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 

@@ -2,8 +2,10 @@
 each status move after commit; webhooks sends a message only for moves some enabled
 endpoint wants, asking the database at most once per few seconds."""
 
+import json
+
 import pytest
-from celery import current_app
+from django.utils import timezone
 
 from agents import events, jobs
 from agents.models import Job, JobStatus, Subtask, SubtaskStatus
@@ -11,16 +13,14 @@ from webhooks import models as webhook_models
 from webhooks import triggers
 from webhooks.models import Delivery, Endpoint, EventType
 
+from .webhook_receiver import capture_sent_tasks
+
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def sent(monkeypatch) -> list[tuple]:
-    messages: list[tuple] = []
-    monkeypatch.setattr(
-        current_app, "send_task", lambda name, args=(), **kw: messages.append((name, args))
-    )
-    return messages
+    return capture_sent_tasks(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +49,6 @@ def job(**fields) -> Job:
     ],
 )
 def test_which_job_moves_are_events(status, fields, expected):
-    from django.utils import timezone
-
     planned = fields.pop("planned", False)
     moved = job(status=status, planned_at=timezone.now() if planned else None, **fields)
     assert triggers.events_for(moved, status) == expected
@@ -150,8 +148,6 @@ def test_a_failed_subtask_names_itself(sent):
         job=parent, key="code", type="coding", status=SubtaskStatus.FAILED, error="HTTP 500"
     )
     [made] = triggers.create_deliveries("subtask", sub.pk, "failed", "k")
-    import json
-
     data = json.loads(Delivery.objects.get(pk=made).body)["data"]
     assert data["job_id"] == parent.pk
     assert data["subtask"] == {

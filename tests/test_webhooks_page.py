@@ -10,7 +10,7 @@ from webhooks.models import Delivery, DeliveryStatus, Endpoint
 from webhooks.tasks import deliver
 
 from .conftest import member_of
-from .webhook_receiver import running_receiver
+from .webhook_receiver import capture_sent_tasks, running_receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -24,14 +24,7 @@ def operator(client):
 
 @pytest.fixture
 def sent(monkeypatch) -> list[tuple]:
-    """Celery messages sent by name (after commit)."""
-    messages: list[tuple] = []
-    from celery import current_app
-
-    monkeypatch.setattr(
-        current_app, "send_task", lambda name, args=(), **kw: messages.append((name, args))
-    )
-    return messages
+    return capture_sent_tasks(monkeypatch)
 
 
 def register(client, **fields):

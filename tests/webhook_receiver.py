@@ -1,4 +1,5 @@
-"""A real HTTP endpoint for webhook tests: answers with scripted statuses, keeps what came."""
+"""For webhook tests: a real HTTP endpoint that answers with scripted statuses and keeps what
+came, and the Celery messages the code sends by name."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from celery import current_app
 
 
 @dataclass
@@ -75,3 +78,12 @@ def running_receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def capture_sent_tasks(monkeypatch) -> list[tuple[str, tuple]]:
+    """The messages sent with `send_task` (by name), kept instead of sent."""
+    messages: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, args=(), **kw: messages.append((name, args))
+    )
+    return messages
