@@ -164,49 +164,40 @@ def test_a_recorded_answer_is_finished_from_without_paying_again(
     assert paid.adopted == LLMCall.Reuse.ADOPTED
 
 
-def test_an_answer_adopted_by_an_attempt_that_died_too_is_adopted_again(
-    simulator, sent, django_capture_on_commit_callbacks
-):
+def rerun_with_recorded_answer(adopted: int, attempts: int, ctx) -> Subtask:
+    """A subtask whose worker died after its answer was recorded (and `adopted` so far),
+    taken back by the reconciler and run again."""
     sub = working_subtask(started_ago_s=20, lease_in_s=-1)
-    sub.attempts = 2
-    sub.save()
+    Subtask.objects.filter(pk=sub.pk).update(attempts=attempts)
     LLMCall.objects.create(
         agent=sub.agent,
         job=sub.job,
         subtask=sub,
         purpose=LLMCall.Purpose.SUBTASK,
         model=sub.agent.model,
-        response="adopted by an attempt that died too",
+        response=f"recorded, {LLMCall.Reuse(adopted).label.lower()}",
         http_status=200,
-        adopted=LLMCall.Reuse.ADOPTED,
+        adopted=adopted,
     )
-
-    reconcile(django_capture_on_commit_callbacks)
-    with django_capture_on_commit_callbacks(execute=True):
+    reconcile(ctx)
+    with ctx(execute=True):
         steps.run_subtask(sub.pk)
+    return Subtask.objects.get(pk=sub.pk)
+
+
+def test_an_answer_adopted_by_an_attempt_that_died_too_is_adopted_again(
+    simulator, sent, django_capture_on_commit_callbacks
+):
+    sub = rerun_with_recorded_answer(LLMCall.Reuse.ADOPTED, 2, django_capture_on_commit_callbacks)
 
     assert simulator.stats.snapshot()["requests"] == 0
-    assert Subtask.objects.get(pk=sub.pk).result == "adopted by an attempt that died too"
+    assert sub.result == "recorded, adopted by a later attempt"
 
 
 def test_an_answer_its_own_attempt_counted_after_losing_the_step_is_not_reused(
     simulator, sent, django_capture_on_commit_callbacks
 ):
-    sub = working_subtask(started_ago_s=20, lease_in_s=-1)
-    LLMCall.objects.create(
-        agent=sub.agent,
-        job=sub.job,
-        subtask=sub,
-        purpose=LLMCall.Purpose.SUBTASK,
-        model=sub.agent.model,
-        response="counted by the attempt that lost the step",
-        http_status=200,
-        adopted=LLMCall.Reuse.COUNTED,
-    )
-
-    reconcile(django_capture_on_commit_callbacks)
-    with django_capture_on_commit_callbacks(execute=True):
-        steps.run_subtask(sub.pk)
+    rerun_with_recorded_answer(LLMCall.Reuse.COUNTED, 1, django_capture_on_commit_callbacks)
 
     assert simulator.stats.snapshot()["requests"] == 1
 
