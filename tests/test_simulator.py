@@ -172,6 +172,7 @@ def test_stats_count_concurrent_requests_and_reset():
         "errors": 0,
         "rate_limited": 0,
         "hangs": 0,
+        "tool_calls": 0,
         "answered_twice": 1,  # one request, answered 25 times: paid for 25 times
     }
     assert reset["requests"] == 0
@@ -228,3 +229,46 @@ def test_an_unknown_model_is_a_404():
         response = post(sim.base_url, {**CHAT, "model": "unknown-model"})
     assert response.status_code == 404
     assert "does not exist" in response.json()["error"]["message"]
+
+
+READ_STATE = {
+    "type": "function",
+    "function": {
+        "name": "read_state",
+        "description": "Read a key of the job's shared state.",
+        "parameters": {
+            "type": "object",
+            "properties": {"key": {"type": "string"}, "limit": {"type": "integer"}},
+            "required": ["key", "limit"],
+        },
+    },
+}
+
+
+def test_offered_tools_it_calls_one_then_answers_in_text():
+    with running_simulator() as sim:
+        first = post(sim.base_url, {**CHAT, "tools": [READ_STATE]}).json()
+        [call] = first["choices"][0]["message"]["tool_calls"]
+        follow_up = {
+            **CHAT,
+            "tools": [READ_STATE],
+            "messages": [
+                *CHAT["messages"],
+                first["choices"][0]["message"],
+                {"role": "tool", "tool_call_id": call["id"], "content": "42"},
+            ],
+        }
+        second = post(sim.base_url, follow_up).json()
+        stats = sim.stats.snapshot()
+    assert first["choices"][0]["finish_reason"] == "tool_calls"
+    assert call["function"]["name"] == "read_state"
+    assert json.loads(call["function"]["arguments"]) == {"key": "simulated", "limit": 1}
+    assert second["choices"][0]["finish_reason"] == "stop"
+    assert second["choices"][0]["message"]["content"]
+    assert stats["tool_calls"] == 1
+
+
+def test_malformed_tools_are_a_400():
+    with running_simulator() as sim:
+        response = post(sim.base_url, {**CHAT, "tools": [{"type": "function"}]})
+    assert response.status_code == 400

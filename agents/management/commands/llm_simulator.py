@@ -4,6 +4,9 @@ Answers with the offline model, after a configurable latency, and injects the fa
 providers have: 500s, 429s with Retry-After, hangs, prose- or fence-wrapped JSON, broken
 JSON and truncated answers. GET /stats reports what it saw.
 
+Offered tools (`tools`), it first answers with a `tool_calls` message for the first tool, then,
+once tool results follow the last user message, with text.
+
 Plans are the offline model's chain (research → coding → review) unless `--plan-shape
 one-dependency` asks for the benchmark's shape: coding after research, review on its own.
 """
@@ -52,7 +55,15 @@ class SimulatorConfig:
 
 
 class Stats:
-    FIELDS = ("requests", "in_flight", "peak_in_flight", "errors", "rate_limited", "hangs")
+    FIELDS = (
+        "requests",
+        "in_flight",
+        "peak_in_flight",
+        "errors",
+        "rate_limited",
+        "hangs",
+        "tool_calls",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -159,10 +170,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             body = json.loads(raw)
             messages = body["messages"]
             model = body["model"]
+            tools = body.get("tools") or []
             if not isinstance(model, str) or not model or not isinstance(messages, list):
                 raise ValueError
+            names = [t["function"]["name"] for t in tools if t["type"] == "function"]
         except (ValueError, KeyError, TypeError):
-            return self._error(400, "the body must be JSON with a model and a messages list")
+            return self._error(
+                400, "the body must be JSON with a model, a messages list and valid tools"
+            )
         if model.startswith(UNKNOWN_MODEL_PREFIX):
             # A deterministic permanent error, for drills: as providers answer unknown models.
             return self._error(404, f"The model `{model}` does not exist")
@@ -187,6 +202,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if server.chance(config.garbage_rate):
             page = f"<html>upstream unavailable; request was: Authorization: {auth}</html>"
             return self._send_bytes(200, page.encode(), "text/html")
+        if names and not _answered_by_tools(messages):
+            server.stats.add("tool_calls")
+            return self._send_json(200, _tool_call(model, tools[0]["function"], messages))
         self._send_json(200, self._completion(model, messages))
         server.stats.answer(messages)
         return None
@@ -270,6 +288,61 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # thousands of requests a second would drown the terminal
+
+
+def _answered_by_tools(messages: list) -> bool:
+    """True when tool results follow the last user message: time to answer in text."""
+    for message in reversed(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool":
+            return True
+        if role == "user":
+            return False
+    return False
+
+
+def _tool_call(model: str, function: dict, messages: list) -> dict[str, Any]:
+    """A model's first move when offered tools: call the first one, with arguments made
+    from its JSON schema (every required property, a plain value of its type)."""
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    samples = {"string": "simulated", "integer": 1, "number": 1.0, "boolean": True}
+    arguments = {
+        name: samples.get((properties.get(name) or {}).get("type"), "simulated")
+        for name in schema.get("required") or []
+    }
+    prompt_tokens = offline.estimate_tokens(offline.messages_text(messages))
+    return {
+        "id": f"chatcmpl-sim-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"call_{time.monotonic_ns()}",
+                            "type": "function",
+                            "function": {
+                                "name": function["name"],
+                                "arguments": json.dumps(arguments),
+                            },
+                        }
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": 10,
+            "total_tokens": prompt_tokens + 10,
+        },
+    }
 
 
 def _one_dependency(plan_json: str) -> str:
