@@ -330,6 +330,10 @@ PUBLIC_URL = envurl("PUBLIC_URL", "http://127.0.0.1:8000", ("http", "https")).rs
 # registration and at each delivery) unless this is true. A failed delivery is tried again
 # after WEBHOOK_RETRY_BASE_S × 2^n s plus jitter, WEBHOOK_MAX_ATTEMPTS times in all.
 WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", "false")
+# Hosts the built-in http_get tool may fetch from (none by default); private addresses are
+# refused unless TOOL_HTTP_ALLOW_PRIVATE (tests).
+TOOL_HTTP_ALLOWLIST = envlist("TOOL_HTTP_ALLOWLIST", "")
+TOOL_HTTP_ALLOW_PRIVATE = envbool("TOOL_HTTP_ALLOW_PRIVATE", "false")
 WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
 WEBHOOK_RETRY_BASE_S = envfloat("WEBHOOK_RETRY_BASE_S", 1.0, minimum=0.0)
 WEBHOOK_TIMEOUT_S = envfloat("WEBHOOK_TIMEOUT_S", 10, minimum=0.1)

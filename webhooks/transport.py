@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from agents.addresses import refusal
+
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 EXCERPT_BYTES = 1024
@@ -67,17 +69,6 @@ def secret_key(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
     digest = hmac.new(secret_key(secret), f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256)
     return "v1," + base64.b64encode(digest.digest()).decode()
-
-
-def refusal(address: Address) -> str | None:
-    """Why Baton will not call this address, or None for a public one."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        return refusal(mapped)
-    for reason in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
-        if getattr(address, f"is_{reason}"):
-            return reason.replace("_", "-")
-    return None if address.is_global else "not globally routable"
 
 
 def resolve(url: str, *, allow_private: bool) -> list[Address]:
