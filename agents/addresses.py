@@ -4,6 +4,7 @@ tool), unless a setting allows private networks."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -17,3 +18,14 @@ def refusal(address: Address) -> str | None:
         if getattr(address, f"is_{reason}"):
             return reason.replace("_", "-")
     return None if address.is_global else "not globally routable"
+
+
+def lookup(host: str, port: int) -> list[Address]:
+    """Every address `host` resolves to, once each, in the resolver's order; LookupError
+    (saying why) when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise LookupError(f"{host} does not resolve ({exc}).") from None
+    found = (ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos)
+    return list(dict.fromkeys(found))

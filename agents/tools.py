@@ -6,9 +6,7 @@ an exception: the model may try something else.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ import httpx
 from django.conf import settings
 
 from . import state
-from .addresses import refusal
+from .addresses import lookup, refusal
 from .models import SharedState
 
 RESULT_CHARS = 4000
@@ -95,11 +93,10 @@ def _http_get(ctx: Context, args: dict) -> str:
         )
     if not settings.TOOL_HTTP_ALLOW_PRIVATE:
         try:
-            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise ToolError(f"{parts.hostname} does not resolve ({exc}).") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            found = lookup(parts.hostname, parts.port or 443)
+        except LookupError as exc:
+            raise ToolError(str(exc)) from None
+        for address in found:
             if reason := refusal(address):
                 raise ToolError(f"{parts.hostname} resolves to a {reason} address: refused.")
     try:

@@ -15,14 +15,13 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agents.addresses import refusal
+from agents.addresses import lookup, refusal
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -80,11 +79,9 @@ def resolve(url: str, *, allow_private: bool) -> list[Address]:
         raise Refused("Put no credentials in the URL: the signature says the call is Baton's.")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise Unreachable(f"{parts.hostname} does not resolve ({exc}).") from None
-    found = (ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos)
-    addresses = list(dict.fromkeys(found))  # unique, in the resolver's order
+        addresses = lookup(parts.hostname, port)
+    except (LookupError, ValueError) as exc:
+        raise Unreachable(str(exc)) from None
     if not allow_private:
         for address in addresses:
             if reason := refusal(address):
