@@ -31,6 +31,9 @@ class Completion:
     latency_s: float
     http_status: int | None  # None for the offline model
     finish_reason: str
+    # What the model asked to run, as the OpenAI protocol's `tool_calls`:
+    # [{"id", "type": "function", "function": {"name", "arguments"}}]
+    tool_calls: tuple[dict, ...] = ()
 
 
 class LLMError(Exception):
@@ -66,26 +69,29 @@ def complete(
     messages: list[dict],
     temperature: float = 0.7,
     max_tokens: int = 2048,
+    tools: list[dict] | None = None,
     on_start: Callable[[], None] | None = None,
 ) -> Completion:
     """Ask the model; latency_s is the call itself, not the wait for a limiter slot.
 
-    `on_start` runs once a slot is held, just before the request: the caller's heartbeat.
+    `tools` (OpenAI function schemas) are offered when given; the answer may then carry
+    `tool_calls`. `on_start` runs once a slot is held, just before the request.
     """
     try:
         with limiter.llm_slot():
             if on_start is not None:
                 on_start()
             if is_offline():
-                return _complete_offline(messages)
-            return _complete_http(
-                {
-                    "model": model,
-                    "messages": messages,
-                    "temperature": temperature,
-                    "max_tokens": max_tokens,
-                }
-            )
+                return _complete_offline(messages, tools)
+            body = {
+                "model": model,
+                "messages": messages,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+            }
+            if tools:
+                body["tools"] = tools
+            return _complete_http(body)
     except redis.RedisError as exc:
         raise LLMError(f"LLM concurrency limiter unavailable: {exc}") from exc
 
@@ -108,16 +114,18 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _complete_offline(messages: list[dict]) -> Completion:
+def _complete_offline(messages: list[dict], tools: list[dict] | None = None) -> Completion:
     started = time.monotonic()
-    text = offline.respond(messages)
+    calls = offline.tool_calls(messages, tools or [])
+    text = "" if calls else offline.respond(messages)
     return Completion(
         text=text,
         prompt_tokens=offline.estimate_tokens(offline.messages_text(messages)),
-        completion_tokens=offline.estimate_tokens(text),
+        completion_tokens=offline.estimate_tokens(text or json.dumps(calls)),
         latency_s=time.monotonic() - started,
         http_status=None,
-        finish_reason="stop",
+        finish_reason="tool_calls" if calls else "stop",
+        tool_calls=tuple(calls),
     )
 
 
@@ -176,6 +184,7 @@ def _parse_completion(text: str, messages: list[dict], latency: float) -> Comple
         data = json.loads(text)
         choice = data["choices"][0]
         content = offline.content_text(choice["message"].get("content"))
+        tool_calls = _tool_calls(choice["message"].get("tool_calls"))
         usage = data.get("usage") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise LLMError(
@@ -197,8 +206,29 @@ def _parse_completion(text: str, messages: list[dict], latency: float) -> Comple
         latency_s=latency,
         http_status=200,
         # Some providers leave it null; the text is all there is either way.
-        finish_reason=choice.get("finish_reason") or "stop",
+        finish_reason=choice.get("finish_reason") or ("tool_calls" if tool_calls else "stop"),
+        tool_calls=tool_calls,
     )
+
+
+def _tool_calls(raw: object) -> tuple[dict, ...]:
+    """The function calls of an answer, in the protocol's shape (anything else dropped)."""
+    calls = []
+    for item in raw if isinstance(raw, list) else []:
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            continue
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        calls.append(
+            {
+                "id": str(item.get("id") or f"call_{len(calls)}"),
+                "type": "function",
+                "function": {"name": function["name"], "arguments": arguments},
+            }
+        )
+    return tuple(calls)
 
 
 def _scrub(text: str, key: str) -> str:

@@ -40,6 +40,9 @@ class SubtaskStatus(models.TextChoices):
     WAITING = "waiting", "Waiting"
     QUEUED = "queued", "Queued"
     WORKING = "working", "Working"
+    # Paused before its step until an operator decides (agents.approvals): it holds no
+    # worker thread and no limiter slot, and does not count in its agent's load.
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
@@ -151,6 +154,17 @@ class Agent(models.Model):
     max_tokens = models.PositiveIntegerField(default=2048, validators=[MinValueValidator(1)])
     max_concurrency = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
     enabled = models.BooleanField(default=True)
+    # Tools offered to the model: built-in names (agents.tools) and MCP tools granted as
+    # "<server slug>/<tool name>" (agents.mcp).
+    tools = models.JSONField(default=list, blank=True, help_text="Tools this agent may call.")
+    max_tool_steps = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Model calls a subtask may make while using tools before it fails.",
+    )
+    needs_approval = models.BooleanField(
+        default=False, help_text="Pause before each of its subtasks until an operator approves."
+    )
 
     completed_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
@@ -315,6 +329,11 @@ class Job(models.Model):
     lease_owner = models.CharField(max_length=120, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A re-run from one of another job's subtasks (agents.rerun): what it came from.
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    rerun_from = models.CharField(max_length=64, blank=True, help_text="The subtask's key.")
 
     objects = JobQuerySet.as_manager()
 
@@ -436,7 +455,7 @@ class Subtask(models.Model):
     )
     allocation = models.JSONField(default=dict, blank=True, help_text="Why this agent.")
     status = models.CharField(
-        max_length=16, choices=SubtaskStatus.choices, default=SubtaskStatus.WAITING
+        max_length=20, choices=SubtaskStatus.choices, default=SubtaskStatus.WAITING
     )
     result = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -456,6 +475,11 @@ class Subtask(models.Model):
     # The running attempt's lease (agents.leases), as on Job.
     lease_owner = models.CharField(max_length=120, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # In a re-run, a subtask upstream of the re-run one: its result copied from this one,
+    # with no provider call.
+    copied_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies"
+    )
 
     objects = SubtaskQuerySet.as_manager()
 
@@ -602,6 +626,8 @@ class LLMCall(models.Model):
     latency_s = models.FloatField(default=0.0)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
+    # The answer's `tool_calls` (finish_reason "tool_calls"): what the model asked to run.
+    tool_calls = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     # Who counts this call's usage when its step changed hands (agents.jobs.adopt_recorded):
@@ -711,3 +737,141 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor or 'system'} {self.action}"
+
+
+class MCPServer(models.Model):
+    """A Model Context Protocol server (streamable HTTP) whose tools agents may be granted.
+
+    Its secret is named, never stored: `auth_env` is the environment variable whose value
+    is sent as a bearer token.
+    """
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    url = models.URLField(max_length=500, help_text="The streamable HTTP endpoint, e.g. …/mcp")
+    auth_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable holding its bearer token (not the token).",
+    )
+    enabled = models.BooleanField(default=True)
+    # The server's tool list as last fetched: [{"name", "description", "input_schema"}].
+    tools = models.JSONField(default=list, blank=True)
+    tools_fetched_at = models.DateTimeField(null=True, blank=True)
+    fetch_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ToolCall(models.Model):
+    """One tool call a model asked for in a subtask, and what came of it."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        DONE = "done", "Done"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tool_calls")
+    subtask = models.ForeignKey(Subtask, on_delete=models.CASCADE, related_name="tool_calls")
+    llm_call = models.ForeignKey(
+        LLMCall, null=True, blank=True, on_delete=models.CASCADE, related_name="tool_runs"
+    )
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL)
+    call_id = models.CharField(max_length=100, blank=True, help_text="The model's id for it.")
+    name = models.CharField(max_length=200)
+    arguments = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED)
+    result = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    latency_s = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["subtask", "id"], name="toolcall_subtask")]
+
+    def __str__(self) -> str:
+        return f"{self.name} for {self.subtask_id}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == self.Status.DONE and not self.error
+
+
+class ApprovalRule(models.Model):
+    """Subtasks of a type, or calls of a tool, that wait for an operator's approval (agents
+    are marked on their own row: `Agent.needs_approval`)."""
+
+    class Kind(models.TextChoices):
+        TYPE = "type", "Subtask type"
+        TOOL = "tool", "Tool"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="approval_rule_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name} needs approval"
+
+
+class Approval(models.Model):
+    """One pause for an operator: a subtask's model call (no `tool_call`) or a tool call,
+    showing exactly what would be sent, and the decision taken on it."""
+
+    class Decision(models.TextChoices):
+        PENDING = "", "Pending"
+        APPROVED = "approved", "Approved"
+        EDITED = "edited", "Edited and approved"
+        REJECTED = "rejected", "Rejected"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="approvals")
+    subtask = models.ForeignKey(Subtask, on_delete=models.CASCADE, related_name="approvals")
+    tool_call = models.OneToOneField(
+        ToolCall, null=True, blank=True, on_delete=models.CASCADE, related_name="approval"
+    )
+    why = models.CharField(max_length=200, help_text="The rule that asked for approval.")
+    # What would be sent: the model call's messages, or the tool call's arguments.
+    proposed = models.JSONField(default=list)
+    decision = models.CharField(
+        max_length=10, choices=Decision.choices, default=Decision.PENDING, blank=True
+    )
+    edited = models.JSONField(null=True, blank=True)
+    feedback = models.TextField(blank=True, max_length=4000)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # With a timeout (APPROVAL_TIMEOUT_S), the default action (APPROVAL_TIMEOUT_ACTION) is
+    # taken at this time by the reconciler, and says so.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    timed_out = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(decision=""), name="approval_pending")
+        ]
+
+    def __str__(self) -> str:
+        return f"approval {self.pk} of subtask {self.subtask_id}"
+
+    @property
+    def pending(self) -> bool:
+        return self.decision == self.Decision.PENDING

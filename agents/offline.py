@@ -5,6 +5,7 @@ end to end without a provider. Every answer says plainly that no model was calle
 """
 
 import json
+import time
 from typing import Any
 
 DECOMPOSITION_MARKER = "task-decomposition expert"
@@ -44,10 +45,51 @@ def respond(messages: list[dict], *, label: str = "offline model") -> str:
     if is_decomposition(messages):
         return json.dumps(_plan(_shorten(request, _TASK_CHARS) or "the job"))
     gist = _shorten(request, _GIST_CHARS) or "(empty request)"
-    return (
+    answer = (
         f"[{label}] This is a placeholder answer from Baton's built-in {label}; "
         f"no language model was called. The request was: {gist}"
     )
+    results = _tool_results(messages)
+    if results:
+        answer += f" A tool answered: {_shorten(results[-1], _GIST_CHARS)}"
+    return answer
+
+
+def tool_calls(messages: list[dict], tools: list[dict]) -> list[dict]:
+    """A model's first move when offered tools: call the first one, with arguments made
+    from its JSON schema (every required property, a plain value of its type). Once tool
+    results follow the last user message, none: it answers in text."""
+    functions = [t.get("function") for t in tools if isinstance(t, dict)]
+    functions = [f for f in functions if isinstance(f, dict) and f.get("name")]
+    if not functions or _tool_results(messages):
+        return []
+    function = functions[0]
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    samples = {"string": "simulated", "integer": 1, "number": 1.0, "boolean": True}
+    arguments = {
+        name: samples.get((properties.get(name) or {}).get("type"), "simulated")
+        for name in schema.get("required") or []
+    }
+    return [
+        {
+            "id": f"call_{time.monotonic_ns()}",
+            "type": "function",
+            "function": {"name": function["name"], "arguments": json.dumps(arguments)},
+        }
+    ]
+
+
+def _tool_results(messages: list[dict]) -> list[str]:
+    """The tool results that follow the last user message."""
+    results: list[str] = []
+    for message in reversed(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "user":
+            break
+        if role == "tool":
+            results.insert(0, content_text(message.get("content")))
+    return results
 
 
 def _plan(task: str) -> dict:

@@ -173,7 +173,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             tools = body.get("tools") or []
             if not isinstance(model, str) or not model or not isinstance(messages, list):
                 raise ValueError
-            names = [t["function"]["name"] for t in tools if t["type"] == "function"]
+            [t["function"]["name"] for t in tools if t["type"] == "function"]  # well formed
         except (ValueError, KeyError, TypeError):
             return self._error(
                 400, "the body must be JSON with a model, a messages list and valid tools"
@@ -202,9 +202,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if server.chance(config.garbage_rate):
             page = f"<html>upstream unavailable; request was: Authorization: {auth}</html>"
             return self._send_bytes(200, page.encode(), "text/html")
-        if names and not _answered_by_tools(messages):
+        calls = offline.tool_calls(messages, tools)
+        if calls:
             server.stats.add("tool_calls")
-            return self._send_json(200, _tool_call(model, tools[0]["function"], messages))
+            return self._send_json(200, _tool_call(model, calls, messages))
         self._send_json(200, self._completion(model, messages))
         server.stats.answer(messages)
         return None
@@ -290,27 +291,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         pass  # thousands of requests a second would drown the terminal
 
 
-def _answered_by_tools(messages: list) -> bool:
-    """True when tool results follow the last user message: time to answer in text."""
-    for message in reversed(messages):
-        role = message.get("role") if isinstance(message, dict) else None
-        if role == "tool":
-            return True
-        if role == "user":
-            return False
-    return False
-
-
-def _tool_call(model: str, function: dict, messages: list) -> dict[str, Any]:
-    """A model's first move when offered tools: call the first one, with arguments made
-    from its JSON schema (every required property, a plain value of its type)."""
-    schema = function.get("parameters") or {}
-    properties = schema.get("properties") or {}
-    samples = {"string": "simulated", "integer": 1, "number": 1.0, "boolean": True}
-    arguments = {
-        name: samples.get((properties.get(name) or {}).get("type"), "simulated")
-        for name in schema.get("required") or []
-    }
+def _tool_call(model: str, calls: list[dict], messages: list) -> dict[str, Any]:
+    """The answer of a model that calls tools instead of writing text."""
     prompt_tokens = offline.estimate_tokens(offline.messages_text(messages))
     return {
         "id": f"chatcmpl-sim-{time.monotonic_ns()}",
@@ -320,20 +302,7 @@ def _tool_call(model: str, function: dict, messages: list) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": f"call_{time.monotonic_ns()}",
-                            "type": "function",
-                            "function": {
-                                "name": function["name"],
-                                "arguments": json.dumps(arguments),
-                            },
-                        }
-                    ],
-                },
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
                 "finish_reason": "tool_calls",
             }
         ],
