@@ -57,6 +57,7 @@ def call_llm(
     subtask_id: int | None = None,
     temperature: float | None = None,
     budgeted: bool = True,
+    tools: list[dict] | None = None,
 ) -> LLMCall:
     """One attempt, recorded as an LLMCall row whether it succeeds or not; returns the row.
 
@@ -85,6 +86,7 @@ def call_llm(
             messages=messages,
             temperature=agent.temperature if temperature is None else temperature,
             max_tokens=max_tokens,
+            tools=tools,
         )
     except llm.LLMError as exc:
         call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
@@ -96,6 +98,7 @@ def call_llm(
     call.latency_s = completion.latency_s
     call.http_status = completion.http_status
     call.finish_reason = completion.finish_reason
+    call.tool_calls = list(completion.tool_calls)
     if completion.http_status is not None:  # the offline model costs nothing
         call.cost = ModelPrice.cost_of(
             agent.model, completion.prompt_tokens, completion.completion_tokens
