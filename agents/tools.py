@@ -1,12 +1,18 @@
-"""Built-in tools an agent may call, in the OpenAI tools protocol: read and write the job's
+"""Tools an agent may call, in the OpenAI tools protocol. Built-in: read and write the job's
 shared state (writes through the versioned compare-and-set, the agent as author), and
-`http_get` from an allowlist of hosts. A failing tool gives the model an error result, never
-an exception: the model may try something else.
+`http_get` from an allowlist of hosts. And the tools of MCP servers registered in the
+dashboard (agents.mcp), granted as "<server slug>/<tool name>". A failing tool gives the
+model an error result, never an exception: the model may try something else.
+
+An agent's grants (`Agent.tools`) are what it may call: `schemas(grants)` offers them, under
+function names the protocol accepts, and `run` resolves a function name through the same
+grants, so a tool not granted is an error result, never a run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +23,7 @@ from django.conf import settings
 
 from . import state
 from .addresses import lookup, refusal
-from .models import SharedState
+from .models import MCPServer, SharedState
 
 RESULT_CHARS = 4000
 RESERVED_KEYS = frozenset({"pending_tasks", "results", "final"})  # see agents.state
@@ -32,6 +38,7 @@ class ToolError(Exception):
 class Context:
     job_id: int
     author: str  # "agent-slug/subtask-key": a write's author in the state's history
+    grants: tuple[str, ...]  # the agent's Agent.tools: all it may run
 
 
 @dataclass(frozen=True)
@@ -139,25 +146,119 @@ BUILT_IN = {
 }
 
 
-def schemas(names: list[str]) -> list[dict]:
-    """The `tools` list of a request offering these tools."""
-    return [BUILT_IN[name].schema() for name in names if name in BUILT_IN]
+FUNCTION_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+FUNCTION_NAME_CHARS = 64  # the protocol's ^[a-zA-Z0-9_-]{1,64}$
+
+
+def function_names(grants) -> dict[str, str]:
+    """Function name -> grant, for these grants. A built-in keeps its name; an MCP tool
+    "slug/tool" is "slug__tool", other characters made _, cut to 64 and made unique. The
+    same grants always give the same names: a request offers them, `run` resolves them."""
+    names: dict[str, str] = {}
+    for grant in grants:
+        if grant in names.values():
+            continue
+        base = FUNCTION_NAME.sub("_", grant.replace("/", "__", 1))[:FUNCTION_NAME_CHARS] or "_"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base[: FUNCTION_NAME_CHARS - len(str(n)) - 1]}_{n}"
+        names[name] = grant
+    return names
+
+
+def grant_of(function_name: str, grants) -> str:
+    """The grant a function name of a request stands for (itself when it is none of them):
+    what the trace shows and what tool approval rules name."""
+    return function_names(grants).get(function_name, function_name)
+
+
+def _mcp_servers(grants) -> dict[str, MCPServer]:
+    """The enabled servers these grants name, by slug (one query, none for built-ins only)."""
+    slugs = {grant.split("/", 1)[0] for grant in grants if "/" in grant}
+    if not slugs:
+        return {}
+    return {s.slug: s for s in MCPServer.objects.filter(slug__in=slugs, enabled=True)}
+
+
+def schemas(grants) -> list[dict]:
+    """The `tools` list of a request offering the tools granted: built-ins, and the MCP tools
+    of enabled servers as last fetched (one no longer listed is not offered)."""
+    servers = _mcp_servers(grants)
+    offered = []
+    for name, grant in function_names(grants).items():
+        if grant in BUILT_IN:
+            offered.append(BUILT_IN[grant].schema())
+            continue
+        slug, _, tool_name = grant.partition("/")
+        listed = servers[slug].tools if slug in servers else []
+        tool = next((t for t in listed if t.get("name") == tool_name), None)
+        if tool_name and tool is not None:
+            offered.append(
+                Tool(
+                    name,
+                    tool.get("description") or f"{tool_name} (MCP server {slug})",
+                    tool.get("input_schema") or {"type": "object", "properties": {}},
+                    None,
+                ).schema()
+            )
+    return offered
+
+
+def available() -> list[tuple[str, str]]:
+    """(grant, label) of every tool an agent may be granted: the built-ins, then the tools
+    of every enabled MCP server as last fetched."""
+    choices = [(name, f"{name}: {tool.description}") for name, tool in BUILT_IN.items()]
+    for server in MCPServer.objects.filter(enabled=True).only("name", "slug", "tools"):
+        for tool in server.tools:
+            description = (tool.get("description") or "").strip().splitlines()
+            label = f"{server.name} / {tool['name']}"
+            choices.append(
+                (
+                    f"{server.slug}/{tool['name']}",
+                    label + (f": {description[0]}" if description else ""),
+                )
+            )
+    return choices
+
+
+def _run_mcp(grant: str, args: dict) -> str:
+    from . import mcp  # agents.mcp imports this module
+
+    slug, _, tool_name = grant.partition("/")
+    server = MCPServer.objects.filter(slug=slug).first()
+    if server is None:
+        raise ToolError(f"There is no MCP server {slug!r} any more.")
+    if not server.enabled:
+        raise ToolError(f"The MCP server {slug!r} is disabled.")
+    return mcp.call_tool(server, tool_name, args)
 
 
 def run(name: str, arguments: str, ctx: Context) -> Outcome:
-    """Run one tool call of the model's; its result or its error, never an exception."""
+    """Run one tool call of the model's, named by its function name; its result or its
+    error, never an exception. Only a tool of `ctx.grants` runs."""
     started = time.monotonic()
     try:
-        tool = BUILT_IN.get(name)
-        if tool is None:
-            raise ToolError(f"There is no tool {name!r}; tools: {sorted(BUILT_IN)}.")
+        grant = function_names(ctx.grants).get(name)
+        if grant is None:
+            offered = sorted(function_names(ctx.grants))
+            raise ToolError(
+                f"There is no tool {name!r} granted to this agent; its tools: "
+                f"{', '.join(offered) or 'none'}."
+            )
         try:
             args = json.loads(arguments or "{}")
         except ValueError:
             raise ToolError("The arguments are not valid JSON.") from None
         if not isinstance(args, dict):
             raise ToolError("The arguments must be a JSON object.")
-        result, error = tool.run(ctx, args)[:RESULT_CHARS], ""
+        if grant in BUILT_IN:
+            result = BUILT_IN[grant].run(ctx, args)
+        elif "/" in grant:
+            result = _run_mcp(grant, args)
+        else:
+            raise ToolError(f"There is no tool {grant!r}; tools: {sorted(BUILT_IN)}.")
+        result, error = result[:RESULT_CHARS], ""
     except ToolError as exc:
         result, error = "", str(exc)
     return Outcome(result, error, time.monotonic() - started)

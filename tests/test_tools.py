@@ -18,7 +18,7 @@ def ctx() -> tools.Context:
     job = Job.objects.create(title="J", description="d")
     SharedState.objects.create(job=job)
     state.write(job.pk, {"notes": {"a": 1}}, author="orchestrator/plan")
-    return tools.Context(job_id=job.pk, author="coder/s1")
+    return tools.Context(job_id=job.pk, author="coder/s1", grants=tuple(tools.BUILT_IN))
 
 
 def test_the_schemas_are_openai_tools():

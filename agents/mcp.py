@@ -1,0 +1,181 @@
+"""MCP servers over the streamable HTTP transport (the `mcp` SDK): list a server's tools and
+call one. The SDK is async; these are synchronous wrappers, each call a short connection of
+its own (an event loop in the calling thread, or in a thread of its own when that thread
+already runs one), so a Celery worker thread or a view can call them as they are.
+
+A server's bearer token is read from the environment variable it names (`auth_env`), at the
+moment of the request: it is never stored, logged, rendered or put in an error. The variable
+must be named MCP_…, so that a server registered in the dashboard cannot be sent Baton's own
+secrets (SECRET_KEY, LLM_API_KEY, the database's password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import anyio
+import httpx2
+from django.conf import settings
+from django.utils import timezone
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from . import tools
+from .models import MCPServer
+
+AUTH_ENV = re.compile(r"^MCP_[A-Z0-9_]+$")
+AUTH_ENV_RULE = "an environment variable named MCP_… (capitals, digits and _)"
+MAX_PAGES = 20  # of a tool listing: a server that never stops paginating cannot hang a fetch
+DESCRIPTION_CHARS = 1000
+
+
+def auth_env_set(server: MCPServer) -> bool:
+    """Whether the variable holding the server's token is set (never what it holds)."""
+    return bool(server.auth_env and os.environ.get(server.auth_env, "").strip())
+
+
+def _headers(server: MCPServer) -> dict[str, str]:
+    if not server.auth_env:
+        return {}
+    if not AUTH_ENV.match(server.auth_env):
+        raise tools.ToolError(
+            f"The token of MCP server {server.slug} must come from {AUTH_ENV_RULE}, "
+            f"not {server.auth_env}."
+        )
+    token = os.environ.get(server.auth_env, "").strip()
+    if not token:
+        raise tools.ToolError(
+            f"The environment variable {server.auth_env}, holding the token of MCP server "
+            f"{server.slug}, is not set."
+        )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside the SDK's (nested) task group errors."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _explain(exc: BaseException, server: MCPServer, refused: list[int]) -> str:
+    timeout = settings.MCP_TIMEOUT_S
+    where = f"MCP server {server.slug} ({server.url})"
+    leaf = next(
+        (leaf for leaf in _leaves(exc) if not isinstance(leaf, asyncio.CancelledError)),
+        exc,
+    )
+    if isinstance(leaf, TimeoutError | httpx2.TimeoutException):
+        return f"{where} did not answer within {timeout:g} s."
+    if isinstance(leaf, httpx2.ConnectError):
+        return f"Could not connect to {where}: {leaf}."
+    if refused:
+        status = refused[-1]
+        hint = " (is its token right?)" if status in (401, 403) else ""
+        return f"{where} answered HTTP {status}{hint}."
+    if isinstance(leaf, MCPError):
+        return f"{where} answered with an error: {leaf.message}"
+    if isinstance(leaf, httpx2.HTTPError):
+        return f"The request to {where} failed: {leaf}."
+    return f"The request to {where} failed: {type(leaf).__name__}: {leaf}"
+
+
+def _run(server: MCPServer, work) -> Any:
+    """Connect, run `work(client)` within the timeout, disconnect; a failure is a ToolError."""
+    headers = _headers(server)
+    timeout = settings.MCP_TIMEOUT_S
+    refused: list[int] = []
+
+    async def note_refusal(response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            refused.append(response.status_code)
+
+    async def session() -> Any:
+        with anyio.fail_after(timeout):
+            async with httpx2.AsyncClient(
+                headers=headers,
+                timeout=httpx2.Timeout(timeout),
+                event_hooks={"response": [note_refusal]},
+            ) as http:
+                transport = streamable_http_client(server.url, http_client=http)
+                async with Client(transport, cache=None, read_timeout_seconds=timeout) as client:
+                    return await work(client)
+
+    try:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return anyio.run(session)
+        # Called from async code: its loop must not be blocked, nor a second one nested in it.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(anyio.run, session).result()
+    except tools.ToolError:
+        raise
+    except Exception as exc:
+        raise tools.ToolError(_explain(exc, server, refused)) from None
+
+
+def fetch_tools(server: MCPServer) -> list[dict]:
+    """List the server's tools and store them on it (or store why that failed, and raise)."""
+
+    async def listing(client: Client) -> list[dict]:
+        found, cursor = [], None
+        for _ in range(MAX_PAGES):
+            page = await client.list_tools(cursor=cursor)
+            found += [
+                {
+                    "name": tool.name,
+                    "description": (tool.description or "")[:DESCRIPTION_CHARS],
+                    "input_schema": tool.input_schema or {"type": "object", "properties": {}},
+                }
+                for tool in page.tools
+            ]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return found
+
+    try:
+        found = _run(server, listing)
+    except tools.ToolError as exc:
+        server.fetch_error = str(exc)
+        server.save(update_fields=["fetch_error", "updated_at"])
+        raise
+    server.tools, server.tools_fetched_at, server.fetch_error = found, timezone.now(), ""
+    server.save(update_fields=["tools", "tools_fetched_at", "fetch_error", "updated_at"])
+    return found
+
+
+def _text(content: list) -> str:
+    parts = []
+    for block in content:
+        if getattr(block, "type", "") == "text":
+            parts.append(block.text)
+        else:
+            mime = getattr(block, "mime_type", None) or getattr(block, "uri", None) or ""
+            parts.append(f"[{getattr(block, 'type', 'content')} {mime}]".replace(" ]", "]"))
+    return "\n".join(parts)
+
+
+def call_tool(server: MCPServer, name: str, arguments: dict) -> str:
+    """Call one of the server's tools; the text of its result. An error result, or no
+    answer, is a ToolError saying so."""
+
+    async def call(client: Client):
+        return await client.call_tool(name, arguments)
+
+    result = _run(server, call)
+    text = _text(result.content)
+    if not text and result.structured_content is not None:
+        text = json.dumps(result.structured_content, ensure_ascii=False, default=str)
+    if result.is_error:
+        raise tools.ToolError(
+            f"The tool {name} of MCP server {server.slug} failed: {text or 'no reason given'}"
+        )
+    return text
