@@ -32,7 +32,7 @@ def job_subtasks(job_id: int) -> QuerySet[Subtask]:
             calls_total=count_of(LLMCall.objects.filter(subtask=OuterRef("pk"))),
         )
         .prefetch_related(
-            Prefetch("depends_on", queryset=Subtask.objects.only("key")),
+            Prefetch("depends_on", queryset=Subtask.objects.only("key", "status")),
             Prefetch("calls", queryset=newest_calls[:TRACE_SHOWN], to_attr="newest_calls"),
         )
         .order_by("pk")

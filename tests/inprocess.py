@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 from agents import dispatch, enqueue, models, steps
+from agents.management.commands.llm_simulator import SimulatorServer
 from agents.models import Agent, Job, JobStatus, ModelPrice, SharedState
 
 from .simulator_fixture import running_simulator
@@ -20,12 +21,12 @@ TASKS = {
 
 
 @contextmanager
-def simulated_llm(settings) -> Iterator[None]:
+def simulated_llm(settings) -> Iterator[SimulatorServer]:
     with running_simulator() as server:
         settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
         settings.LLM_API_KEY = "sk-test"
         settings.REDIS_URL = ""  # the local limiter
-        yield
+        yield server
 
 
 def capture_messages(monkeypatch) -> list[tuple[str, tuple]]:
@@ -58,11 +59,16 @@ def run_job(sent, capture, title: str = "Write a haiku") -> Job:
     job = Job.objects.create(title=title, description="About queues.", status=JobStatus.QUEUED)
     SharedState.objects.create(job=job)
     sent.append(("plan_job", (job.pk,)))
+    deliver(sent, capture)
+    job.refresh_from_db()
+    return job
+
+
+def deliver(sent, capture) -> None:
+    """Run the steps of the messages sent, and of those they send, until none is left."""
     for _ in range(100):
         if not sent:
             break
         name, args = sent.pop(0)
         with capture(execute=True):
             TASKS[name](*args)
-    job.refresh_from_db()
-    return job
