@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from . import coalesce, enqueue, jobs
 from .allocation import Candidate, choose
-from .models import SUBTASK_IN_FLIGHT, Agent, Job, JobStatus, Subtask, SubtaskStatus
+from .models import SUBTASK_OPEN, Agent, Job, JobStatus, Subtask, SubtaskStatus
 
 NO_AGENT = "No agent is enabled: waiting until one is."
 NO_SPECIALIST = (
@@ -142,7 +142,7 @@ def _runnable(now) -> list[tuple[int, int, str, str, bool]]:
     Plain tuples: a large backlog is read on every pass, and most of it is not assigned.
     """
     deps = Subtask.depends_on.through.objects.filter(from_subtask=OuterRef("pk"))
-    open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
+    open_statuses = SUBTASK_OPEN  # an upstream step awaiting approval holds its dependents
     lost_statuses = (SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
     return list(
         Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)

@@ -17,7 +17,7 @@ from django.db.models import Count, F, QuerySet
 
 from . import enqueue, events, llm, metrics, offline, telemetry
 from .models import (
-    SUBTASK_IN_FLIGHT,
+    SUBTASK_OPEN,
     Agent,
     Job,
     JobStatus,
@@ -214,7 +214,7 @@ def settle_job(job_id: int) -> bool:
     )
     total = sum(counts.values())
     completed = counts.get(SubtaskStatus.COMPLETED, 0)
-    still_open = sum(counts.get(s, 0) for s in (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT))
+    still_open = sum(counts.get(s, 0) for s in SUBTASK_OPEN)
     failed = counts.get(SubtaskStatus.FAILED, 0) + counts.get(SubtaskStatus.CANCELLED, 0)
     job = Job(pk=job_id)
     events.job_changed(job_id)  # its progress
@@ -241,14 +241,15 @@ def fail_job(job_id: int, expected: str, error: str) -> bool:
 def end_job(job_id: int, status: str, error: str) -> bool:
     """End a job early (cancelled, or failed on its budget), keeping what it has.
 
-    Calls in flight finish and keep their results; nothing new starts: every waiting or
-    queued subtask is cancelled, and a queued message meets a claim that no longer holds.
+    Calls in flight finish and keep their results; nothing new starts: every waiting,
+    queued or awaiting approval subtask is cancelled (its approval can no longer be decided),
+    and a queued message meets a claim that no longer holds.
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.is_terminal or not job.transition(job.status, status, error=error):
             return False
-        stopped = (SubtaskStatus.WAITING, SubtaskStatus.QUEUED)
+        stopped = (SubtaskStatus.WAITING, SubtaskStatus.QUEUED, SubtaskStatus.AWAITING_APPROVAL)
         job.subtasks.move(stopped, SubtaskStatus.CANCELLED, error=error)
     return True
 

@@ -52,6 +52,8 @@ JOB_TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 SUBTASK_IN_FLIGHT = (SubtaskStatus.QUEUED, SubtaskStatus.WORKING)
 SUBTASK_TERMINAL = (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
 SUBTASK_RETRYABLE = (SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
+# Not finished: its dependents wait for it, and its job is not done.
+SUBTASK_OPEN = (*SUBTASK_IN_FLIGHT, SubtaskStatus.WAITING, SubtaskStatus.AWAITING_APPROVAL)
 
 
 def count_of(rows: models.QuerySet) -> Subquery:
@@ -244,6 +246,17 @@ class JobQuerySet(models.QuerySet):
             .annotate(
                 subtasks_done=count_of(subtasks.filter(status=SubtaskStatus.COMPLETED)),
                 subtasks_total=count_of(subtasks),
+                subtasks_awaiting=count_of(subtasks.filter(status=SubtaskStatus.AWAITING_APPROVAL)),
+                # Changes with each new question to an operator: their pages draw its form.
+                newest_approval=Subquery(
+                    Approval.objects.filter(
+                        job=OuterRef("pk"),
+                        decision="",
+                        subtask__status=SubtaskStatus.AWAITING_APPROVAL,
+                    )
+                    .order_by("-pk")
+                    .values("pk")[:1]
+                ),
             )
             .order_by("-created_at", "-pk")
         )
@@ -422,7 +435,12 @@ class Job(models.Model):
             "retry": self.can_retry,
             "review": self.awaiting_review,
         }
-        return [name for name, allowed in applies.items() if allowed]
+        names = [name for name, allowed in applies.items() if allowed]
+        # Subtasks awaiting approval (for_board()): named with the newest question, so that
+        # an operator's page draws the form of each new one.
+        if getattr(self, "newest_approval", None):
+            names.append(f"approve-{self.newest_approval}")
+        return names
 
 
 class SubtaskQuerySet(models.QuerySet):

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs, leases, limiter, process, telemetry
+from . import approvals, dispatch, enqueue, jobs, leases, limiter, process, telemetry
 from .models import (
-    SUBTASK_IN_FLIGHT,
+    SUBTASK_OPEN,
     Agent,
     AuditEntry,
     Job,
@@ -139,9 +139,12 @@ def reconcile() -> dict[str, int]:
     if broker_lost:
         leases.mark_broker_intact()
     counts["slots"] = limiter.reap(process.is_gone, _longest_recent_call_s)
-    open_statuses = (SubtaskStatus.WAITING, *SUBTASK_IN_FLIGHT)
+    # Steps awaiting approval hold no lease (nothing above touches them): only a timeout
+    # moves them on, by its default action.
+    if settings.APPROVAL_TIMEOUT_S:
+        approvals.expire(now)
     unsettled = Job.objects.filter(status=JobStatus.WORKING).exclude(
-        subtasks__status__in=open_statuses
+        subtasks__status__in=SUBTASK_OPEN
     )
     for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
         jobs.settle_job_locked(job_id)

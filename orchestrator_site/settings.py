@@ -336,6 +336,15 @@ TOOL_HTTP_ALLOWLIST = envlist("TOOL_HTTP_ALLOWLIST", "")
 TOOL_HTTP_ALLOW_PRIVATE = envbool("TOOL_HTTP_ALLOW_PRIVATE", "false")
 # An MCP server (registered in the dashboard) has this long to list its tools or answer a call.
 MCP_TIMEOUT_S = envfloat("MCP_TIMEOUT_S", 30, minimum=1)
+# A step waiting for an operator's approval (agents.approvals): after APPROVAL_TIMEOUT_S
+# seconds (0: it waits for ever) the reconciler takes APPROVAL_TIMEOUT_ACTION, "reject" (a
+# model call's subtask fails; a tool call's error goes to the model) or "approve".
+APPROVAL_TIMEOUT_S = envfloat("APPROVAL_TIMEOUT_S", 0, minimum=0)
+APPROVAL_TIMEOUT_ACTION = os.environ.get("APPROVAL_TIMEOUT_ACTION", "").strip().lower() or "reject"
+if APPROVAL_TIMEOUT_ACTION not in ("reject", "approve"):
+    raise ImproperlyConfigured(
+        f"APPROVAL_TIMEOUT_ACTION must be reject or approve, not {APPROVAL_TIMEOUT_ACTION!r}"
+    )
 WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
 WEBHOOK_RETRY_BASE_S = envfloat("WEBHOOK_RETRY_BASE_S", 1.0, minimum=0.0)
 WEBHOOK_TIMEOUT_S = envfloat("WEBHOOK_TIMEOUT_S", 10, minimum=0.1)
