@@ -377,3 +377,6 @@ class AuditEntryAdmin(RecordAdmin):
     )
     search_fields = ("detail", "actor__username")
     readonly_fields = ("created_at", "actor", "action", "job", "subtask", "agent", "detail")
+
+
+from . import admin_mcp  # noqa: E402, F401  (MCP servers, registered there)

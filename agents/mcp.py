@@ -21,13 +21,14 @@ from typing import Any
 import anyio
 import httpx2
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from . import tools
-from .models import MCPServer
+from .models import Agent, MCPServer
 
 AUTH_ENV = re.compile(r"^MCP_[A-Z0-9_]+$")
 AUTH_ENV_RULE = "an environment variable named MCP_… (capitals, digits and _)"
@@ -179,3 +180,23 @@ def call_tool(server: MCPServer, name: str, arguments: dict) -> str:
             f"The tool {name} of MCP server {server.slug} failed: {text or 'no reason given'}"
         )
     return text
+
+
+def delete_server(server: MCPServer) -> list[str]:
+    """Delete the server and take its tools out of every agent's grants (a slug registered
+    again later grants nothing by itself); the slugs of the agents changed."""
+    prefix = f"{server.slug}/"
+
+    def granted(agent: Agent) -> bool:
+        return any(isinstance(g, str) and g.startswith(prefix) for g in agent.tools)
+
+    holders = [a.pk for a in Agent.objects.only("pk", "tools") if granted(a)]
+    changed = []
+    with transaction.atomic():
+        for agent in Agent.objects.select_for_update().filter(pk__in=holders).order_by("pk"):
+            if granted(agent):  # still, now that it is locked
+                agent.tools = [g for g in agent.tools if not str(g).startswith(prefix)]
+                agent.save(update_fields=["tools", "updated_at"])
+                changed.append(agent.slug)
+        server.delete()
+    return changed

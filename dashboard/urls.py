@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import reruns, views
+from . import mcp_servers, reruns, views
 
 urlpatterns = [
     path("", views.board, name="dash-board"),
@@ -20,4 +20,9 @@ urlpatterns = [
     path("agents/new/", views.agent_create, name="dash-agent-create"),
     path("agents/<slug:slug>/edit/", views.agent_edit, name="dash-agent-edit"),
     path("agents/<slug:slug>/toggle/", views.agent_toggle, name="dash-agent-toggle"),
+    path("tools/", mcp_servers.tool_list, name="dash-tools"),
+    path("tools/servers/new/", mcp_servers.server_create, name="dash-mcp-create"),
+    path("tools/servers/<slug:slug>/edit/", mcp_servers.server_edit, name="dash-mcp-edit"),
+    path("tools/servers/<slug:slug>/fetch/", mcp_servers.server_fetch, name="dash-mcp-fetch"),
+    path("tools/servers/<slug:slug>/delete/", mcp_servers.server_delete, name="dash-mcp-delete"),
 ]

@@ -5,10 +5,12 @@ the environment and never shown, and only granted tools offered or run."""
 import json
 
 import pytest
+from django.urls import reverse
 
 from agents import mcp, tools
-from agents.models import Job, MCPServer, SharedState
+from agents.models import Agent, AuditEntry, Job, MCPServer, SharedState
 
+from .conftest import member_of
 from .mcp_server import free_port, mcp_server
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +171,106 @@ def test_available_lists_built_ins_and_fetched_mcp_tools(registered):
     choices = dict(tools.available())
     assert choices["demo/add"] == "Test tools / add: Add two whole numbers."
     assert "demo/explode" in choices and "read_state" in choices
+
+
+# The Tools page and the admin.
+
+
+@pytest.fixture
+def manager(client):
+    user = member_of("Agent managers", "dave")
+    client.force_login(user)
+    return user
+
+
+def test_the_page_lists_built_ins_and_fetched_tools_escaped(client, viewer, registered):
+    mcp.fetch_tools(registered)
+    page = client.get(reverse("dash-tools"))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "read_state" in html and "http_get" in html
+    assert "demo/add" in html and "Add two whole numbers." in html
+    # A server's descriptions are its own text: escaped.
+    assert "&lt;b&gt;(made up)&lt;/b&gt;" in html and "<b>(made up)" not in html
+    # A viewer reads; she neither registers nor fetches.
+    assert "Register server" not in html and "Fetch tools" not in html
+    assert client.post(reverse("dash-mcp-fetch", args=["demo"])).status_code == 403
+    assert client.post(reverse("dash-mcp-create"), {"name": "x"}).status_code == 403
+
+
+def test_the_page_needs_a_role(client):
+    client.force_login(member_of(None, "eve"))
+    assert client.get(reverse("dash-tools")).status_code == 403
+
+
+def test_registering_fetches_its_tools_and_never_shows_the_token(client, manager, monkeypatch):
+    monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
+    with mcp_server(token=TOKEN) as running:
+        form = {
+            "name": "Demo",
+            "slug": "demo",
+            "url": running.url,
+            "auth_env": "MCP_DEMO_TOKEN",
+            "enabled": "on",
+        }
+        response = client.post(reverse("dash-mcp-create"), form, follow=True)
+    html = response.content.decode()
+    server = MCPServer.objects.get(slug="demo")
+    assert [tool["name"] for tool in server.tools] == ["add", "weather.today", "explode"]
+    assert "Demo lists 3 tools." in html and "demo/explode" in html
+    assert "MCP_DEMO_TOKEN" in html and TOKEN not in html
+    assert AuditEntry.objects.filter(action="register_mcp_server", detail="demo").exists()
+
+    monkeypatch.delenv("MCP_DEMO_TOKEN")
+    html = client.get(reverse("dash-tools")).content.decode()
+    assert "not set" in html and TOKEN not in html
+
+
+def test_a_token_typed_as_the_variable_is_refused_and_not_shown_again(client, manager):
+    form = {"name": "Demo", "slug": "demo", "url": "http://127.0.0.1:9/mcp", "auth_env": TOKEN}
+    response = client.post(reverse("dash-mcp-create"), form)
+    assert response.status_code == 400
+    assert "environment variable named MCP_" in response.content.decode()
+    assert TOKEN not in response.content.decode()
+    assert not MCPServer.objects.exists()
+
+
+def test_fetch_shows_why_it_failed(client, manager, settings):
+    settings.MCP_TIMEOUT_S = 5
+    MCPServer.objects.create(name="Gone", slug="gone", url=f"http://127.0.0.1:{free_port()}/mcp")
+    html = client.post(reverse("dash-mcp-fetch", args=["gone"]), follow=True).content.decode()
+    assert "Last fetch failed: Could not connect to MCP server gone" in html
+
+
+def test_editing_keeps_the_slug_grants_name(client, manager, registered):
+    url = reverse("dash-mcp-edit", args=["demo"])
+    assert client.get(url).status_code == 200
+    form = {"name": "Renamed", "slug": "other", "url": registered.url, "auth_env": ""}
+    assert client.post(url, form).status_code == 302
+    registered.refresh_from_db()
+    assert (registered.name, registered.slug, registered.enabled) == ("Renamed", "demo", False)
+
+
+def test_deleting_a_server_takes_its_tools_out_of_grants(client, manager, registered):
+    agent = Agent.objects.create(
+        name="Coder", slug="coder", specialties=["coding"], tools=["read_state", "demo/add"]
+    )
+    client.post(reverse("dash-mcp-delete", args=["demo"]))
+    agent.refresh_from_db()
+    assert agent.tools == ["read_state"]
+    assert not MCPServer.objects.exists()
+
+
+def test_the_admin_fetches_and_never_shows_the_token(admin_client, monkeypatch):
+    monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
+    with mcp_server(token=TOKEN) as running:
+        server = MCPServer.objects.create(
+            name="Demo", slug="demo", url=running.url, auth_env="MCP_DEMO_TOKEN"
+        )
+        changelist = reverse("admin:agents_mcpserver_changelist")
+        admin_client.post(changelist, {"action": "fetch", "_selected_action": [server.pk]})
+    server.refresh_from_db()
+    assert len(server.tools) == 3
+    for url in (changelist, reverse("admin:agents_mcpserver_change", args=[server.pk])):
+        html = admin_client.get(url).content.decode()
+        assert "MCP_DEMO_TOKEN" in html and TOKEN not in html

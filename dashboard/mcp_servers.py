@@ -1,0 +1,123 @@
+"""The Tools page: the built-in tools and the MCP servers agents may be granted tools of.
+Read like the agents page; a server is registered like an agent (add_agent) and edited,
+fetched and deleted like one (change_agent). A server's token is named by an environment
+variable, and the page says only whether that variable is set."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from agents import actions, mcp, tools
+from agents.models import MCPServer
+
+from .access import read_required
+
+
+class MCPServerForm(forms.ModelForm):
+    url = forms.URLField(
+        label="URL",
+        max_length=MCPServer._meta.get_field("url").max_length,
+        assume_scheme="https",
+        help_text="The streamable HTTP endpoint, e.g. https://tools.example.com/mcp",
+    )
+
+    class Meta:
+        model = MCPServer
+        fields = ["name", "slug", "url", "auth_env", "enabled"]
+        labels = {"auth_env": "Token variable"}
+        help_texts = {
+            "slug": "Grants name its tools slug/tool; it cannot change once registered.",
+            "auth_env": "Name of the environment variable (MCP_…) of Baton's processes that "
+            "holds its bearer token; empty if it needs none. Never the token itself.",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+
+    def clean_auth_env(self) -> str:
+        name = self.cleaned_data["auth_env"].strip()
+        if name and not mcp.AUTH_ENV.match(name):
+            # Whatever was typed may be the token itself: do not show it again.
+            self.data = self.data.copy()
+            self.data[self.add_prefix("auth_env")] = ""
+            raise forms.ValidationError(f"Give the name of {mcp.AUTH_ENV_RULE}, not a token.")
+        return name
+
+
+def _page(request: HttpRequest, form: MCPServerForm | None, status: int = 200) -> HttpResponse:
+    servers = list(MCPServer.objects.all())
+    for server in servers:
+        server.token_set = mcp.auth_env_set(server)
+    context = {"built_in": tools.BUILT_IN.values(), "servers": servers, "form": form}
+    return render(request, "dashboard/tools.html", context, status=status)
+
+
+def _fetch(request: HttpRequest, server: MCPServer) -> None:
+    try:
+        found = mcp.fetch_tools(server)
+    except tools.ToolError as exc:
+        messages.error(request, f"Could not fetch the tools of {server.name}: {exc}")
+    else:
+        messages.success(request, f"{server.name} lists {len(found)} tools.")
+
+
+@read_required("agents")
+def tool_list(request: HttpRequest) -> HttpResponse:
+    form = MCPServerForm() if request.user.has_perm("agents.add_agent") else None
+    return _page(request, form)
+
+
+@login_required
+@require_POST
+@permission_required("agents.add_agent", raise_exception=True)
+def server_create(request: HttpRequest) -> HttpResponse:
+    form = MCPServerForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form, status=400)
+    server = form.save()
+    actions.audit("register_mcp_server", actor=request.user, detail=server.slug)
+    if server.enabled:
+        _fetch(request, server)
+    return redirect("dash-tools")
+
+
+@login_required
+@permission_required("agents.change_agent", raise_exception=True)
+def server_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    server = get_object_or_404(MCPServer, slug=slug)
+    form = MCPServerForm(request.POST or None, instance=server)
+    if request.method == "POST" and form.is_valid():
+        server = form.save()
+        actions.audit("edit_mcp_server", actor=request.user, detail=server.slug)
+        messages.success(request, f"{server.name} saved.")
+        return redirect("dash-tools")
+    status = 400 if request.method == "POST" else 200
+    context = {"server": server, "form": form}
+    return render(request, "dashboard/mcp_server_edit.html", context, status=status)
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_agent", raise_exception=True)
+def server_fetch(request: HttpRequest, slug: str) -> HttpResponse:
+    _fetch(request, get_object_or_404(MCPServer, slug=slug))
+    return redirect("dash-tools")
+
+
+@login_required
+@require_POST
+@permission_required("agents.change_agent", raise_exception=True)
+def server_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    server = get_object_or_404(MCPServer, slug=slug)
+    changed = mcp.delete_server(server)
+    actions.audit("delete_mcp_server", actor=request.user, detail=server.slug)
+    note = f"; its tools are no longer granted to {', '.join(changed)}" if changed else ""
+    messages.success(request, f"{server.name} deleted{note}.")
+    return redirect("dash-tools")
