@@ -149,9 +149,11 @@ def adopt_recorded(calls: QuerySet[LLMCall]) -> LLMCall | None:
 
     Its worker died (or lost the database) after the provider answered: finishing from the
     recorded answer pays nothing again. A call adopted by an attempt that died in turn is
-    adopted again; one its maker counted after losing the step is not (it was not used).
+    adopted again; one its maker counted after losing the step is not (it was not used). An
+    answer that asked for tools is never a final answer (agents.toolloop goes on from it).
     """
-    usable = calls.filter(error="", adopted__lt=LLMCall.Reuse.COUNTED).exclude(response="")
+    usable = calls.filter(error="", adopted__lt=LLMCall.Reuse.COUNTED, tool_calls=[])
+    usable = usable.exclude(response="")
     for call in usable.order_by("-pk")[:3]:
         rows = LLMCall.objects.filter(pk=call.pk, adopted__lt=LLMCall.Reuse.COUNTED)
         if rows.update(adopted=LLMCall.Reuse.ADOPTED):

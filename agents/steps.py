@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import dispatch, enqueue, jobs, leases, llm, planning, state, telemetry
+from . import approvals, dispatch, enqueue, jobs, leases, llm, planning, state, telemetry, toolloop
 from .jobs import BudgetExceeded
 from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
@@ -220,16 +220,9 @@ def run_subtask(subtask_id: int) -> Ran | None:
 
 def _run_claimed(sub: Subtask) -> Ran:
     try:
-        # A later attempt first looks for an answer an earlier one was paid for.
-        recorded = sub.calls.all() if sub.attempts > 1 else None
-        answer = (recorded is not None and jobs.adopt_recorded(recorded)) or jobs.call_llm(
-            agent=sub.agent,
-            job_id=sub.job_id,
-            subtask_id=sub.pk,
-            purpose=LLMCall.Purpose.SUBTASK,
-            messages=_prompt(sub),
-            budgeted=sub.job.has_budget,
-        )
+        answer = toolloop.run(sub, _prompt) if sub.agent.tools else _answer(sub)
+        if answer is None:
+            return Ran()  # paused awaiting an operator's approval: the thread is free
     except BudgetExceeded as exc:
         sub.transition(
             SubtaskStatus.WORKING,
@@ -238,12 +231,34 @@ def _run_claimed(sub: Subtask) -> Ran:
             error=str(exc),
         )
         jobs.end_job(sub.job_id, JobStatus.FAILED, str(exc))
+    except toolloop.StepCapReached as exc:
+        _fail_subtask(sub, str(exc), latency_s=0.0)  # asking again would end the same way
     except llm.LLMError as exc:
         _subtask_failed(sub, exc)
     else:
         if jobs.db_retry(lambda: _complete_subtask(sub, answer)):
             return Ran(ready_job_id=sub.job_id)
     return Ran()
+
+
+def _answer(sub: Subtask) -> LLMCall | None:
+    """The answer of an agent without tools: one call, or None when the subtask is now
+    paused awaiting approval."""
+    if sub.attempts > 1:  # a later attempt first looks for an answer an earlier one paid for
+        recorded = jobs.adopt_recorded(sub.calls.all())
+        if recorded is not None:
+            return recorded
+    messages = approvals.gate(sub, _prompt(sub))
+    if messages is None:
+        return None
+    return jobs.call_llm(
+        agent=sub.agent,
+        job_id=sub.job_id,
+        subtask_id=sub.pk,
+        purpose=LLMCall.Purpose.SUBTASK,
+        messages=messages,
+        budgeted=sub.job.has_budget,
+    )
 
 
 def _claim_subtask(subtask_id: int) -> Subtask | None:
@@ -344,13 +359,7 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
     retries = sub.max_retries
     delay = jobs.next_attempt_in(exc, failures=sub.retry_count, pauses=pauses, retries=retries)
     if delay is None:
-        with transaction.atomic():
-            failed = sub.transition(
-                SubtaskStatus.WORKING, SubtaskStatus.FAILED, attempt=sub.attempts, error=str(exc)
-            )
-        if failed:
-            Agent.objects.record_outcome(sub.agent_id, ok=False, latency_s=exc.latency_s)
-            jobs.settle_job_locked(sub.job_id)
+        _fail_subtask(sub, str(exc), latency_s=exc.latency_s)
         return
     at = timezone.now() + timedelta(seconds=delay)
     if exc.rate_limited:
@@ -369,6 +378,17 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
             **fields,
         ):
             enqueue.dispatch_ready(countdown=delay)
+
+
+def _fail_subtask(sub: Subtask, error: str, *, latency_s: float) -> None:
+    """The subtask fails for good (no retry left, or none would help)."""
+    with transaction.atomic():
+        failed = sub.transition(
+            SubtaskStatus.WORKING, SubtaskStatus.FAILED, attempt=sub.attempts, error=error
+        )
+    if failed:
+        Agent.objects.record_outcome(sub.agent_id, ok=False, latency_s=latency_s)
+        jobs.settle_job_locked(sub.job_id)
 
 
 # Synthesis

@@ -1,0 +1,361 @@
+"""The tool loop: an agent with tools calls them through the simulator's `tool_calls`, reads
+their results (or their errors) and answers; the step cap ends it; every call is paid for
+once, counted once, and a later attempt goes on from the records."""
+
+import json
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from agents import actions, enqueue, jobs, models, recovery, steps
+from agents.models import (
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    ModelPrice,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+    ToolCall,
+)
+
+from .simulator_fixture import running_simulator
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, tuple]]:
+    messages: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        enqueue, "send_now", lambda name, *args, **opts: messages.append((name, args))
+    )
+    return messages
+
+
+@pytest.fixture
+def simulator(settings):
+    with running_simulator() as server:
+        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        settings.LLM_API_KEY = "sk-test"
+        settings.REDIS_URL = ""  # the local limiter
+        yield server
+
+
+@pytest.fixture
+def model(monkeypatch) -> str:
+    """A priced model no other process uses (metrics are shared by this checkout)."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    ModelPrice.objects.create(
+        model=name, input_per_million=Decimal("2.00"), output_per_million=Decimal("8.00")
+    )
+    monkeypatch.setattr(models._price_cache, "_read_at", float("-inf"))
+    return name
+
+
+def agent_with(model: str, tools: list[str], **fields) -> Agent:
+    return Agent.objects.create(
+        name="Researcher",
+        slug="researcher",
+        specialties=["research"],
+        model=model,
+        tools=tools,
+        **fields,
+    )
+
+
+def queued_subtask(agent: Agent, **job_fields) -> Subtask:
+    job = Job.objects.create(
+        title="Find the notes",
+        description="Read what the team wrote.",
+        status=JobStatus.WORKING,
+        planned_at=timezone.now(),
+        **job_fields,
+    )
+    SharedState.objects.create(job=job, data={"notes": "the cache is warm"}, version=1)
+    return Subtask.objects.create(
+        job=job,
+        key="research",
+        type="research",
+        payload={"description": "find the notes"},
+        agent=agent,
+        status=SubtaskStatus.QUEUED,
+    )
+
+
+def run(sub: Subtask, ctx) -> Subtask:
+    with ctx(execute=True):
+        steps.run_subtask(sub.pk)
+    return Subtask.objects.select_related("job").get(pk=sub.pk)
+
+
+def calls_of(sub: Subtask) -> list[LLMCall]:
+    return list(LLMCall.objects.filter(subtask=sub).order_by("pk"))
+
+
+def test_a_tool_result_reaches_the_model_and_the_subtask_completes(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    sub = run(queued_subtask(agent_with(model, ["read_state"])), django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    asked, answered = calls_of(sub)
+    assert [c["function"]["name"] for c in asked.tool_calls] == ["read_state"]
+    assert answered.tool_calls == []
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert tool_call.status == ToolCall.Status.DONE and tool_call.llm_call_id == asked.pk
+    assert json.loads(tool_call.result)["notes"] == "the cache is warm"
+    assert tool_call.error == "" and tool_call.latency_s is not None and tool_call.finished_at
+    # The second call sent the model's turn and the tool's answer after the prompt.
+    assistant, tool_message = answered.messages[-2:]
+    assert assistant["tool_calls"] == asked.tool_calls
+    assert tool_message == {
+        "role": "tool",
+        "tool_call_id": asked.tool_calls[0]["id"],
+        "content": tool_call.result,
+    }
+    assert "the cache is warm" in sub.result  # the simulator quotes the tool's answer
+    assert simulator.stats.snapshot()["requests"] == 2
+    assert simulator.stats.snapshot()["tool_calls"] == 1
+
+
+def test_every_call_counts_on_the_subtask_the_job_and_the_agent(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    sub = run(queued_subtask(agent_with(model, ["read_state"])), django_capture_on_commit_callbacks)
+
+    calls = calls_of(sub)
+    assert len(calls) == 2 and all(c.cost > 0 for c in calls)
+    tokens = sum(c.total_tokens for c in calls)
+    cost = sum(c.cost for c in calls)
+    assert (sub.tokens, sub.cost) == (tokens, cost)
+    assert (sub.job.total_tokens, sub.job.total_cost) == (tokens, cost)
+    agent = Agent.objects.get(slug="researcher")
+    assert (agent.total_tokens, agent.total_cost) == (tokens, cost)
+    assert agent.completed_count == 1
+
+
+def test_a_failing_tool_is_an_error_result_and_the_subtask_still_completes(
+    simulator, sent, model, settings, django_capture_on_commit_callbacks
+):
+    settings.TOOL_HTTP_ALLOWLIST = ["example.org"]
+    sub = run(queued_subtask(agent_with(model, ["http_get"])), django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert tool_call.status == ToolCall.Status.DONE
+    assert tool_call.result == "" and "http://" in tool_call.error  # "simulated" is no URL
+    answered = calls_of(sub)[-1]
+    assert answered.messages[-1]["content"] == f"Error: {tool_call.error}"
+    assert "Error:" in sub.result
+
+
+def test_a_host_off_the_allowlist_is_refused_to_the_model(
+    simulator, sent, model, settings, django_capture_on_commit_callbacks
+):
+    settings.TOOL_HTTP_ALLOWLIST = ["example.org"]
+    sub = died_after_asking(
+        agent_with(model, ["http_get"]), "http_get", {"url": "https://internal.example.com/"}
+    )
+
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert "internal.example.com is not among the hosts" in tool_call.error
+    assert "not among the hosts" in calls_of(sub)[-1].messages[-1]["content"]
+
+
+def test_a_loop_that_reaches_the_cap_fails_with_a_clear_error_and_no_retry(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    agent = agent_with(model, ["read_state"], max_tool_steps=1)
+    sub = run(queued_subtask(agent), django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.FAILED
+    assert "after 1 model call," in sub.error and "max_tool_steps" in sub.error
+    assert "Raise it on the agent's page" in sub.error
+    assert sub.retry_count == 0 and not any(name == "dispatch_ready" for name, _ in sent)
+    assert sub.job.status == JobStatus.FAILED
+    assert simulator.stats.snapshot()["requests"] == 1
+    # What it asked for is on record, not run; the call counts all the same.
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert tool_call.status == ToolCall.Status.REQUESTED
+    assert sub.tokens == calls_of(sub)[0].total_tokens > 0
+
+
+def test_a_retry_after_raising_the_cap_goes_on_from_the_records(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    agent = agent_with(model, ["read_state"], max_tool_steps=1)
+    sub = run(queued_subtask(agent), django_capture_on_commit_callbacks)
+    Agent.objects.filter(pk=agent.pk).update(max_tool_steps=2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.retry_subtask(sub)
+    Subtask.objects.filter(pk=sub.pk).update(status=SubtaskStatus.QUEUED)  # as dispatch does
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    assert simulator.stats.snapshot()["requests"] == 2  # the first call was not made again
+    assert ToolCall.objects.get(subtask=sub).status == ToolCall.Status.DONE
+    assert sub.tokens == sum(c.total_tokens for c in calls_of(sub))
+
+
+def test_budgets_apply_to_every_call_of_the_loop(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    agent = agent_with(model, ["read_state"])
+    first = run(queued_subtask(agent), django_capture_on_commit_callbacks)
+    first_call = calls_of(first)[0]
+    # Room for the same first call, not for a second one.
+    sub = queued_subtask(agent, budget_tokens=first_call.total_tokens + 1)
+
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.CANCELLED and "budget exceeded" in sub.error
+    assert sub.job.status == JobStatus.FAILED
+    assert len(calls_of(sub)) == 1
+    assert sub.job.total_tokens == first_call.total_tokens
+
+
+def test_an_agent_without_tools_offers_none_and_makes_one_call(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    sub = run(queued_subtask(agent_with(model, [])), django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED
+    (call,) = calls_of(sub)
+    assert call.tool_calls == []
+    # The simulator answers any request that offers tools with a tool call.
+    assert simulator.stats.snapshot()["tool_calls"] == 0
+    assert not ToolCall.objects.exists()
+
+
+# Resuming: a worker died mid-loop; the reconciler takes the subtask back.
+
+
+def died_after_asking(agent: Agent, tool: str, arguments: dict, *, text: str = "") -> Subtask:
+    """A subtask whose worker died once the model had asked for `tool` (the call recorded,
+    its tool call not yet), its lease lapsed, taken back by the reconciler."""
+    sub = queued_subtask(agent)
+    now = timezone.now()
+    Subtask.objects.filter(pk=sub.pk).update(
+        status=SubtaskStatus.WORKING,
+        attempts=1,
+        started_at=now - timedelta(seconds=30),
+        lease_owner="another-host:4242:1",
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    LLMCall.objects.create(
+        agent=agent,
+        job=sub.job,
+        subtask=sub,
+        purpose=LLMCall.Purpose.SUBTASK,
+        model=agent.model,
+        messages=[{"role": "user", "content": "Find the notes."}],
+        response=text,
+        prompt_tokens=30,
+        completion_tokens=12,
+        cost=Decimal("0.01"),
+        http_status=200,
+        finish_reason="tool_calls",
+        tool_calls=[
+            {
+                "id": "call_recorded",
+                "type": "function",
+                "function": {"name": tool, "arguments": json.dumps(arguments)},
+            }
+        ],
+    )
+    recovery.reconcile()
+    assert Subtask.objects.get(pk=sub.pk).status == SubtaskStatus.QUEUED
+    return sub
+
+
+def test_a_later_attempt_goes_on_from_the_recorded_call_without_paying_again(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    sub = died_after_asking(
+        agent_with(model, ["read_state"]), "read_state", {"key": "notes"}, text="Let me look."
+    )
+
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    assert simulator.stats.snapshot()["requests"] == 1  # only the answer after the tool
+    recorded, answered = calls_of(sub)
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert (tool_call.call_id, tool_call.llm_call_id) == ("call_recorded", recorded.pk)
+    assert tool_call.result == '"the cache is warm"'
+    assert answered.messages[-1]["tool_call_id"] == "call_recorded"
+    assert answered.messages[-2]["content"] == "Let me look."
+    # The recorded call counts once, with the new one; it was never taken for the answer.
+    recorded.refresh_from_db()
+    assert recorded.adopted == LLMCall.Reuse.COUNTED
+    assert sub.result == answered.response != "Let me look."
+    assert sub.tokens == 42 + answered.total_tokens
+    assert sub.job.total_cost == Decimal("0.01") + answered.cost
+
+
+def test_a_tool_call_already_run_is_not_run_again(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    agent = agent_with(model, ["write_state"])
+    sub = died_after_asking(agent, "write_state", {"key": "draft", "value": 1})
+    recorded = calls_of(sub)[0]
+    ToolCall.objects.create(
+        job=sub.job,
+        subtask=sub,
+        llm_call=recorded,
+        agent=agent,
+        call_id="call_recorded",
+        name="write_state",
+        arguments='{"key": "draft", "value": 1}',
+        status=ToolCall.Status.DONE,
+        result="Written: the shared state is now at version 2.",
+        latency_s=0.01,
+        finished_at=timezone.now(),
+    )
+
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    assert SharedState.objects.get(job=sub.job).version == 2  # the result's write only
+    assert calls_of(sub)[-1].messages[-1]["content"].startswith("Written: the shared state")
+
+
+def test_a_final_answer_paid_after_the_tools_is_adopted(
+    simulator, sent, model, django_capture_on_commit_callbacks
+):
+    sub = died_after_asking(agent_with(model, ["read_state"]), "read_state", {})
+    recorded = calls_of(sub)[0]
+    LLMCall.objects.create(
+        agent=sub.agent,
+        job=sub.job,
+        subtask=sub,
+        purpose=LLMCall.Purpose.SUBTASK,
+        model=model,
+        messages=recorded.messages,
+        response="the answer already paid for",
+        prompt_tokens=50,
+        completion_tokens=8,
+        http_status=200,
+    )
+
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED
+    assert sub.result == "the answer already paid for"
+    assert simulator.stats.snapshot()["requests"] == 0
+    assert sub.tokens == 42 + 58
+
+
+def test_an_answer_that_asked_for_tools_is_never_adopted_as_a_final_answer(model):
+    sub = died_after_asking(agent_with(model, []), "read_state", {}, text="Let me look.")
+
+    assert jobs.adopt_recorded(LLMCall.objects.filter(subtask=sub)) is None
