@@ -15,7 +15,7 @@ from typing import TypeVar
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, QuerySet
 
-from . import enqueue, events, llm, metrics, offline, telemetry
+from . import enqueue, events, llm, metrics, offline, streaming, telemetry
 from .models import (
     SUBTASK_OPEN,
     Agent,
@@ -80,6 +80,8 @@ def call_llm(
         model=agent.model,
         messages=messages,
     )
+    # A subtask's text goes to its job's page as it arrives, while a page watches the job.
+    live_text = streaming.for_call(job_id, subtask_id) if subtask_id is not None else None
     try:
         completion = llm.complete(
             model=agent.model,
@@ -87,11 +89,14 @@ def call_llm(
             temperature=agent.temperature if temperature is None else temperature,
             max_tokens=max_tokens,
             tools=tools,
+            on_text=live_text,
         )
     except llm.LLMError as exc:
         call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
         db_retry(call.save)
         raise
+    if live_text is not None:
+        live_text.finish()
     call.response = completion.text
     call.prompt_tokens = completion.prompt_tokens
     call.completion_tokens = completion.completion_tokens

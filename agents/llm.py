@@ -4,10 +4,13 @@ Every failure is an LLMError that says whether retrying can help, so callers sto
 error on their row and decide; nothing here retries or sleeps.
 """
 
+from __future__ import annotations
+
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -71,18 +74,22 @@ def complete(
     max_tokens: int = 2048,
     tools: list[dict] | None = None,
     on_start: Callable[[], None] | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Completion:
     """Ask the model; latency_s is the call itself, not the wait for a limiter slot.
 
     `tools` (OpenAI function schemas) are offered when given; the answer may then carry
-    `tool_calls`. `on_start` runs once a slot is held, just before the request.
+    `tool_calls`. `on_start` runs once a slot is held, just before the request. `on_text`,
+    when given, is called with each piece of the answer's text as it arrives (a streamed
+    call, where LLM_STREAM allows and the provider streams); the Completion returned is the
+    same either way.
     """
     try:
         with limiter.llm_slot():
             if on_start is not None:
                 on_start()
             if is_offline():
-                return _complete_offline(messages, tools)
+                return _complete_offline(messages, tools, on_text)
             body = {
                 "model": model,
                 "messages": messages,
@@ -91,6 +98,8 @@ def complete(
             }
             if tools:
                 body["tools"] = tools
+            if on_text is not None and settings.LLM_STREAM:
+                return _complete_streamed(body, on_text)
             return _complete_http(body)
     except redis.RedisError as exc:
         raise LLMError(f"LLM concurrency limiter unavailable: {exc}") from exc
@@ -114,10 +123,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _complete_offline(messages: list[dict], tools: list[dict] | None = None) -> Completion:
+def _complete_offline(
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> Completion:
     started = time.monotonic()
     calls = offline.tool_calls(messages, tools or [])
     text = "" if calls else offline.respond(messages)
+    if on_text is not None and settings.LLM_STREAM:
+        for piece in offline.pieces(text):
+            on_text(piece)
     return Completion(
         text=text,
         prompt_tokens=offline.estimate_tokens(offline.messages_text(messages)),
@@ -132,10 +148,76 @@ def _complete_offline(messages: list[dict], tools: list[dict] | None = None) -> 
 def _complete_http(body: dict) -> Completion:
     key = settings.LLM_API_KEY
     timeout = float(settings.LLM_TIMEOUT_S)
-    url = f"{settings.LLM_BASE_URL.rstrip('/')}/chat/completions"
     started = time.monotonic()
+    with _transport_errors(key, started):
+        status, headers, raw = _post(_url(), key, body, timeout)
+    latency = time.monotonic() - started
+    # Scrubbed before any path can quote it: error pages (even with a 200) echo headers.
+    text = _scrub(raw.decode("utf-8", errors="replace"), key)
+    if status != 200:
+        raise _http_error(status, headers, text, latency)
+    return _parse_completion(text, body["messages"], latency)
+
+
+def _complete_streamed(body: dict, on_text: Callable[[str], None]) -> Completion:
+    """The call with `stream: true`: `on_text` gets the text as it arrives; the Completion
+    is the one the plain call would give. A provider that refuses to stream (a 400 about
+    it) is asked again plainly, and one that answers a plain completion is taken at its
+    word; either way this process asks it plainly from then on (`_plain_only`), and the
+    text goes to `on_text` in one piece."""
+    key = settings.LLM_API_KEY
+    base_url = settings.LLM_BASE_URL
+    if base_url in _plain_only:
+        return _told(_complete_http(body), on_text)
+    timeout = float(settings.LLM_TIMEOUT_S)
+    streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    started = time.monotonic()
+    with _transport_errors(key, started):
+        try:
+            status, headers, raw, stream = _post_stream(_url(), key, streamed, timeout, on_text)
+        except _BrokenStream as exc:
+            body_text = _scrub(exc.body, key)[:BODY_CHARS]
+            raise LLMError(
+                f"LLM stream broke off: {exc}: {body_text[:300]}",
+                status=200,
+                body=body_text,
+                latency_s=time.monotonic() - started,
+            ) from None
+    latency = time.monotonic() - started
+    if stream is not None:
+        return stream.completion(body["messages"], latency, key)
+    text = _scrub(raw.decode("utf-8", errors="replace"), key)
+    if status == 400 and "stream" in text.lower():
+        _plain_only.add(base_url)
+        completion = _complete_http(body)
+    elif status != 200:
+        raise _http_error(status, headers, text, latency)
+    else:
+        completion = _parse_completion(text, body["messages"], latency)
+        _plain_only.add(base_url)
+    return _told(completion, on_text)
+
+
+def _told(completion: Completion, on_text: Callable[[str], None]) -> Completion:
+    if completion.text:
+        on_text(completion.text)
+    return completion
+
+
+# Provider base URLs that do not stream (they refused, or answered plainly): asked plainly
+# from then on by this process, with no refused attempt before each call.
+_plain_only: set[str] = set()
+
+
+def _url() -> str:
+    return f"{settings.LLM_BASE_URL.rstrip('/')}/chat/completions"
+
+
+@contextmanager
+def _transport_errors(key: str, started: float) -> Iterator[None]:
+    """httpx's failures as retryable LLMErrors, the key scrubbed from their text."""
     try:
-        status, headers, raw = _post(url, key, body, timeout)
+        yield
     except httpx.TimeoutException as exc:
         elapsed = time.monotonic() - started
         raise LLMError(
@@ -148,21 +230,18 @@ def _complete_http(body: dict) -> Completion:
             f"LLM request failed: {type(exc).__name__}: {_scrub(str(exc), key)}",
             latency_s=elapsed,
         ) from None
-    latency = time.monotonic() - started
-    # Scrubbed before any path can quote it: error pages (even with a 200) echo headers.
-    text = _scrub(raw.decode("utf-8", errors="replace"), key)
 
-    if status != 200:
-        trimmed = text[:BODY_CHARS]
-        raise LLMError(
-            f"LLM provider answered HTTP {status}: {trimmed[:300]}",
-            status=status,
-            body=trimmed,
-            permanent=400 <= status < 500 and status not in (408, 409, 429),
-            retry_after=parse_retry_after(headers.get("retry-after")),
-            latency_s=latency,
-        )
-    return _parse_completion(text, body["messages"], latency)
+
+def _http_error(status: int, headers: httpx.Headers, text: str, latency: float) -> LLMError:
+    trimmed = text[:BODY_CHARS]
+    return LLMError(
+        f"LLM provider answered HTTP {status}: {trimmed[:300]}",
+        status=status,
+        body=trimmed,
+        permanent=400 <= status < 500 and status not in (408, 409, 429),
+        retry_after=parse_retry_after(headers.get("retry-after")),
+        latency_s=latency,
+    )
 
 
 def _post(url: str, key: str, body: dict, timeout: float) -> tuple[int, httpx.Headers, bytes]:
@@ -171,12 +250,114 @@ def _post(url: str, key: str, body: dict, timeout: float) -> tuple[int, httpx.He
     deadline = time.monotonic() + timeout
     request_headers = {"Authorization": f"Bearer {key}"}
     with _client(timeout).stream("POST", url, json=body, headers=request_headers) as response:
-        chunks = []
-        for chunk in response.iter_bytes():
-            chunks.append(chunk)
+        return response.status_code, response.headers, _read(response, deadline)
+
+
+def _read(response: httpx.Response, deadline: float) -> bytes:
+    chunks = []
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("total timeout exceeded while reading the response")
+    return b"".join(chunks)
+
+
+def _post_stream(
+    url: str, key: str, body: dict, timeout: float, on_text: Callable[[str], None]
+) -> tuple[int, httpx.Headers, bytes, _Stream | None]:
+    """POST a streamed call: its events read as they come (under the same total deadline
+    as `_post`), or, for an answer that is no event stream, its bytes."""
+    deadline = time.monotonic() + timeout
+    request_headers = {"Authorization": f"Bearer {key}"}
+    with _client(timeout).stream("POST", url, json=body, headers=request_headers) as response:
+        kind = response.headers.get("content-type", "")
+        if response.status_code != 200 or not kind.startswith("text/event-stream"):
+            return response.status_code, response.headers, _read(response, deadline), None
+        stream = _Stream()
+        for line in response.iter_lines():
             if time.monotonic() > deadline:
-                raise httpx.ReadTimeout("total timeout exceeded while reading the response")
-        return response.status_code, response.headers, b"".join(chunks)
+                raise httpx.ReadTimeout("total timeout exceeded while reading the stream")
+            if stream.feed(line, on_text):
+                break
+        if not stream.ended:
+            raise _BrokenStream("the stream ended before the answer did", "")
+        return 200, response.headers, b"", stream
+
+
+class _BrokenStream(Exception):
+    def __init__(self, message: str, body: str) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+class _Stream:
+    """A streamed answer put together from its server-sent events, in the OpenAI format:
+    content deltas, tool_calls deltas keyed by index (arguments in pieces), the
+    finish_reason, and a last chunk with the usage (stream_options.include_usage)."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.calls: dict[int, dict] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict = {}
+        self.done = False
+
+    @property
+    def ended(self) -> bool:
+        """[DONE] came, or at least the finish_reason (some providers send no [DONE])."""
+        return self.done or self.finish_reason is not None
+
+    def feed(self, line: str, on_text: Callable[[str], None]) -> bool:
+        """Take one line of the stream; True at its end ([DONE])."""
+        if not line.startswith("data:"):
+            return False  # blank lines between events, comments, event names
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return True
+        try:
+            chunk = json.loads(data)
+            if "error" in chunk:  # a provider's failure after the 200
+                raise _BrokenStream("the provider sent an error", data)
+            if isinstance(chunk.get("usage"), dict):
+                self.usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) == 0:
+                    self._delta(choice, on_text)
+        except (ValueError, TypeError, AttributeError):
+            raise _BrokenStream("the stream carried a chunk that is no completion", data) from None
+        return False
+
+    def _delta(self, choice: dict, on_text: Callable[[str], None]) -> None:
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            self.text.append(content)
+            on_text(content)
+        for item in delta.get("tool_calls") or []:
+            call = self.calls.setdefault(
+                item.get("index", len(self.calls)), {"id": "", "name": "", "arguments": ""}
+            )
+            call["id"] = item.get("id") or call["id"]
+            function = item.get("function") or {}
+            call["name"] += function.get("name") or ""
+            call["arguments"] += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+    def completion(self, messages: list[dict], latency: float, key: str) -> Completion:
+        raw_calls = [
+            {"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}}
+            for _, c in sorted(self.calls.items())
+        ]
+        return _completion(
+            _scrub("".join(self.text), key),  # as the plain call's answer is
+            _tool_calls(raw_calls),
+            self.usage,
+            self.finish_reason,
+            messages,
+            latency,
+        )
 
 
 def _parse_completion(text: str, messages: list[dict], latency: float) -> Completion:
@@ -186,6 +367,7 @@ def _parse_completion(text: str, messages: list[dict], latency: float) -> Comple
         content = offline.content_text(choice["message"].get("content"))
         tool_calls = _tool_calls(choice["message"].get("tool_calls"))
         usage = data.get("usage") or {}
+        finish_reason = choice.get("finish_reason")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise LLMError(
             f"LLM provider answered HTTP 200 with no usable completion: {text[:300]}",
@@ -193,6 +375,18 @@ def _parse_completion(text: str, messages: list[dict], latency: float) -> Comple
             body=text[:BODY_CHARS],
             latency_s=latency,
         ) from None
+    return _completion(content, tool_calls, usage, finish_reason, messages, latency)
+
+
+def _completion(
+    content: str,
+    tool_calls: tuple[dict, ...],
+    usage: dict,
+    finish_reason: str | None,
+    messages: list[dict],
+    latency: float,
+) -> Completion:
+    """The answer, plain or streamed: the provider's usage, or an estimate without it."""
     prompt_tokens = usage.get("prompt_tokens")
     completion_tokens = usage.get("completion_tokens")
     return Completion(
@@ -206,7 +400,7 @@ def _parse_completion(text: str, messages: list[dict], latency: float) -> Comple
         latency_s=latency,
         http_status=200,
         # Some providers leave it null; the text is all there is either way.
-        finish_reason=choice.get("finish_reason") or ("tool_calls" if tool_calls else "stop"),
+        finish_reason=finish_reason or ("tool_calls" if tool_calls else "stop"),
         tool_calls=tool_calls,
     )
 

@@ -32,6 +32,14 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
+def pieces(text: str, count: int = 8) -> list[str]:
+    """`text` cut into about `count` pieces at spaces, the way a model streams it."""
+    words = text.split(" ")
+    size = max(1, -(-len(words) // count))
+    parts = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+    return [piece for piece in [part + " " for part in parts[:-1]] + parts[-1:] if piece]
+
+
 def is_decomposition(messages: list[dict]) -> bool:
     return any(
         message.get("role") == "system"

@@ -241,6 +241,12 @@ def send(group: str, html: str) -> None:
     _group_send(group, f"<!--live {epoch} {seq}-->{html}")
 
 
+def send_text(group: str, subtask_id: int, text: str) -> None:
+    """A running subtask's text so far (agents.streaming), unnumbered: each message holds all
+    of it, so a lost one costs nothing. live.js sets it as text, never as HTML."""
+    _group_send(group, f"<!--text {subtask_id}-->{text}")
+
+
 def _group_send(group: str, html: str) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -311,6 +311,9 @@ LLM_BASE_URL = envurl("LLM_BASE_URL", "https://api.holysheep.ai/v1", ("http", "h
 LLM_API_KEY = os.environ.get("LLM_API_KEY", "").strip()
 LLM_MAX_CONCURRENCY = envint("LLM_MAX_CONCURRENCY", 10, minimum=1)
 LLM_TIMEOUT_S = envfloat("LLM_TIMEOUT_S", 120, minimum=1)
+# Subtask calls stream their text (`stream: true`) while a page watches their job, so it
+# shows the text as it arrives; a provider that does not stream is asked plainly.
+LLM_STREAM = envbool("LLM_STREAM", "true")
 
 # How many subtasks one plan may hold, and how much of each upstream result a prompt carries.
 PLAN_MAX_SUBTASKS = envint("PLAN_MAX_SUBTASKS", 12, minimum=1)

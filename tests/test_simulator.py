@@ -173,6 +173,8 @@ def test_stats_count_concurrent_requests_and_reset():
         "rate_limited": 0,
         "hangs": 0,
         "tool_calls": 0,
+        "streamed": 0,
+        "cut_streams": 0,
         "answered_twice": 1,  # one request, answered 25 times: paid for 25 times
     }
     assert reset["requests"] == 0

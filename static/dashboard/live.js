@@ -134,8 +134,27 @@
   }
   document.addEventListener("htmx:wsClose", function (event) { lost(event.detail.event.target); });
   document.addEventListener("htmx:wsError", function (event) { lost(event.detail.error.target); });
+  // A running subtask's text so far, "<!--text id-->" then the text (unnumbered: each one
+  // holds all of it): set as text, never parsed as HTML, where the page shows it running.
+  var TEXT = /^<!--text (\d+)-->/;
+  function onText(message) {
+    var mark = TEXT.exec(message);
+    if (!mark) return false;
+    var box = document.getElementById("live-text-" + mark[1]);
+    if (box) {
+      box.textContent = message.slice(mark[0].length);
+      box.hidden = false;
+      box.scrollTop = box.scrollHeight;
+    }
+    return true;
+  }
+
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     heardAt = Date.now();
+    if (onText(event.detail.message)) {
+      event.preventDefault();  // nothing to swap
+      return;
+    }
     var mark = MARK.exec(event.detail.message);
     if (mark && mark[1] === "beat") {
       event.preventDefault();  // nothing to swap

@@ -7,6 +7,11 @@ JSON and truncated answers. GET /stats reports what it saw.
 Offered tools (`tools`), it first answers with a `tool_calls` message for the first tool, then,
 once tool results follow the last user message, with text.
 
+Asked to stream (`stream: true`), it sends the same answer as server-sent events in the
+OpenAI format, in pieces spread over its latency, with a usage chunk when
+`stream_options.include_usage` asks for one; `--refuse-stream` answers such a request with a
+400, as providers without streaming do, and `--cut-stream-rate` drops the connection halfway.
+
 Plans are the offline model's chain (research → coding → review) unless `--plan-shape
 one-dependency` asks for the benchmark's shape: coding after research, review on its own.
 """
@@ -31,6 +36,11 @@ CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 WRAPS = ("none", "prose", "fence")
 PLAN_SHAPES = ("chain", "one-dependency")
 UNKNOWN_MODEL_PREFIX = "unknown-"
+# A streamed answer's text comes in about this many pieces, its arguments in three.
+STREAM_PIECES = 8
+ARGUMENT_PIECES = 3
+# The share of the latency before the first piece; the rest is spread between the pieces.
+FIRST_PIECE_SHARE = 0.2
 
 
 @dataclass
@@ -52,6 +62,10 @@ class SimulatorConfig:
     # When set, only this key is accepted (401 otherwise, echoing the key as OpenAI does).
     api_key: str = ""
     plan_shape: str = "chain"
+    # A 400 for `stream: true`, as providers that do not stream answer.
+    refuse_stream: bool = False
+    # A streamed answer cut halfway: the connection drops, no [DONE].
+    cut_stream_rate: float = 0
 
 
 class Stats:
@@ -63,6 +77,8 @@ class Stats:
         "rate_limited",
         "hangs",
         "tool_calls",
+        "streamed",
+        "cut_streams",
     )
 
     def __init__(self) -> None:
@@ -171,6 +187,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             messages = body["messages"]
             model = body["model"]
             tools = body.get("tools") or []
+            stream = body.get("stream") is True
+            usage_chunk = stream and (body.get("stream_options") or {}).get("include_usage") is True
             if not isinstance(model, str) or not model or not isinstance(messages, list):
                 raise ValueError
             [t["function"]["name"] for t in tools if t["type"] == "function"]  # well formed
@@ -181,15 +199,20 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if model.startswith(UNKNOWN_MODEL_PREFIX):
             # A deterministic permanent error, for drills: as providers answer unknown models.
             return self._error(404, f"The model `{model}` does not exist")
+        if stream and config.refuse_stream:
+            return self._error(400, "stream: streaming is not supported for this model")
 
         if server.chance(config.hang_rate):
             server.stats.add("hangs")
             self._hang(config.hang_s)
             self.close_connection = True
             return None
-        delay_ms = config.latency_ms + server.uniform(-config.jitter_ms, config.jitter_ms)
-        if delay_ms > 0:
-            time.sleep(delay_ms / 1000)
+        delay_s = max(0.0, config.latency_ms + server.uniform(-config.jitter_ms, config.jitter_ms))
+        delay_s /= 1000
+        # A stream's first piece comes early; the rest of the latency is spread between pieces.
+        first_s = delay_s * FIRST_PIECE_SHARE if stream else delay_s
+        if first_s > 0:
+            time.sleep(first_s)
         if server.chance(config.error_rate):
             return self._error(500, "simulated internal server error")
         if server.chance(config.rate_limit_rate):
@@ -203,12 +226,48 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             page = f"<html>upstream unavailable; request was: Authorization: {auth}</html>"
             return self._send_bytes(200, page.encode(), "text/html")
         calls = offline.tool_calls(messages, tools)
+        answer = _tool_call(model, calls, messages) if calls else self._completion(model, messages)
         if calls:
             server.stats.add("tool_calls")
-            return self._send_json(200, _tool_call(model, calls, messages))
-        self._send_json(200, self._completion(model, messages))
-        server.stats.answer(messages)
+        if stream:
+            server.stats.add("streamed")
+            if not self._stream(answer, usage_chunk, delay_s - first_s):
+                return None
+        else:
+            self._send_json(200, answer)
+        if not calls:
+            server.stats.answer(messages)
         return None
+
+    def _stream(self, answer: dict[str, Any], usage_chunk: bool, spread_s: float) -> bool:
+        """Send `answer` as a stream of chunks over `spread_s`; False when it was cut."""
+        chunks = _chunks(answer, usage_chunk)
+        pieces = sum(1 for chunk in chunks if chunk.get("choices"))
+        cut_at = (
+            len(chunks) // 2 if self.server.chance(self.server.config.cut_stream_rate) else None
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for number, chunk in enumerate(chunks):
+            if number == cut_at:
+                # Dropped without the chunked body's end: the client sees a broken stream.
+                self.server.stats.add("cut_streams")
+                self.close_connection = True
+                self.wfile.flush()
+                return False
+            if chunk.get("choices") and spread_s > 0:
+                time.sleep(spread_s / pieces)
+            self._send_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+        self._send_chunk(b"data: [DONE]\n\n")
+        self._send_chunk(b"")
+        return True
+
+    def _send_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
 
     def _hang(self, limit_s: float) -> None:
         """Answer nothing until the client gives up (closes the connection), the limit
@@ -314,6 +373,37 @@ def _tool_call(model: str, calls: list[dict], messages: list) -> dict[str, Any]:
     }
 
 
+def _chunks(answer: dict[str, Any], usage_chunk: bool) -> list[dict[str, Any]]:
+    """A completion as the chunks of its stream, in the OpenAI format: the role, the text
+    (or each tool call: its name, then its arguments in pieces), the finish_reason, and the
+    usage in a last chunk with no choices when asked for."""
+    [choice] = answer["choices"]
+    message = choice["message"]
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece} for piece in offline.pieces(message.get("content") or "")]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        head = {"index": index, "id": call["id"], "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": function["name"]}}]})
+        arguments = function["arguments"]
+        size = -(-len(arguments) // ARGUMENT_PIECES) or 1
+        for start in range(0, len(arguments), size):
+            piece = arguments[start : start + size]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    frame = {key: answer[key] for key in ("id", "created", "model")}
+    frame["object"] = "chat.completion.chunk"
+    chunks = [
+        {**frame, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        for delta in deltas
+    ]
+    chunks.append(
+        {**frame, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}
+    )
+    if usage_chunk:
+        chunks.append({**frame, "choices": [], "usage": answer["usage"]})
+    return chunks
+
+
 def _one_dependency(plan_json: str) -> str:
     """The offline plan with only its first dependency kept: 3 subtasks, one edge."""
     plan = json.loads(plan_json)
@@ -352,6 +442,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--api-key", default="", help="accept only this key")
         parser.add_argument(
+            "--refuse-stream", action="store_true", help="answer stream: true with a 400"
+        )
+        parser.add_argument(
+            "--cut-stream-rate", type=float, default=0, help="drop a streamed answer halfway"
+        )
+        parser.add_argument(
             "--plan-shape",
             choices=PLAN_SHAPES,
             default="chain",
@@ -373,6 +469,8 @@ class Command(BaseCommand):
             truncate_rate=options["truncate_rate"],
             api_key=options["api_key"],
             plan_shape=options["plan_shape"],
+            refuse_stream=options["refuse_stream"],
+            cut_stream_rate=options["cut_stream_rate"],
         )
         server = make_server(config, options["host"], options["port"])
         host, port = server.server_address[:2]
