@@ -76,11 +76,15 @@ class SubtaskSerializer(serializers.ModelSerializer):
             "tokens",
             "cost",
             "can_retry",
+            "copied_from",
             "created_at",
             "started_at",
             "finished_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "copied_from": {"help_text": "In a re-run: the subtask whose result was copied."}
+        }
 
     def get_depends_on(self, sub: Subtask) -> list[str]:
         return [d.key for d in sub.depends_on.all()]
@@ -136,6 +140,7 @@ class JobSerializer(serializers.ModelSerializer):
 
 class JobDetailSerializer(JobSerializer):
     subtasks = SubtaskSerializer(many=True, read_only=True, source="plan")
+    reruns = serializers.SerializerMethodField(help_text="The jobs re-run from this one's steps.")
 
     class Meta(JobSerializer.Meta):
         fields = [
@@ -145,8 +150,15 @@ class JobDetailSerializer(JobSerializer):
             "error",
             "planned_at",
             "subtasks",
+            "rerun_of",
+            "rerun_from",
+            "reruns",
         ]
         read_only_fields = fields
+        extra_kwargs = {"rerun_of": {"help_text": "The job this one re-runs from `rerun_from`."}}
+
+    def get_reruns(self, job: Job) -> list[int]:
+        return list(job.reruns.order_by("pk").values_list("pk", flat=True))
 
 
 class JobCreateSerializer(serializers.ModelSerializer):

@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import schema  # noqa: F401  (registers the bearer scheme; web processes only)
-from .views import agents, jobs, meta, records
+from .views import agents, jobs, meta, records, reruns
 
 urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="api-schema"),
@@ -30,6 +30,9 @@ urlpatterns = [
     path("jobs/<int:job_id>/state/diff", records.StateDiff.as_view(), name="api-state-diff"),
     path("subtasks/<int:subtask_id>", jobs.SubtaskDetail.as_view(), name="api-subtask"),
     path("subtasks/<int:subtask_id>/retry", jobs.SubtaskRetry.as_view(), name="api-subtask-retry"),
+    path(
+        "subtasks/<int:subtask_id>/rerun", reruns.SubtaskRerun.as_view(), name="api-subtask-rerun"
+    ),
     path("agents", agents.AgentList.as_view(), name="api-agents"),
     path("agents/<slug:slug>", agents.AgentDetail.as_view(), name="api-agent"),
     path("agents/<slug:slug>/enable", agents.AgentEnable.as_view(), name="api-agent-enable"),
