@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Length, Substr
 
-from agents.models import Agent, Job, LLMCall, Subtask, count_of
+from agents.models import Agent, Job, LLMCall, Subtask, ToolCall, count_of
 from agents.series import agent_series
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
@@ -16,12 +16,20 @@ JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's stat
 RESULT_PREVIEW = 600
 TRACE_SHOWN = 3
 TRACE_PAGE = 10
+# Characters of a tool call's arguments and result a job page shows (its subtask's page, all).
+TOOL_PREVIEW = 160
+TOOL_WHOLE = 4000  # agents.tools.RESULT_CHARS
 
 
 def job_subtasks(job_id: int) -> QuerySet[Subtask]:
     """A job's subtasks as its page lists them, in plan order: agent, dependencies, newest
-    calls, `result_head` and `result_chars`. Three queries whatever their number."""
-    newest_calls = LLMCall.objects.defer("messages", "response").order_by("-pk")
+    calls with their tool calls, `result_head` and `result_chars`. A few queries whatever
+    their number."""
+    newest_calls = (
+        LLMCall.objects.defer("messages", "response")
+        .prefetch_related(Prefetch("tool_runs", queryset=tool_calls(TOOL_PREVIEW)))
+        .order_by("-pk")
+    )
     return (
         Subtask.objects.filter(job_id=job_id)
         .select_related("agent", "job")
@@ -41,7 +49,17 @@ def job_subtasks(job_id: int) -> QuerySet[Subtask]:
 
 def subtask_calls(sub: Subtask) -> QuerySet[LLMCall]:
     """A subtask's whole call trace, newest first, as its page pages through it."""
-    return sub.calls.select_related("agent").order_by("-pk")
+    tools = Prefetch("tool_runs", queryset=tool_calls(TOOL_WHOLE))
+    return sub.calls.select_related("agent").prefetch_related(tools).order_by("-pk")
+
+
+def tool_calls(chars: int) -> QuerySet[ToolCall]:
+    """Tool calls as a trace shows them: `arguments_head` and `result_head`, their first
+    `chars` characters and one more (the template marks a cut)."""
+    return ToolCall.objects.defer("arguments", "result").annotate(
+        arguments_head=Substr("arguments", 1, chars + 1),
+        result_head=Substr("result", 1, chars + 1),
+    )
 
 
 def board_jobs() -> QuerySet[Job]:

@@ -8,9 +8,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 
-from agents import actions, enqueue, jobs, models, recovery, steps
+from agents import actions, approvals, enqueue, jobs, models, recovery, steps
 from agents.models import (
     Agent,
     Job,
@@ -359,3 +360,61 @@ def test_an_answer_that_asked_for_tools_is_never_adopted_as_a_final_answer(model
     sub = died_after_asking(agent_with(model, []), "read_state", {}, text="Let me look.")
 
     assert jobs.adopt_recorded(LLMCall.objects.filter(subtask=sub)) is None
+
+
+# Tools that need an operator's approval (agents.approvals)
+
+
+@pytest.fixture
+def read_state_needs_approval():
+    approvals._rules.forget()
+    approvals.add_rule("tool", "read_state")
+    yield
+    approvals._rules.forget()
+
+
+def paused_on_read_state(model: str, ctx) -> tuple[Subtask, ToolCall]:
+    sub = run(queued_subtask(agent_with(model, ["read_state"])), ctx)
+    assert sub.status == SubtaskStatus.AWAITING_APPROVAL, sub.error
+    tool_call = ToolCall.objects.get(subtask=sub)
+    assert tool_call.status == ToolCall.Status.AWAITING_APPROVAL and tool_call.result == ""
+    assert tool_call.approval.why == "tool read_state needs approval"
+    return sub, tool_call
+
+
+def test_a_tool_call_waits_for_approval_and_runs_with_the_edited_arguments(
+    simulator, sent, model, read_state_needs_approval, django_capture_on_commit_callbacks
+):
+    operator = User.objects.create_user("olga", password="pw-olga-123")
+    sub, tool_call = paused_on_read_state(model, django_capture_on_commit_callbacks)
+    assert simulator.stats.snapshot()["requests"] == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        approvals.decide(tool_call.approval, operator, "edit", edited={"key": "notes"})
+    assert ("run_subtask", (sub.pk,)) in sent
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    tool_call.refresh_from_db()
+    assert tool_call.status == ToolCall.Status.DONE
+    assert json.loads(tool_call.arguments) == {"key": "notes"}
+    assert tool_call.result == '"the cache is warm"'
+    assert simulator.stats.snapshot()["requests"] == 2  # the paused call was not made again
+
+
+def test_a_rejected_tool_call_gives_the_model_the_operators_reason(
+    simulator, sent, model, read_state_needs_approval, django_capture_on_commit_callbacks
+):
+    operator = User.objects.create_user("olga", password="pw-olga-123")
+    sub, tool_call = paused_on_read_state(model, django_capture_on_commit_callbacks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        approvals.decide(tool_call.approval, operator, "reject", feedback="Not the notes.")
+    sub = run(sub, django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    tool_call.refresh_from_db()
+    assert tool_call.status == ToolCall.Status.REJECTED and tool_call.result == ""
+    told = calls_of(sub)[-1].messages[-1]
+    assert told["role"] == "tool" and "Not the notes." in told["content"]
+    assert "rejected" in told["content"]
