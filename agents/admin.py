@@ -14,9 +14,11 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils.text import smart_split, unescape_string_literal
 
-from . import actions
+from . import actions, approvals
 from .models import (
     Agent,
+    Approval,
+    ApprovalRule,
     AuditEntry,
     Job,
     LLMCall,
@@ -380,3 +382,49 @@ class AuditEntryAdmin(RecordAdmin):
 
 
 from . import admin_mcp  # noqa: E402, F401  (MCP servers, registered there)
+
+
+@admin.register(ApprovalRule)
+class ApprovalRuleAdmin(admin.ModelAdmin):
+    list_display = ("kind", "name", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name",)
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        approvals._rules.forget()  # this process at once; the others within seconds
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        approvals._rules.forget()
+
+
+@admin.register(Approval)
+class ApprovalAdmin(RecordAdmin):
+    """Decided on the dashboard or over the API, where the decision moves its step on."""
+
+    list_display = ("created_at", "job", "subtask", "tool_call", "why", "decision", "decided_by")
+    list_filter = ("decision", "timed_out")
+    list_select_related = ("job", "subtask", "tool_call", "decided_by")
+    list_defer = (
+        "proposed",
+        "edited",
+        *(f"job__{name}" for name in JOB_TEXTS),
+        *(f"subtask__{name}" for name in SUBTASK_TEXTS),
+    )
+    readonly_fields = (
+        "job",
+        "subtask",
+        "tool_call",
+        "why",
+        "proposed",
+        "decision",
+        "edited",
+        "feedback",
+        "decided_by",
+        "decided_at",
+        "expires_at",
+        "timed_out",
+        "created_at",
+    )
+    fields = readonly_fields

@@ -52,7 +52,15 @@ RULE_NAME_CHARS = ApprovalRule._meta.get_field("name").max_length
 
 
 class ApprovalError(Exception):
-    """A decision that cannot be taken (already decided, the step moved on, bad input)."""
+    """A decision that cannot be taken now: already decided, or the step moved on."""
+
+
+class InvalidDecision(ApprovalError):
+    """A decision whose input is wrong (`field` names which): nothing was changed."""
+
+    def __init__(self, message: str, field: str = "action") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class _RuleCache:
@@ -241,19 +249,21 @@ def tool_arguments(approval: Approval) -> dict:
 def _checked_edit(approval: Approval, edited: object) -> object:
     if approval.tool_call_id:
         if not isinstance(edited, dict):
-            raise ApprovalError('Give the tool\'s arguments as a JSON object, e.g. {"key": 1}.')
+            raise InvalidDecision(
+                'Give the tool\'s arguments as a JSON object, e.g. {"key": 1}.', "edited"
+            )
         return edited
     if not isinstance(edited, list) or not edited:
-        raise ApprovalError("Give the messages to send as a non-empty list.")
+        raise InvalidDecision("Give the messages to send as a non-empty list.", "edited")
     for message in edited:
         if not (
             isinstance(message, dict)
             and isinstance(message.get("role"), str)
             and isinstance(message.get("content"), str)
         ):
-            raise ApprovalError('Each message needs a "role" and a text "content".')
+            raise InvalidDecision('Each message needs a "role" and a text "content".', "edited")
     if not last_user_text(edited).strip():
-        raise ApprovalError("The message to send cannot be empty.")
+        raise InvalidDecision("The message to send cannot be empty.", "edited")
     return edited
 
 
@@ -269,15 +279,15 @@ def decide(
     tool's arguments as an object) or reject (with `feedback`, the reason the agent gets).
 
     Audited; the subtask is queued again for its agent. Raises ApprovalError, changing
-    nothing, for bad input or an approval that can no longer be decided.
+    nothing, for an approval that can no longer be decided (InvalidDecision: bad input).
     """
     if action not in ACTIONS:
-        raise ApprovalError(f"Choose approve, edit or reject, not {action!r}.")
+        raise InvalidDecision(f"Choose approve, edit or reject, not {action!r}.", "action")
     feedback = (feedback or "").strip()
     if action == "reject" and not feedback:
-        raise ApprovalError("Give a reason for rejecting: it goes back to the agent.")
+        raise InvalidDecision("Give a reason for rejecting: it goes back to the agent.", "feedback")
     if len(feedback) > FEEDBACK_CHARS:
-        raise ApprovalError(f"Keep the reason to {FEEDBACK_CHARS} characters.")
+        raise InvalidDecision(f"Keep the reason to {FEEDBACK_CHARS} characters.", "feedback")
     if action == "edit":
         edited = _checked_edit(approval, edited)
     else:
@@ -433,12 +443,12 @@ def add_rule(kind: str, name: str, *, user=None) -> ApprovalRule:
     """A subtask type (named as plans name types) or a tool (as agents are granted it:
     "read_state", "<server slug>/<tool>") that needs approval from now on."""
     if kind not in ApprovalRule.Kind.values:
-        raise ApprovalError(f"A rule is for a subtask type or a tool, not {kind!r}.")
+        raise InvalidDecision(f"A rule is for a subtask type or a tool, not {kind!r}.", "kind")
     name = planning.normalise_type(name) if kind == ApprovalRule.Kind.TYPE else name.strip()
     if not name:
-        raise ApprovalError("Name the subtask type or the tool.")
+        raise InvalidDecision("Name the subtask type or the tool.", "name")
     if len(name) > RULE_NAME_CHARS:
-        raise ApprovalError(f"Keep the name to {RULE_NAME_CHARS} characters.")
+        raise InvalidDecision(f"Keep the name to {RULE_NAME_CHARS} characters.", "name")
     with transaction.atomic():
         rule, created = ApprovalRule.objects.get_or_create(kind=kind, name=name)
         if created:

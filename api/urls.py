@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import schema  # noqa: F401  (registers the bearer scheme; web processes only)
-from .views import agents, jobs, meta, records, reruns
+from .views import agents, approvals, jobs, meta, records, reruns
 
 urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="api-schema"),
@@ -38,5 +38,12 @@ urlpatterns = [
     path("agents/<slug:slug>/enable", agents.AgentEnable.as_view(), name="api-agent-enable"),
     path("agents/<slug:slug>/disable", agents.AgentDisable.as_view(), name="api-agent-disable"),
     path("spend", records.Spend.as_view(), name="api-spend"),
+    path("approvals", approvals.ApprovalList.as_view(), name="api-approvals"),
+    path("approvals/<int:approval_id>", approvals.ApprovalDetail.as_view(), name="api-approval"),
+    path(
+        "approvals/<int:approval_id>/decide",
+        approvals.ApprovalDecide.as_view(),
+        name="api-approval-decide",
+    ),
     re_path(r"^.*$", meta.NoSuchEndpoint.as_view(), name="api-not-found"),
 ]

@@ -150,7 +150,8 @@ def test_approve_edit_and_reject_steps_of_a_job(
         assert approval.proposed[-1]["role"] == "user"
 
         # Rejected with a reason: proposed again, with the reason after what was rejected.
-        approvals.decide(approval, bob, "reject", feedback="Mention the sea.")
+        with django_capture_on_commit_callbacks(execute=True):
+            approvals.decide(approval, bob, "reject", feedback="Mention the sea.")
         deliver(sent, django_capture_on_commit_callbacks)
         first.refresh_from_db()
         assert first.status == SubtaskStatus.AWAITING_APPROVAL
@@ -164,7 +165,8 @@ def test_approve_edit_and_reject_steps_of_a_job(
 
         # Edited and approved: the edited message is what the model gets.
         edited = approvals.with_last_user_text(again.proposed, "Write about the sea, briefly.")
-        approvals.decide(again, bob, "edit", edited=edited)
+        with django_capture_on_commit_callbacks(execute=True):
+            approvals.decide(again, bob, "edit", edited=edited)
         deliver(sent, django_capture_on_commit_callbacks)
         first.refresh_from_db()
         assert first.status == SubtaskStatus.COMPLETED, first.error
@@ -179,7 +181,8 @@ def test_approve_edit_and_reject_steps_of_a_job(
                 break
             sub = left[0]
             proposal = pending_of(sub)
-            approvals.decide(proposal, bob, "approve")
+            with django_capture_on_commit_callbacks(execute=True):
+                approvals.decide(proposal, bob, "approve")
             deliver(sent, django_capture_on_commit_callbacks)
             sub.refresh_from_db()
             assert sub.status == SubtaskStatus.COMPLETED
@@ -225,7 +228,8 @@ def test_dependents_wait_for_a_step_awaiting_approval_and_others_keep_running(
         assert review.status == SubtaskStatus.AWAITING_APPROVAL
         assert Job.objects.get(pk=job.pk).status == JobStatus.WORKING
 
-        approvals.decide(pending_of(review), bob, "approve")
+        with django_capture_on_commit_callbacks(execute=True):
+            approvals.decide(pending_of(review), bob, "approve")
         deliver(sent, django_capture_on_commit_callbacks)
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, job.error
