@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Length, Substr
 
-from agents.models import Agent, Job, LLMCall, Subtask, ToolCall, count_of
+from agents.models import Agent, Approval, Job, LLMCall, Subtask, ToolCall, count_of
 from agents.series import agent_series
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
@@ -19,6 +19,8 @@ TRACE_PAGE = 10
 # Characters of a tool call's arguments and result a job page shows (its subtask's page, all).
 TOOL_PREVIEW = 160
 TOOL_WHOLE = 4000  # agents.tools.RESULT_CHARS
+# What an awaiting subtask shows (templates/dashboard/_approval.html).
+PENDING_APPROVALS = Approval.objects.filter(decision="").select_related("tool_call").order_by("-pk")
 
 
 def job_subtasks(job_id: int) -> QuerySet[Subtask]:
@@ -42,6 +44,7 @@ def job_subtasks(job_id: int) -> QuerySet[Subtask]:
         .prefetch_related(
             Prefetch("depends_on", queryset=Subtask.objects.only("key", "status")),
             Prefetch("calls", queryset=newest_calls[:TRACE_SHOWN], to_attr="newest_calls"),
+            Prefetch("approvals", queryset=PENDING_APPROVALS, to_attr="pending_approvals"),
         )
         .order_by("pk")
     )
