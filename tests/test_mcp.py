@@ -1,17 +1,31 @@
 """MCP servers against a real one started here (streamable HTTP): its tool list fetched and
 stored, a tool called, a failing tool and a server down as clear errors, its token read from
-the environment and never shown, and only granted tools offered or run."""
+the environment and never shown, and only granted tools offered or run; the Tools page and
+the admin; and a subtask on the simulator calling an MCP tool through the tool loop."""
 
 import json
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from agents import mcp, tools
-from agents.models import Agent, AuditEntry, Job, MCPServer, SharedState
+from agents import enqueue, mcp, steps, tools
+from agents.models import (
+    Agent,
+    AuditEntry,
+    Job,
+    JobStatus,
+    LLMCall,
+    MCPServer,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+    ToolCall,
+)
 
 from .conftest import member_of
 from .mcp_server import free_port, mcp_server
+from .simulator_fixture import running_simulator
 
 pytestmark = pytest.mark.django_db
 
@@ -274,3 +288,74 @@ def test_the_admin_fetches_and_never_shows_the_token(admin_client, monkeypatch):
     for url in (changelist, reverse("admin:agents_mcpserver_change", args=[server.pk])):
         html = admin_client.get(url).content.decode()
         assert "MCP_DEMO_TOKEN" in html and TOKEN not in html
+
+
+# End to end: an agent granted an MCP tool runs a subtask on the simulator.
+
+
+@pytest.fixture
+def simulated(settings, monkeypatch):
+    monkeypatch.setattr(enqueue, "send_now", lambda name, *args, **opts: None)
+    with running_simulator() as server:
+        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        settings.LLM_API_KEY = "sk-test"
+        settings.REDIS_URL = ""  # the local limiter
+        yield server
+
+
+def _subtask_of(grants: list[str]) -> Subtask:
+    agent = Agent.objects.create(
+        name="Researcher", slug="researcher", specialties=["research"], tools=grants
+    )
+    job = Job.objects.create(
+        title="Add up",
+        description="Use the tools.",
+        status=JobStatus.WORKING,
+        planned_at=timezone.now(),
+    )
+    SharedState.objects.create(job=job)
+    return Subtask.objects.create(
+        job=job,
+        key="research",
+        type="research",
+        payload={"description": "add"},
+        agent=agent,
+        status=SubtaskStatus.QUEUED,
+    )
+
+
+def _run(sub: Subtask, capture) -> Subtask:
+    with capture(execute=True):
+        steps.run_subtask(sub.pk)
+    return Subtask.objects.get(pk=sub.pk)
+
+
+def test_the_simulator_calls_a_granted_mcp_tool_and_the_trace_holds_its_result(
+    simulated, registered, running, django_capture_on_commit_callbacks
+):
+    mcp.fetch_tools(registered)
+    sub = _run(_subtask_of(["demo/add"]), django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert tool_call.name == "demo__add"
+    assert json.loads(tool_call.arguments) == {"a": 1, "b": 1}
+    assert (tool_call.result, tool_call.error) == ("1 + 1 = 2", "")
+    assert tool_call.status == ToolCall.Status.DONE
+    assert running.calls == ["add"]
+    assert "1 + 1 = 2" in sub.result  # the simulator quotes the tool's answer
+    asked = LLMCall.objects.filter(subtask=sub).order_by("pk").first()
+    assert [c["function"]["name"] for c in asked.tool_calls] == ["demo__add"]
+
+
+def test_a_failing_mcp_tool_is_an_error_result_for_the_model(
+    simulated, registered, django_capture_on_commit_callbacks
+):
+    mcp.fetch_tools(registered)
+    sub = _run(_subtask_of(["demo/explode"]), django_capture_on_commit_callbacks)
+
+    assert sub.status == SubtaskStatus.COMPLETED, sub.error
+    (tool_call,) = ToolCall.objects.filter(subtask=sub)
+    assert tool_call.result == ""
+    assert "exploded on purpose: simulated" in tool_call.error
+    assert "exploded on purpose" in sub.result
