@@ -36,6 +36,9 @@ WATCHED_PREFIX = "baton:watched:"
 # a flushed Redis learns the groups again from the next renewal, and a killed web process's
 # groups stop being rendered soon after.
 WATCHERS_TTL_S = 10
+# The same presence as one sorted set (each group scored with the time its presence lapses),
+# for callers that ask about many groups, often (agents.streaming): one read for all of them.
+WATCHED_SET = "baton:watched"
 
 
 def job_group(job_id: int) -> str:
@@ -243,7 +246,11 @@ def watch(group: str, delta: int) -> None:
     with _lock:
         _local_watchers[group] = max(_local_watchers.get(group, 0) + delta, 0)
     if settings.REDIS_URL and delta > 0:
-        redis_client(settings.REDIS_URL).set(WATCHED_PREFIX + group, 1, ex=WATCHERS_TTL_S)
+        pipe = redis_client(settings.REDIS_URL).pipeline(transaction=False)
+        pipe.set(WATCHED_PREFIX + group, 1, ex=WATCHERS_TTL_S)
+        pipe.zadd(WATCHED_SET, {group: time.time() + WATCHERS_TTL_S})
+        pipe.expire(WATCHED_SET, WATCHERS_TTL_S)
+        pipe.execute()
 
 
 def renew_watchers() -> list[str]:
@@ -258,8 +265,21 @@ def renew_watchers() -> list[str]:
         pipe = redis_client(settings.REDIS_URL).pipeline(transaction=False)
         for group in groups:
             pipe.set(WATCHED_PREFIX + group, 1, ex=WATCHERS_TTL_S)
+        now = time.time()
+        pipe.zadd(WATCHED_SET, dict.fromkeys(groups, now + WATCHERS_TTL_S))
+        pipe.zremrangebyscore(WATCHED_SET, "-inf", now)
+        pipe.expire(WATCHED_SET, WATCHERS_TTL_S)
         pipe.execute()
     return groups
+
+
+def watched_groups() -> set[str]:
+    """Every group some page watches, in one round trip whatever their number."""
+    if settings.REDIS_URL:
+        client = redis_client(settings.REDIS_URL)
+        return {g.decode() for g in client.zrangebyscore(WATCHED_SET, time.time(), "+inf")}
+    with _lock:
+        return {group for group, n in _local_watchers.items() if n > 0}
 
 
 def watched(*groups: str) -> list[bool]:

@@ -1,7 +1,7 @@
 """A running subtask's text as it arrives, for the pages that watch its job.
 
 A subtask's call streams (`llm.complete(on_text=...)`) only while some page watches its job
-(`events.watched`, looked up at most once a second per job where Redis holds it): with
+(`events.watched_groups`, read at most once a second per process where Redis holds it): with
 nobody watching, the call is the plain one and streaming costs nothing. A `Coalescer` sends
 the call's text so far to the job's group at most every EVERY_S, and once more at the end.
 Each message holds the whole text so far (its tail, for a very long answer), so one that is
@@ -27,16 +27,16 @@ log = logging.getLogger(__name__)
 
 # At most four updates a second per streamed call.
 EVERY_S = 0.25
-# How long a job's watched-or-not answer is trusted: a page opened meanwhile streams from
-# the next call on.
+# How long this process trusts its copy of the watched groups: a page opened meanwhile
+# gets the text of the calls that start after the next read.
 WATCHED_TTL_S = 1.0
 # The page shows the tail of a longer answer.
 MAX_CHARS = 20_000
-_CACHE_SIZE = 10_000
 
 Sender = Callable[[str, int, str], None]  # (group, subtask id, text so far)
 _sender: Sender | None = None
-_watched: dict[str, tuple[float, bool]] = {}
+# When the watched groups were read, and what they were.
+_snapshot: tuple[float, set[str] | frozenset[str]] = (float("-inf"), frozenset())
 _lock = threading.Lock()
 
 
@@ -57,23 +57,27 @@ def for_call(job_id: int, subtask_id: int) -> Coalescer | None:
 
 
 def _is_watched(group: str) -> bool:
+    """Whether a page watches `group`: where Redis holds the pages' presence, from this
+    process's copy of every watched group, read again at most every WATCHED_TTL_S (one
+    round trip a second per process, however many calls ask)."""
+    global _snapshot
     if not settings.REDIS_URL:  # this process's own pages: a dictionary lookup
         return events.watched(group)[0]
     now = time.monotonic()
     with _lock:
-        cached = _watched.get(group)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+        read_at, groups = _snapshot
+        if now - read_at < WATCHED_TTL_S:
+            return group in groups
+        # Marked as read first: the other threads keep the old copy meanwhile.
+        _snapshot = (now, groups)
     try:
-        [seen] = events.watched(group)
-    except Exception:  # Redis away: the call goes on, plainly
-        log.warning("could not tell whether %s is watched", group, exc_info=True)
-        seen = False
+        groups = events.watched_groups()
+    except Exception:  # Redis away: the calls go on, plainly
+        log.warning("could not read the watched groups", exc_info=True)
+        groups = frozenset()
     with _lock:
-        if len(_watched) >= _CACHE_SIZE:
-            _watched.clear()
-        _watched[group] = (now + WATCHED_TTL_S, seen)
-    return seen
+        _snapshot = (now, groups)
+    return group in groups
 
 
 class Coalescer:

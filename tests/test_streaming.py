@@ -3,6 +3,8 @@ coalescer that sends a running subtask's text to its job's page, and call_llm's 
 
 import asyncio
 import json
+import os
+import random
 import threading
 import time
 import uuid
@@ -12,6 +14,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import override_settings
@@ -307,17 +310,39 @@ def test_the_coalescer_sends_a_few_updates_a_second():
     assert len(sent) == coalescer.sends
 
 
-def test_a_call_streams_only_while_its_job_is_watched(settings):
+@pytest.fixture(params=["standalone", "redis"])
+def presence(request, settings) -> Iterator[str]:
+    """Where pages' presence is kept: this process, or Redis (skipped where none answers)."""
     settings.REDIS_URL = ""
-    group = events.job_group(424242)
-    assert streaming.for_call(424242, 1) is None
+    if request.param == "redis":
+        url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        try:
+            redis.Redis.from_url(url).ping()
+        except redis.RedisError:
+            pytest.skip(f"Redis is not reachable at {url}")
+        settings.REDIS_URL = url
+    streaming._snapshot = (float("-inf"), frozenset())  # read the presence afresh
+    yield request.param
+
+
+def test_a_call_streams_only_while_its_job_is_watched(settings, presence):
+    job_id = random.randrange(10**9, 10**10)  # a group of the test's own in a shared Redis
+    group = events.job_group(job_id)
+    assert streaming.for_call(job_id, 1) is None
     events.watch(group, +1)
     try:
-        assert isinstance(streaming.for_call(424242, 1), streaming.Coalescer)
+        if presence == "redis":  # this process's copy is a second old at most: read anew
+            assert streaming.for_call(job_id, 1) is None
+            streaming._snapshot = (float("-inf"), frozenset())
+        assert isinstance(streaming.for_call(job_id, 1), streaming.Coalescer)
         settings.LLM_STREAM = False
-        assert streaming.for_call(424242, 1) is None
+        assert streaming.for_call(job_id, 1) is None
     finally:
         events.watch(group, -1)
+        if presence == "redis":
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            client.zrem(events.WATCHED_SET, group)
+            client.delete(events.WATCHED_PREFIX + group)
 
 
 @pytest.mark.django_db
