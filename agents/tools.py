@@ -156,7 +156,7 @@ def function_names(grants) -> dict[str, str]:
     same grants always give the same names: a request offers them, `run` resolves them."""
     names: dict[str, str] = {}
     for grant in grants:
-        if grant in names.values():
+        if not isinstance(grant, str) or not grant or grant in names.values():
             continue
         base = FUNCTION_NAME.sub("_", grant.replace("/", "__", 1))[:FUNCTION_NAME_CHARS] or "_"
         name, n = base, 1
@@ -175,7 +175,7 @@ def grant_of(function_name: str, grants) -> str:
 
 def _mcp_servers(grants) -> dict[str, MCPServer]:
     """The enabled servers these grants name, by slug (one query, none for built-ins only)."""
-    slugs = {grant.split("/", 1)[0] for grant in grants if "/" in grant}
+    slugs = {g.split("/", 1)[0] for g in grants if isinstance(g, str) and "/" in g}
     if not slugs:
         return {}
     return {s.slug: s for s in MCPServer.objects.filter(slug__in=slugs, enabled=True)}

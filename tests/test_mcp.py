@@ -149,6 +149,8 @@ def test_function_names_are_valid_and_unique():
     assert len(names) == 4 and set(names.values()) == set(grants)
     for name in names:
         assert tools.FUNCTION_NAME.search(name) is None and 1 <= len(name) <= 64
+    # Grants stored badly (not names) are skipped, not a crash.
+    assert tools.function_names([5, "", None, "read_state"]) == {"read_state": "read_state"}
 
 
 def test_a_granted_mcp_tool_runs_through_its_function_name(registered):
