@@ -1,0 +1,213 @@
+"""The approval pages: what a paused step would send, the decisions an operator takes from
+the job page or the Approvals page (plain POST and htmx), the rules, and who may do what."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from agents import approvals, enqueue, steps
+from agents.models import (
+    Agent,
+    Approval,
+    ApprovalRule,
+    AuditEntry,
+    Job,
+    JobStatus,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+    ToolCall,
+)
+
+from .conftest import member_of
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(monkeypatch):
+    monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
+    approvals._rules.forget()
+
+
+@pytest.fixture
+def operator(client) -> User:
+    user = member_of("Operators", "bob")
+    client.force_login(user)
+    return user
+
+
+def paused(description: str = "Write a haiku about the sea", *, title: str = "Haiku") -> Approval:
+    """A step of a needs-approval agent, paused by the gate as a worker pauses it."""
+    agent = Agent.objects.get_or_create(
+        slug="writer",
+        defaults={"name": "Writer", "specialties": ["writing"], "needs_approval": True},
+    )[0]
+    job = Job.objects.create(
+        title=title,
+        description="About the sea.",
+        status=JobStatus.WORKING,
+        planned_at=timezone.now(),
+    )
+    SharedState.objects.create(job=job)
+    sub = Subtask.objects.create(
+        job=job,
+        key="poem",
+        type="writing",
+        payload={"description": description},
+        agent=agent,
+        status=SubtaskStatus.QUEUED,
+    )
+    sub = steps._claim_subtask(sub.pk)
+    assert approvals.gate(sub, steps._prompt(sub)) is None
+    return Approval.objects.get(subtask=sub)
+
+
+def paused_tool_call() -> Approval:
+    approval = paused()
+    sub = approval.subtask
+    # The model call was approved and asked for a tool that needs approval in turn.
+    Approval.objects.filter(pk=approval.pk).update(decision="approved")
+    Subtask.objects.filter(pk=sub.pk).update(status=SubtaskStatus.WORKING)
+    sub.refresh_from_db()
+    row = ToolCall.objects.create(
+        job_id=sub.job_id, subtask=sub, name="write_state", arguments='{"key": "poem"}'
+    )
+    return approvals.request(sub, proposed={"key": "poem"}, why="tool write_state", tool_call=row)
+
+
+def decide_url(approval: Approval) -> str:
+    return f"/approvals/{approval.pk}/decide/"
+
+
+def test_the_job_page_shows_what_would_be_sent_and_the_decisions(client, operator):
+    approval = paused("Write <script>alert(1)</script> a haiku")
+    page = client.get(f"/jobs/{approval.job_id}/").content.decode()
+    assert 'data-status="awaiting_approval" open' in page
+    assert "Awaiting approval" in page
+    assert "agent writer needs approval" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    for button in ("Approve poem", "Edit and approve poem", "Reject poem"):
+        assert button in page
+    # The header names the question, so an operator's open page fetches itself for a new one.
+    assert f"approve-{approval.pk}" in page
+    assert "1 awaiting approval" in page
+    # The board card counts it too.
+    assert "1 awaiting approval" in client.get("/").content.decode()
+
+
+def test_a_viewer_sees_the_proposal_but_cannot_decide(client, viewer):
+    approval = paused()
+    page = client.get(f"/jobs/{approval.job_id}/").content.decode()
+    assert "Awaiting approval" in page and "Approve poem" not in page
+    assert client.post(decide_url(approval), {"action": "approve"}).status_code == 403
+    assert Approval.objects.get(pk=approval.pk).pending
+    page = client.get("/approvals/").content.decode()
+    assert "Haiku" in page and "Add rule" not in page
+    assert client.post("/approvals/rules/", {"kind": "type", "name": "x"}).status_code == 403
+    assert not ApprovalRule.objects.exists()
+
+
+def test_approve_by_plain_post_goes_back_to_the_job(client, operator):
+    approval = paused()
+    response = client.post(decide_url(approval), {"action": "approve"})
+    assert response.status_code == 302
+    assert response["Location"] == f"/jobs/{approval.job_id}/#subtask-{approval.subtask_id}"
+    approval.refresh_from_db()
+    assert (approval.decision, approval.decided_by) == ("approved", operator)
+    assert Subtask.objects.get(pk=approval.subtask_id).status == SubtaskStatus.QUEUED
+    assert AuditEntry.objects.get(action="approval.approve").actor == operator
+    # Decided, it asks nothing more; a second decision is refused and says why.
+    page = client.post(decide_url(approval), {"action": "approve"}, follow=True)
+    assert "already decided: approved by bob" in page.content.decode()
+
+
+def test_edit_replaces_the_last_user_message(client, operator):
+    approval = paused()
+    client.post(decide_url(approval), {"action": "edit", "content": "A limerick instead."})
+    approval.refresh_from_db()
+    assert approval.decision == "edited"
+    assert approval.edited[:-1] == approval.proposed[:-1]
+    assert approval.edited[-1] == {"role": "user", "content": "A limerick instead."}
+
+
+def test_reject_without_a_reason_is_refused_over_htmx_keeping_the_form(client, operator):
+    approval = paused()
+    response = client.post(decide_url(approval), {"action": "reject", "feedback": " "}, **HTMX)
+    assert response.status_code == 200  # htmx swaps 2xx only: the panel with its error
+    html = response.content.decode()
+    assert "Not decided: Give a reason for rejecting" in html
+    assert f'id="approval-{approval.pk}"' in html and "Reject poem" in html
+    assert Approval.objects.get(pk=approval.pk).pending
+
+    response = client.post(
+        decide_url(approval), {"action": "reject", "feedback": "Too long."}, **HTMX
+    )
+    html = response.content.decode()
+    assert "Rejected by bob" in html and "Reason: Too long." in html
+    assert "Reject poem" not in html
+    assert Approval.objects.get(pk=approval.pk).feedback == "Too long."
+
+
+def test_a_tool_call_shows_its_arguments_and_is_edited_as_json(client, operator):
+    approval = paused_tool_call()
+    page = client.get(f"/subtasks/{approval.subtask_id}/").content.decode()
+    assert "write_state" in page and "&quot;key&quot;: &quot;poem&quot;" in page
+    assert "Arguments (a JSON object)" in page
+
+    page = client.post(
+        decide_url(approval), {"action": "edit", "arguments": "{not json"}, follow=True
+    ).content.decode()
+    assert "The arguments are not valid JSON" in page
+    assert Approval.objects.get(pk=approval.pk).pending
+
+    client.post(decide_url(approval), {"action": "edit", "arguments": '{"key": "haiku"}'})
+    row = ToolCall.objects.get(pk=approval.tool_call_id)
+    assert (row.status, json.loads(row.arguments)) == ("approved", {"key": "haiku"})
+
+
+def test_the_approvals_page_lists_pending_steps_newest_first(client, operator):
+    older = paused(title="Older job")
+    newer = paused(title="Newer job")
+    Approval.objects.filter(pk=older.pk).update(created_at=timezone.now().replace(year=2020))
+    page = client.get("/approvals/").content.decode()
+    assert page.index("Newer job") < page.index("Older job")
+    assert f'href="/jobs/{newer.job_id}/#subtask-{newer.subtask_id}"' in page
+    assert 'id="approvals-pending">2<' in page
+    # Decided from this page, it comes back here.
+    response = client.post(decide_url(older), {"action": "approve", "next": "/approvals/"})
+    assert response["Location"] == "/approvals/"
+    page = client.get("/approvals/").content.decode()
+    assert 'id="approvals-pending">1<' in page and "Recently decided" in page
+    # A target elsewhere is not followed.
+    response = client.post(
+        decide_url(newer), {"action": "approve", "next": "https://evil.example/"}
+    )
+    assert response["Location"].startswith(f"/jobs/{newer.job_id}/")
+
+
+def test_rules_are_added_and_removed_and_audited(client, operator):
+    client.post("/approvals/rules/", {"kind": "type", "name": "Review"})
+    client.post("/approvals/rules/", {"kind": "tool", "name": "docs/search"})
+    assert set(ApprovalRule.objects.values_list("kind", "name")) == {
+        ("type", "review"),
+        ("tool", "docs/search"),
+    }
+    assert approvals.tool_needs_approval("docs/search")
+    page = client.get("/approvals/").content.decode()
+    assert "Every subtask of type <code>review</code>" in page
+    assert "Every call of the tool <code>docs/search</code>" in page
+
+    rule = ApprovalRule.objects.get(kind="tool")
+    client.post(f"/approvals/rules/{rule.pk}/delete/")
+    assert not ApprovalRule.objects.filter(kind="tool").exists()
+    assert approvals.tool_needs_approval("docs/search") is None
+    assert AuditEntry.objects.filter(action="approval.add_rule").count() == 2
+    assert AuditEntry.objects.filter(action="approval.remove_rule").count() == 1
+
+    page = client.post("/approvals/rules/", {"kind": "agent", "name": "x"}, follow=True)
+    assert "Not added" in page.content.decode()
