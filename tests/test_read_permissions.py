@@ -78,6 +78,7 @@ def test_no_dashboard_url_answers_a_get_from_a_user_in_no_group(client, job):
     team.seed()
     subtask = job.subtasks.create(key="research", type="research")
     kwargs = {"job_id": job.pk, "subtask_id": subtask.pk, "slug": Agent.objects.first().slug}
+    kwargs["other_id"] = job.pk  # a comparison of two jobs
     client.force_login(member_of(None, "oscar"))
     for pattern in urlpatterns:
         url = reverse(pattern.name, kwargs={k: kwargs[k] for k in pattern.pattern.converters})
