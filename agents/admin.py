@@ -15,6 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.utils.text import smart_split, unescape_string_literal
 
 from . import actions, approvals
+from .forms import ToolsField
 from .models import (
     Agent,
     Approval,
@@ -26,6 +27,7 @@ from .models import (
     SharedState,
     SharedStateVersion,
     Subtask,
+    ToolCall,
 )
 
 JOB_TEXTS = ("description", "result", "error")
@@ -165,6 +167,17 @@ class AgentAdmin(ListAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_load()
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "tools":  # checkboxes of the tools there are, not raw JSON
+            return ToolsField(label="Tools")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if "tools" in form.base_fields:  # not for a user who may only view
+            form.base_fields["tools"].offer(obj.tools if obj else [])
+        return form
 
     @admin.display(description="load", ordering="load")
     def load(self, obj: Agent) -> int:
@@ -325,6 +338,20 @@ class LLMCallAdmin(RecordAdmin):
         # Through the full-text index, whatever the planner would pick (migration 0008).
         matching = RawSQL("SELECT agents_llmcall_matching(%s)", [query])
         return queryset.filter(pk__in=matching), False
+
+
+@admin.register(ToolCall)
+class ToolCallAdmin(RecordAdmin):
+    list_display = ("id", "name", "status", "agent", "subtask", "job", "latency_s", "created_at")
+    list_filter = ("status", "agent")
+    list_select_related = ("agent", "subtask", "job")
+    list_defer = (
+        "arguments",
+        "result",
+        *(f"subtask__{name}" for name in SUBTASK_TEXTS),
+        *(f"job__{name}" for name in JOB_TEXTS),
+    )
+    search_fields = ("name",)
 
 
 @admin.register(ModelPrice)

@@ -43,6 +43,11 @@ DEFAULT_TEAM = [
     },
 ]
 
+# Tools the default team is granted when seeded for use (`seed_agents`): the researcher reads
+# the job's shared state, so a new user sees a tool call in a job's trace. Tests and the
+# bench seed the team without them (one call per subtask; the hot path with tools off).
+DEFAULT_TOOLS = {"researcher": ["read_state"]}
+
 # USD per million tokens (input, output); editable in admin.
 DEFAULT_PRICES = {
     "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
@@ -50,12 +55,15 @@ DEFAULT_PRICES = {
 }
 
 
-def seed() -> list[str]:
-    """Create the default agents and prices where missing; return the slugs created."""
+def seed(*, tools: bool = False) -> list[str]:
+    """Create the default agents (with DEFAULT_TOOLS granted when `tools`) and prices where
+    missing; return the slugs created."""
     from .models import Agent, ModelPrice
 
     created = []
     for spec in DEFAULT_TEAM:
+        if tools and spec["slug"] in DEFAULT_TOOLS:
+            spec = {**spec, "tools": DEFAULT_TOOLS[spec["slug"]]}
         _, was_created = Agent.objects.get_or_create(slug=spec["slug"], defaults=spec)
         if was_created:
             created.append(spec["slug"])

@@ -210,13 +210,21 @@ AGENT_FIELDS = [
     "max_tokens",
     "max_concurrency",
     "enabled",
+    "tools",
+    "max_tool_steps",
+    "needs_approval",
 ]
+TOOLS_HELP = (
+    'Tools the agent may call: built-in names (e.g. "read_state") and MCP tools as '
+    '"<server slug>/<tool name>".'
+)
 
 
 class AgentSerializer(serializers.ModelSerializer):
     """An agent with its live metrics, as the agents page shows it."""
 
     specialties = serializers.ListField(child=serializers.CharField())
+    tools = serializers.ListField(child=serializers.CharField(), help_text=TOOLS_HELP)
     load = serializers.IntegerField(read_only=True, help_text="Subtasks queued or working.")
     success_rate = serializers.FloatField(read_only=True)
     is_orchestrator = serializers.BooleanField(read_only=True)
@@ -250,6 +258,9 @@ class AgentWriteSerializer(serializers.ModelSerializer):
         # The page's form reads them comma-separated: a comma cannot be part of a name.
         child=serializers.RegexField(r"^[^,]+$", max_length=50),
         help_text='Task types, e.g. ["research"].',
+    )
+    tools = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, help_text=TOOLS_HELP
     )
 
     class Meta:

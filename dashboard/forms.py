@@ -3,6 +3,7 @@ import uuid
 from django import forms
 from django.conf import settings
 
+from agents.forms import ToolsField
 from agents.models import Agent, Job, Subtask
 from agents.planning import KEY_RE, normalise_type
 
@@ -81,6 +82,7 @@ class AgentForm(forms.ModelForm):
         help_text="Comma-separated task types, e.g. research, coding (at most 12), named as a "
         "plan names them: analysis is stored as research."
     )
+    tools = ToolsField()
 
     class Meta:
         model = Agent
@@ -94,8 +96,16 @@ class AgentForm(forms.ModelForm):
             "max_tokens",
             "max_concurrency",
             "enabled",
+            "tools",
+            "max_tool_steps",
+            "needs_approval",
         ]
+        labels = {"max_tool_steps": "Max model calls with tools"}
         widgets = {"system_prompt": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tools"].offer(self.instance.tools)
 
     def clean_specialties(self) -> list[str]:
         specialties = self.cleaned_data["specialties"]

@@ -18,6 +18,7 @@ PAGES = [
     "job",
     "subtask",
     "llmcall",
+    "toolcall",
     "modelprice",
     "sharedstate",
     "sharedstateversion",
@@ -42,7 +43,7 @@ def test_each_changelist_opens(admin_client, model):
     assert admin_client.get(f"/admin/agents/{model}/").status_code == 200
 
 
-@pytest.mark.parametrize("model", ["llmcall", "auditentry", "sharedstateversion"])
+@pytest.mark.parametrize("model", ["llmcall", "toolcall", "auditentry", "sharedstateversion"])
 def test_records_cannot_be_added_by_hand(admin_client, model):
     assert admin_client.get(f"/admin/agents/{model}/add/").status_code == 403
 

@@ -11,12 +11,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--if-empty", action="store_true", help="only when no agent exists at all"
         )
+        parser.add_argument(
+            "--no-tools",
+            action="store_true",
+            help="grant the team no tools (the researcher reads the shared state otherwise)",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["if_empty"] and Agent.objects.exists():
             self.stdout.write("Agents exist already; not seeding.")
             return
-        created = team.seed()
+        created = team.seed(tools=not options["no_tools"])
         if created:
             self.stdout.write(f"Created agents: {', '.join(created)}")
         else:
