@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from agents import offline
 from tests.simulator_fixture import running_simulator
@@ -274,3 +275,109 @@ def test_malformed_tools_are_a_400():
     with running_simulator() as sim:
         response = post(sim.base_url, {**CHAT, "tools": [{"type": "function"}]})
     assert response.status_code == 400
+
+
+def stream_events(response: httpx.Response) -> list[str]:
+    return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_it_streams_the_same_answer_in_openai_chunks():
+    with running_simulator() as sim:
+        plain = post(sim.base_url, CHAT)
+        body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+        with httpx.stream(
+            "POST", f"{sim.base_url}/chat/completions", json=body, headers=AUTH
+        ) as response:
+            assert response.headers["content-type"] == "text/event-stream"
+            data = stream_events(response)
+        stats = sim.stats.snapshot()
+
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(item) for item in data[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == content(plain)
+    assert len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) > 1
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == plain.json()["usage"]
+    assert stats["streamed"] == 1
+    assert stats["answered_twice"] == 1  # streamed or not, each answer is counted
+
+
+def test_a_stream_has_usage_only_when_asked():
+    with running_simulator() as sim:
+        with httpx.stream(
+            "POST",
+            f"{sim.base_url}/chat/completions",
+            json={**CHAT, "stream": True},
+            headers=AUTH,
+        ) as response:
+            data = stream_events(response)
+    chunks = [json.loads(item) for item in data[:-1]]
+    assert all("usage" not in chunk for chunk in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_streamed_tool_call_comes_in_pieces():
+    with running_simulator() as sim:
+        body = {**CHAT, "tools": [READ_STATE], "stream": True}
+        with httpx.stream(
+            "POST", f"{sim.base_url}/chat/completions", json=body, headers=AUTH
+        ) as response:
+            chunks = [json.loads(item) for item in stream_events(response)[:-1]]
+    parts = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls") or []]
+    assert parts[0]["function"]["name"] == "read_state"
+    assert parts[0]["id"].startswith("call_")
+    assert {part["index"] for part in parts} == {0}
+    arguments = "".join(part["function"].get("arguments") or "" for part in parts)
+    assert len(parts) > 2
+    assert json.loads(arguments) == {"key": "simulated", "limit": 1}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_stream_is_spread_over_the_latency():
+    with running_simulator(latency_ms=1000) as sim:
+        with httpx.stream(
+            "POST",
+            f"{sim.base_url}/chat/completions",
+            json={**CHAT, "stream": True},
+            headers=AUTH,
+        ) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if '"content": "[simulator]' in line)
+            # The first words are here while the simulator is still answering.
+            in_flight = sim.stats.snapshot()["in_flight"]
+            rest = list(lines)
+    assert first
+    assert in_flight == 1
+    assert rest[-2] == "data: [DONE]"
+
+
+def test_it_refuses_to_stream_on_demand():
+    with running_simulator(refuse_stream=True) as sim:
+        refused = post(sim.base_url, {**CHAT, "stream": True})
+        plain = post(sim.base_url, CHAT)
+    assert refused.status_code == 400
+    assert "stream" in refused.json()["error"]["message"]
+    assert plain.status_code == 200
+
+
+def test_it_cuts_a_stream_on_demand():
+    with running_simulator(cut_stream_rate=1) as sim:
+        with pytest.raises(httpx.RemoteProtocolError):
+            with httpx.stream(
+                "POST",
+                f"{sim.base_url}/chat/completions",
+                json={**CHAT, "stream": True},
+                headers=AUTH,
+            ) as response:
+                data = []
+                for line in response.iter_lines():
+                    data.append(line)
+        stats = sim.stats.snapshot()
+    assert any('"content"' in line for line in data)
+    assert not any("[DONE]" in line for line in data)
+    assert stats["cut_streams"] == 1
+    assert stats["answered_twice"] == 0
