@@ -47,9 +47,8 @@ READ_STATE = {
 
 @contextmanager
 def provider(base_url: str, **more: object) -> Iterator[None]:
-    with override_settings(
-        LLM_API_KEY=KEY, LLM_BASE_URL=base_url, LLM_TIMEOUT_S=5, REDIS_URL="", **more
-    ):
+    values = {"LLM_API_KEY": KEY, "LLM_BASE_URL": base_url, "LLM_TIMEOUT_S": 5, "REDIS_URL": ""}
+    with override_settings(**{**values, **more}):
         yield
 
 
@@ -391,3 +390,32 @@ async def drain(layer, channel: str, until: str) -> list[str]:
     while not heard or heard[-1] != until:
         heard.append((await asyncio.wait_for(layer.receive(channel), 5))["html"])
     return heard
+
+
+class DrippingStream(BaseHTTPRequestHandler):
+    """A stream whose pieces come quickly enough for each read, but never end."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        try:
+            for _ in range(200):
+                self.wfile.write(f"data: {chunk({'content': 'drip '})}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_timeout_bounds_a_whole_stream():
+    with serving(DrippingStream) as url, provider(url, LLM_TIMEOUT_S=1):
+        with pytest.raises(llm.LLMError) as caught:
+            streamed(messages=MESSAGES)
+    assert "timed out" in str(caught.value)
+    assert not caught.value.permanent
+    assert caught.value.latency_s < 5  # far from the 10 s the drip would take
