@@ -93,6 +93,23 @@ def _downstream(chosen: Subtask, subtasks: list[Subtask]) -> set[int]:
     return found
 
 
+def _copied(chosen: Subtask, subtasks: list[Subtask]) -> set[int]:
+    """The subtasks a re-run from `chosen` copies: completed, and neither it nor after it.
+    The rest runs (downstream, or a step beside it that did not complete)."""
+    again = _downstream(chosen, subtasks)
+    return {s.pk for s in subtasks if s.pk not in again and s.status == SubtaskStatus.COMPLETED}
+
+
+def preview(sub: Subtask) -> tuple[list[str], list[str]]:
+    """The keys a re-run from `sub` would copy and those it would run, in plan order."""
+    subtasks = list(sub.job.subtasks.prefetch_related("depends_on").order_by("pk"))
+    copied = _copied(sub, subtasks)
+    return (
+        [s.key for s in subtasks if s.pk in copied],
+        [s.key for s in subtasks if s.pk not in copied],
+    )
+
+
 def _copied_state(job_id: int, copied_keys: set[str]) -> dict:
     """What the copied subtasks wrote to the original's shared state besides their results
     (their tools' writes, authored "<agent>/<key>"), in the order they wrote it."""
@@ -176,7 +193,7 @@ def _create_rerun(
         rerun_from=chosen.key,
     )
     SharedState.objects.create(job=job)
-    again = _downstream(chosen, subtasks)
+    copied = _copied(chosen, subtasks)
     now = timezone.now()
     copies = []
     for sub in subtasks:
@@ -196,13 +213,12 @@ def _create_rerun(
                 # Dispatch follows the hint whenever the agent may run the step and has
                 # room: on this run and on every retry of it.
                 copy.assign_hint = agent.slug
-        elif sub.pk not in again and sub.status == SubtaskStatus.COMPLETED:
+        elif sub.pk in copied:
             copy.status = SubtaskStatus.COMPLETED
             copy.result = sub.result
             copy.agent_id = sub.agent_id
             copy.copied_from = sub
             copy.finished_at = now
-        # Anything else (downstream, or a step beside it that did not complete) runs.
         copies.append(copy)
     by_key = {s.key: s for s in Subtask.objects.bulk_create(copies)}
     Edge = Subtask.depends_on.through
@@ -211,7 +227,6 @@ def _create_rerun(
         for sub in subtasks
         for dep in sub.depends_on.all()
     )
-    copied = [s for s in by_key.values() if s.copied_from_id]
     pending = [
         {
             "id": s.key,
@@ -222,8 +237,8 @@ def _create_rerun(
         for sub in subtasks
         if not (s := by_key[sub.key]).copied_from_id
     ]
-    written = _copied_state(original.pk, {s.key for s in copied})
-    results = {s.key: s.result for s in copied}
+    results = {s.key: s.result for s in by_key.values() if s.copied_from_id}
+    written = _copied_state(original.pk, set(results))
     state.write(
         job.pk, {**written, "pending_tasks": pending, "results": results}, author=COPY_AUTHOR
     )

@@ -39,7 +39,14 @@ class RerunForm(forms.Form):
 
 
 def _rerun_page(request: HttpRequest, sub: Subtask, form: RerunForm, status: int = 200):
-    context = {"sub": sub, "form": form, "refusal": rerun.refusal(sub)}
+    copied, again = rerun.preview(sub)
+    context = {
+        "sub": sub,
+        "form": form,
+        "refusal": rerun.refusal(sub),
+        "copied": copied,
+        "again": again,
+    }
     return render(request, "dashboard/rerun_form.html", context, status=status)
 
 
@@ -91,14 +98,9 @@ def _steps(first: Job, second: Job) -> list[dict]:
     rows = []
     for key in [*mine, *(k for k in theirs if k not in mine)]:
         a, b = mine.get(key), theirs.get(key)
-        rows.append(
-            {
-                "key": key,
-                "sides": (a, b),
-                "same": a is not None and b is not None and a.result == b.result,
-                "diff": line_diff(a.result if a else "", b.result if b else ""),
-            }
-        )
+        same = a is not None and b is not None and a.result == b.result
+        diff = [] if same else line_diff(a.result if a else "", b.result if b else "")
+        rows.append({"key": key, "sides": (a, b), "same": same, "diff": diff})
     return rows
 
 

@@ -216,6 +216,8 @@ def test_an_operator_reruns_from_the_form_and_sees_the_lineage_both_ways(client,
     assert f'href="/subtasks/{coding.pk}/rerun/"' in page
     form = client.get(f"/subtasks/{coding.pk}/rerun/").content.decode()
     assert "Do the coding." in form and 'value="coder"' in form
+    assert "Copied: <code>research</code>" in form
+    assert "Run again: <code>coding</code>, <code>review</code>" in form
 
     response = client.post(
         f"/subtasks/{coding.pk}/rerun/", {"description": "Do it again.", "agent": "coder"}
