@@ -5,6 +5,8 @@ downstream of it run again."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -123,17 +125,26 @@ def _copied_state(job_id: int, copied_keys: set[str]) -> dict:
 
 
 def rerun_from(
-    subtask: Subtask, user, *, description: str | None = None, agent: Agent | None = None
+    subtask: Subtask,
+    user,
+    *,
+    description: str | None = None,
+    agent: Agent | None = None,
+    submit_token: uuid.UUID | None = None,
 ) -> Job:
     """A new job linked to `subtask`'s: the plan copied, the steps upstream of `subtask`
     completed with their results and no call, `subtask` (with a new description or agent,
-    if given) and its dependents waiting to run; set working and dispatched.
+    if given) and its dependents waiting to run; set working and dispatched. The same
+    `submit_token` twice (a form posted twice) gives one job.
 
     Raises RerunRefused, saying why, when the job has not ended or has no plan, when an
     upstream step did not complete, or when the description or agent cannot be used.
     """
     with transaction.atomic():
+        # One re-run of a job at a time: a second post of the same form then finds the first.
         original = Job.objects.select_for_update().get(pk=subtask.job_id)
+        if submit_token and (done := Job.objects.filter(submit_token=submit_token).first()):
+            return done
         subtasks = list(original.subtasks.prefetch_related("depends_on").order_by("pk"))
         chosen = next((s for s in subtasks if s.pk == subtask.pk), None)
         if chosen is None:
@@ -160,7 +171,7 @@ def rerun_from(
                     f"with the {chosen.type} specialty (or, if none has it, any specialist)."
                 )
             changes.append(f"agent: {agent.slug}")
-        job = _create_rerun(original, subtasks, chosen, description, agent, user)
+        job = _create_rerun(original, subtasks, chosen, description, agent, user, submit_token)
         detail = f"Re-run of #{original.pk} from {chosen.key}"
         audit(
             "job.rerun",
@@ -180,6 +191,7 @@ def _create_rerun(
     description: str | None,
     agent: Agent | None,
     user,
+    submit_token: uuid.UUID | None,
 ) -> Job:
     mark = f" (re-run from {chosen.key})"
     job = Job.objects.create(
@@ -191,6 +203,7 @@ def _create_rerun(
         submitted_by=user,
         rerun_of=original,
         rerun_from=chosen.key,
+        submit_token=submit_token,
     )
     SharedState.objects.create(job=job)
     copied = _copied(chosen, subtasks)

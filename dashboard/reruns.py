@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import uuid
 
 from django import forms
 from django.contrib.auth.decorators import login_required, permission_required
@@ -29,9 +30,12 @@ class RerunForm(forms.Form):
         to_field_name="slug",
         help_text="Enabled agents that may run a step of this type.",
     )
+    submit_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, sub: Subtask, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["submit_token"] = uuid.uuid4()
         allowed = [a.pk for a in rerun.eligible_agents(sub.type)]
         field = self.fields["agent"]
         field.queryset = Agent.objects.filter(pk__in=allowed).order_by("name")
@@ -63,12 +67,7 @@ def rerun_subtask(request: HttpRequest, subtask_id: int) -> HttpResponse:
     if not form.is_valid():
         return _rerun_page(request, sub, form, status=400)
     try:
-        job = rerun.rerun_from(
-            sub,
-            request.user,
-            description=form.cleaned_data["description"],
-            agent=form.cleaned_data["agent"],
-        )
+        job = rerun.rerun_from(sub, request.user, **form.cleaned_data)
     except rerun.RerunRefused as refused:
         form.add_error(None, str(refused))
         return _rerun_page(request, sub, form, status=409)

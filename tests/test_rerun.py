@@ -2,6 +2,8 @@
 step (its input or agent changed) and everything after it run again; refused where it cannot
 be; lineage both ways and a comparison that escapes what the models wrote."""
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -214,6 +216,7 @@ def test_an_operator_reruns_from_the_form_and_sees_the_lineage_both_ways(client,
     coding = job.subtasks.get(key="coding")
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'href="/subtasks/{coding.pk}/rerun/"' in page
+    assert 'aria-label="Re-run from review"' in page  # listed above the plan too
     form = client.get(f"/subtasks/{coding.pk}/rerun/").content.decode()
     assert "Do the coding." in form and 'value="coder"' in form
     assert "Copied: <code>research</code>" in form
@@ -233,6 +236,19 @@ def test_an_operator_reruns_from_the_form_and_sees_the_lineage_both_ways(client,
     assert "copied, no call" in page
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'<a href="/jobs/{rerun.pk}/">#{rerun.pk}</a> from <code>coding</code>' in page
+
+
+def test_the_same_form_posted_twice_makes_one_rerun(client, operator):
+    Agent.objects.create(name="Coder", slug="coder", specialties=["coding", "review"])
+    coding = planned_job().subtasks.get(key="coding")
+    form = client.get(f"/subtasks/{coding.pk}/rerun/").content.decode()
+    token = re.search(r'name="submit_token" value="([^"]+)"', form).group(1)
+    data = {"description": "Once only.", "submit_token": token}
+    first = client.post(f"/subtasks/{coding.pk}/rerun/", data)
+    second = client.post(f"/subtasks/{coding.pk}/rerun/", data)
+    assert first["Location"] == second["Location"]
+    assert Job.objects.filter(rerun_of=coding.job).count() == 1
+    assert AuditEntry.objects.filter(action="job.rerun").count() == 1
 
 
 def test_the_form_says_why_a_running_job_cannot_be_rerun(client, operator):
