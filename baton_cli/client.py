@@ -130,6 +130,9 @@ class Api:
     def retry(self, job_id: int) -> dict:
         return self.call("POST", f"jobs/{job_id}/retry")
 
+    def rerun(self, subtask_id: int, fields: dict) -> dict:
+        return self.call("POST", f"subtasks/{subtask_id}/rerun", json=fields)
+
     def agents(self) -> list[dict]:
         return self.call("GET", "agents")
 

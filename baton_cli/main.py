@@ -1,4 +1,5 @@
-"""`baton`: submit, list, watch, cancel and retry jobs, and list agents, over the JSON API."""
+"""`baton`: submit, list, watch, cancel, retry and re-run jobs, and list agents, over the JSON
+API."""
 
 from __future__ import annotations
 
@@ -105,6 +106,12 @@ def retry(api: Api, args: argparse.Namespace) -> int:
     return _show_job(api.retry(args.id), args.json)
 
 
+def rerun(api: Api, args: argparse.Namespace) -> int:
+    fields = {"description": args.description, "agent": args.agent}
+    job = api.rerun(args.subtask, {k: v for k, v in fields.items() if v is not None})
+    return _show_job(job, args.json)
+
+
 def _show_job(job: dict, as_json: bool) -> int:
     print(output.dumps(job) if as_json else output.progress(job))
     return client.OK
@@ -170,6 +177,10 @@ def parser() -> argparse.ArgumentParser:
         ("retry", retry, "resume a failed or cancelled job"),
     ):
         command(name, run, summary).add_argument("id", type=int, metavar="ID")
+    sub = command("rerun", rerun, "re-run a job from a subtask; the steps before it are copied")
+    sub.add_argument("subtask", type=int, metavar="SUBTASK_ID")
+    sub.add_argument("--description", help="the subtask's new input")
+    sub.add_argument("--agent", metavar="SLUG", help="the agent to run it")
     command("agents", agents, "list agents with their live metrics")
     return top
 

@@ -211,6 +211,23 @@ def test_it_retries_a_failed_job(baton):
 
 
 @pytest.mark.django_db
+def test_it_reruns_a_job_from_a_subtask(baton):
+    job = planned_job(JobStatus.COMPLETED)
+    check = job.subtasks.get(key="check")
+    code, out, _ = baton("rerun", str(check.pk), "--description", "Check it twice", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["rerun_of"], data["rerun_from"]) == (job.pk, "check")
+    steps = {s["key"]: s for s in data["subtasks"]}
+    assert steps["check"]["description"] == "Check it twice"
+    assert steps["draft"]["copied_from"] == job.subtasks.get(key="draft").pk
+    draft = job.subtasks.get(key="draft")
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.WORKING)
+    code, _, err = baton("rerun", str(draft.pk))
+    assert code == 5 and "once it has ended" in err
+
+
+@pytest.mark.django_db
 def test_it_lists_agents(baton):
     team.seed()
     code, out, _ = baton("agents")
