@@ -7,6 +7,7 @@ error on their row and decide; nothing here retries or sleeps.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -187,7 +188,7 @@ def _complete_streamed(body: dict, on_text: Callable[[str], None]) -> Completion
     if stream is not None:
         return stream.completion(body["messages"], latency, key)
     text = _scrub(raw.decode("utf-8", errors="replace"), key)
-    if status == 400 and "stream" in text.lower():
+    if status == 400 and _REFUSED_STREAM.search(text):
         _plain_only.add(base_url)
         completion = _complete_http(body)
     elif status != 200:
@@ -204,6 +205,8 @@ def _told(completion: Completion, on_text: Callable[[str], None]) -> Completion:
     return completion
 
 
+# A 400 that names `stream` or `stream_options` (not "upstream"): streaming was refused.
+_REFUSED_STREAM = re.compile(r"\bstream", re.IGNORECASE)
 # Provider base URLs that do not stream (they refused, or answered plainly): asked plainly
 # from then on by this process, with no refused attempt before each call.
 _plain_only: set[str] = set()

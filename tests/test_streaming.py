@@ -419,3 +419,16 @@ def test_the_timeout_bounds_a_whole_stream():
     assert "timed out" in str(caught.value)
     assert not caught.value.permanent
     assert caught.value.latency_s < 5  # far from the 10 s the drip would take
+
+
+def test_another_bad_request_is_no_refusal_to_stream():
+    with running_simulator() as sim, provider(sim.base_url):
+        with pytest.raises(llm.LLMError) as caught:
+            streamed(messages=MESSAGES, tools=[{"type": "function"}])  # malformed: a 400
+        completion, pieces = streamed(messages=MESSAGES)
+        stats = sim.stats.snapshot()
+    assert caught.value.status == 400
+    assert caught.value.permanent
+    assert len(pieces) > 1  # still streamed afterwards
+    assert stats["requests"] == 2
+    assert stats["streamed"] == 1
