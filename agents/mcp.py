@@ -17,6 +17,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -28,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from . import tools
+from .addresses import lookup, refusal
 from .models import Agent, MCPServer
 
 AUTH_ENV = re.compile(r"^MCP_[A-Z0-9_]+$")
@@ -39,6 +41,31 @@ DESCRIPTION_CHARS = 1000
 def auth_env_set(server: MCPServer) -> bool:
     """Whether the variable holding the server's token is set (never what it holds)."""
     return bool(server.auth_env and os.environ.get(server.auth_env, "").strip())
+
+
+def check_url(url: str) -> None:
+    """A ToolError saying why Baton will not call this URL: not http(s), credentials in it
+    (they would be stored and shown: name a token's variable instead), or, unless
+    MCP_ALLOW_PRIVATE, a host on a private network. Checked at registration and before
+    every connection."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise tools.ToolError("Give an http:// or https:// URL.")
+    if parts.username or parts.password:
+        raise tools.ToolError("Put no credentials in the URL: name a token's variable instead.")
+    if settings.MCP_ALLOW_PRIVATE:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        found = lookup(parts.hostname, port)
+    except (LookupError, ValueError) as exc:
+        raise tools.ToolError(str(exc)) from None
+    for address in found:
+        if reason := refusal(address):
+            raise tools.ToolError(
+                f"{parts.hostname} resolves to {address}, a {reason} address: Baton does not "
+                "call into private networks (MCP_ALLOW_PRIVATE)."
+            )
 
 
 def _headers(server: MCPServer) -> dict[str, str]:
@@ -89,6 +116,10 @@ def _explain(exc: BaseException, server: MCPServer, refused: list[int]) -> str:
 
 def _run(server: MCPServer, work) -> Any:
     """Connect, run `work(client)` within the timeout, disconnect; a failure is a ToolError."""
+    try:
+        check_url(server.url)
+    except tools.ToolError as exc:
+        raise tools.ToolError(f"MCP server {server.slug}: {exc}") from None
     headers = _headers(server)
     timeout = settings.MCP_TIMEOUT_S
     refused: list[int] = []

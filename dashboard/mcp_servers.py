@@ -41,12 +41,25 @@ class MCPServerForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["slug"].disabled = True
 
+    def _forget(self, field: str) -> None:
+        """Not shown again in the form (it holds a secret)."""
+        self.data = self.data.copy()
+        self.data[self.add_prefix(field)] = ""
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            mcp.check_url(url)
+        except tools.ToolError as exc:
+            if "credentials" in str(exc):
+                self._forget("url")
+            raise forms.ValidationError(str(exc)) from None
+        return url
+
     def clean_auth_env(self) -> str:
         name = self.cleaned_data["auth_env"].strip()
         if name and not mcp.AUTH_ENV.match(name):
-            # Whatever was typed may be the token itself: do not show it again.
-            self.data = self.data.copy()
-            self.data[self.add_prefix("auth_env")] = ""
+            self._forget("auth_env")  # what was typed may be the token itself
             raise forms.ValidationError(f"Give the name of {mcp.AUTH_ENV_RULE}, not a token.")
         return name
 

@@ -339,6 +339,8 @@ TOOL_HTTP_ALLOWLIST = envlist("TOOL_HTTP_ALLOWLIST", "")
 TOOL_HTTP_ALLOW_PRIVATE = envbool("TOOL_HTTP_ALLOW_PRIVATE", "false")
 # An MCP server (registered in the dashboard) has this long to list its tools or answer a call.
 MCP_TIMEOUT_S = envfloat("MCP_TIMEOUT_S", 30, minimum=1)
+# MCP servers on private, loopback or link-local addresses are refused unless this is true.
+MCP_ALLOW_PRIVATE = envbool("MCP_ALLOW_PRIVATE", "false")
 # A step waiting for an operator's approval (agents.approvals): after APPROVAL_TIMEOUT_S
 # seconds (0: it waits for ever) the reconciler takes APPROVAL_TIMEOUT_ACTION, "reject" (a
 # model call's subtask fails; a tool call's error goes to the model) or "approve".

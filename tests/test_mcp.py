@@ -32,6 +32,11 @@ pytestmark = pytest.mark.django_db
 TOKEN = "s3cret-token-never-shown"
 
 
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings):
+    settings.MCP_ALLOW_PRIVATE = True  # the test's server listens on 127.0.0.1
+
+
 @pytest.fixture
 def running():
     with mcp_server() as server:
@@ -130,6 +135,16 @@ def test_only_a_variable_named_mcp_may_hold_a_token(registered, monkeypatch):
     with pytest.raises(tools.ToolError, match="named MCP_") as refused:
         mcp.call_tool(registered, "add", {"a": 1, "b": 1})
     assert "baton's own" not in str(refused.value)
+
+
+def test_a_server_on_a_private_network_is_refused_unless_allowed(registered, running, settings):
+    settings.MCP_ALLOW_PRIVATE = False
+    with pytest.raises(tools.ToolError, match="127.0.0.1, a loopback address") as refused:
+        mcp.fetch_tools(registered)
+    assert "MCP_ALLOW_PRIVATE" in str(refused.value)
+    with pytest.raises(tools.ToolError, match="loopback"):
+        mcp.call_tool(registered, "add", {"a": 1, "b": 1})
+    assert running.authorizations == []  # nothing was sent
 
 
 def test_granted_mcp_tools_are_offered_under_protocol_function_names(registered):
@@ -248,6 +263,21 @@ def test_a_token_typed_as_the_variable_is_refused_and_not_shown_again(client, ma
     assert response.status_code == 400
     assert "environment variable named MCP_" in response.content.decode()
     assert TOKEN not in response.content.decode()
+    assert not MCPServer.objects.exists()
+
+
+def test_a_url_with_credentials_or_on_a_private_network_is_refused(client, manager, settings):
+    form = {"name": "Demo", "slug": "demo", "url": f"https://user:{TOKEN}@tools.example.com/mcp"}
+    response = client.post(reverse("dash-mcp-create"), form)
+    assert response.status_code == 400
+    assert "no credentials in the URL" in response.content.decode()
+    assert TOKEN not in response.content.decode()
+
+    settings.MCP_ALLOW_PRIVATE = False
+    form["url"] = "http://127.0.0.1:9/mcp"
+    response = client.post(reverse("dash-mcp-create"), form)
+    assert response.status_code == 400
+    assert "a loopback address" in response.content.decode()
     assert not MCPServer.objects.exists()
 
 

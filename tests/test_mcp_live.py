@@ -12,16 +12,27 @@ from .axe import axe_source, blocking, describe, run_axe
 from .browser import announce, screenshot, user_page
 from .conftest import PASSWORD
 from .mcp_server import mcp_server
-from .stack import login, submit, wait_until
+from .stack import login, start_stack, submit, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(scope="module")
+def mcp_stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A stack of its own: its processes allow the test's MCP server on 127.0.0.1."""
+    with django_db_blocker.unblock():
+        running = start_stack(
+            tmp_path_factory.mktemp("mcp-stack"), exclusive=True, MCP_ALLOW_PRIVATE="true"
+        )
+    yield running
+    running.stop()
+
+
 @pytest.mark.browser
 @pytest.mark.usefixtures("pages_closed")
-def test_a_server_registered_on_the_tools_page_lists_its_tools(stack, seeded, browser, request):
+def test_a_server_registered_on_the_tools_page_lists_its_tools(mcp_stack, seeded, browser, request):
     with mcp_server() as running:
-        alice = user_page(browser, stack.base_url, "alice", bypass_csp=True)
+        alice = user_page(browser, mcp_stack.base_url, "alice", bypass_csp=True)
         alice.get_by_role("navigation", name="Main").get_by_role("link", name="Tools").click()
         expect(alice.get_by_role("heading", name="Tools", exact=True)).to_be_visible()
         expect(alice.get_by_role("row", name="read_state")).to_be_visible()
@@ -50,7 +61,10 @@ def test_a_server_registered_on_the_tools_page_lists_its_tools(stack, seeded, br
 
 
 @pytest.mark.stack
-def test_a_job_run_by_a_worker_calls_a_granted_mcp_tool(stack, seeded, django_db_blocker):
+def test_a_job_run_by_a_worker_calls_a_granted_mcp_tool(
+    mcp_stack, seeded, django_db_blocker, settings
+):
+    settings.MCP_ALLOW_PRIVATE = True  # for the fetch in this process
     with mcp_server() as running:
         with django_db_blocker.unblock():
             server = MCPServer.objects.create(name="Demo", slug="demo", url=running.url)
@@ -59,7 +73,7 @@ def test_a_job_run_by_a_worker_calls_a_granted_mcp_tool(stack, seeded, django_db
                 if not agent.is_orchestrator:
                     agent.tools = ["demo/add"]
                     agent.save(update_fields=["tools"])
-        client = login(stack.base_url, "alice", PASSWORD)
+        client = login(mcp_stack.base_url, "alice", PASSWORD)
         submit(client, "MCP pipeline", "Add one and one with the tool, then review it.")
 
         job = wait_until(
