@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, Job, JobStatus, LLMCall, Subtask
+from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, ToolCall
 
 MONEY = {"max_digits": None, "decimal_places": 6, "read_only": True}
 
@@ -270,8 +270,28 @@ class AgentWriteSerializer(serializers.ModelSerializer):
         extra_kwargs = {"slug": {"validators": []}}
 
 
+class ToolCallSerializer(serializers.ModelSerializer):
+    """One tool call a model asked for, and what came of it."""
+
+    class Meta:
+        model = ToolCall
+        fields = [
+            "id",
+            "call_id",
+            "name",
+            "arguments",
+            "status",
+            "result",
+            "error",
+            "latency_s",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
 class CallSerializer(serializers.ModelSerializer):
-    """One LLM call: its prompt, answer, usage and cost."""
+    """One LLM call: its prompt, answer, usage and cost, and the tool calls it asked for."""
 
     agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     subtask = serializers.SlugRelatedField(
@@ -280,6 +300,14 @@ class CallSerializer(serializers.ModelSerializer):
     messages = serializers.JSONField(read_only=True, help_text="The chat messages sent.")
     total_tokens = serializers.IntegerField(read_only=True)
     cost = serializers.DecimalField(**MONEY)
+    tool_calls = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="The tool calls the answer asked for, as the model wrote them.",
+    )
+    tool_runs = ToolCallSerializer(
+        many=True, read_only=True, help_text="Those tool calls as run: result or error, latency."
+    )
 
     class Meta:
         model = LLMCall
@@ -299,6 +327,8 @@ class CallSerializer(serializers.ModelSerializer):
             "total_tokens",
             "latency_s",
             "cost",
+            "tool_calls",
+            "tool_runs",
             "created_at",
         ]
         read_only_fields = fields

@@ -11,6 +11,8 @@ from django.utils import timezone
 from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, ToolCall
 from agents.roles import ensure_roles
 
+from .api_support import token_client
+
 pytestmark = pytest.mark.django_db
 
 HOSTILE = "<script>alert('tool')</script>"
@@ -112,3 +114,25 @@ def test_tool_calls_add_no_query_per_call(client, viewer):
     assert queries(f"/jobs/{big.pk}/") <= queries(f"/jobs/{small.pk}/")
     small_sub, big_sub = small.subtasks.get(), big.subtasks.first()
     assert queries(f"/subtasks/{big_sub.pk}/") <= queries(f"/subtasks/{small_sub.pk}/")
+
+
+def test_the_apis_call_trace_has_the_tool_calls_in_a_constant_number_of_queries(viewer):
+    reader = token_client(viewer)
+
+    def trace(job: Job) -> tuple[int, list]:
+        with CaptureQueriesContext(connection) as captured:
+            response = reader.get(f"/api/v1/jobs/{job.pk}/calls")
+        assert response.status_code == 200
+        return len(captured), response.json()["results"]
+
+    small = job_with_tool_calls(1, 1)
+    trace(small)  # the token's first use is recorded once
+    few, _ = trace(small)
+    many, calls = trace(job_with_tool_calls(2, 3))
+    assert many == few and len(calls) == 6
+    first = calls[0]
+    assert first["tool_calls"][0]["id"] == "c0"
+    done, failed = first["tool_runs"]
+    assert (done["name"], done["status"], done["latency_s"]) == ("read_state", "done", 0.25)
+    assert done["result"].startswith(HOSTILE)  # JSON, not HTML: escaping is the reader's
+    assert failed["error"].startswith("nowhere.example is not among the hosts")

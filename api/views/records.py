@@ -54,7 +54,8 @@ class JobCalls(generics.ListAPIView):
 
     def get_queryset(self):
         job_id = _job_id(self.kwargs["job_id"])
-        return LLMCall.objects.filter(job_id=job_id).select_related("agent", "subtask")
+        calls = LLMCall.objects.filter(job_id=job_id).select_related("agent", "subtask")
+        return calls.prefetch_related("tool_runs")
 
     @extend_schema(summary="A job's call trace")
     def get(self, request: Request, *args, **kwargs) -> Response:
