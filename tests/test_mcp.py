@@ -4,6 +4,11 @@ the environment and never shown, and only granted tools offered or run; the Tool
 the admin; and a subtask on the simulator calling an MCP tool through the tool loop."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -391,3 +396,41 @@ def test_a_failing_mcp_tool_is_an_error_result_for_the_model(
     assert tool_call.result == ""
     assert "exploded on purpose: simulated" in tool_call.error
     assert "exploded on purpose" in sub.result
+
+
+def test_the_demo_command_serves_tools_behind_its_token(monkeypatch):
+    port = free_port()
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    env = {**os.environ, "MCP_DEMO_TOKEN": TOKEN}
+    command = [sys.executable, str(manage), "mcp_demo_server", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--token-env", "MCP_DEMO_TOKEN"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = process.stdout.readline().strip()
+        assert line == f"MCP demo server at http://127.0.0.1:{port}/mcp (token required)"
+        server = MCPServer.objects.create(
+            name="Demo", slug="demo", url=f"http://127.0.0.1:{port}/mcp", auth_env="MCP_DEMO_TOKEN"
+        )
+        with pytest.raises(tools.ToolError, match="MCP_DEMO_TOKEN"):
+            mcp.fetch_tools(server)  # not set in this process
+
+        monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
+        names = []
+        for _ in range(100):  # the server may still be starting
+            try:
+                names = [tool["name"] for tool in mcp.fetch_tools(server)]
+                break
+            except tools.ToolError as exc:
+                assert "Could not connect" in str(exc)
+                time.sleep(0.1)
+        assert names == ["word_count", "add", "utc_now", "fail"]
+        assert mcp.call_tool(server, "word_count", {"text": "one two"}) == "2 words, 7 characters"
+        with pytest.raises(tools.ToolError, match="failed as asked: why"):
+            mcp.call_tool(server, "fail", {"reason": "why"})
+        monkeypatch.setenv("MCP_DEMO_TOKEN", "wrong")
+        with pytest.raises(tools.ToolError, match="HTTP 401"):
+            mcp.fetch_tools(server)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
