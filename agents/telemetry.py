@@ -322,6 +322,27 @@ def _call_span(tracing: _Tracing, kwargs: dict, started_ns: int, call: Any, exc:
     span.end()
 
 
+def tool_called(name: str, call_id: str, started_ns: int, error: str) -> None:
+    """With tracing on, the GenAI `execute_tool` span of one tool call of a subtask's tool
+    loop, in its step's span; recorded once the tool has answered."""
+    tracing = _tracer()
+    if tracing is None:
+        return
+    attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.call.id": call_id,
+    }
+    if error:
+        attributes["error.type"] = "tool_error"
+    span = tracing.tracer.start_span(
+        f"execute_tool {name}", attributes=attributes, start_time=started_ns
+    )
+    if error:
+        span.set_status(tracing.error, error[:200])
+    span.end()
+
+
 # Logs
 
 

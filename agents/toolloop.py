@@ -11,13 +11,14 @@ may then run a second time if its worker died between running it and recording t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import approvals, events, jobs, tools
+from . import approvals, events, jobs, telemetry, tools
 from .models import Agent, LLMCall, Subtask, ToolCall
 
 Prompt = Callable[[Subtask], list[dict]]
@@ -166,7 +167,9 @@ def _ask_approval(sub: Subtask, row: ToolCall, reason: str) -> None:
 
 
 def _run_tool(sub: Subtask, row: ToolCall, context: tools.Context) -> None:
+    started_ns = time.time_ns()
     outcome = tools.run(row.name, row.arguments, context)
+    telemetry.tool_called(row.name, row.call_id, started_ns, outcome.error)
     done = {
         "status": ToolCall.Status.DONE,
         "result": outcome.result,

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from agents import actions, approvals, enqueue, jobs, models, recovery, steps
+from agents import actions, approvals, enqueue, jobs, models, recovery, steps, telemetry
 from agents.models import (
     Agent,
     Job,
@@ -25,6 +25,7 @@ from agents.models import (
 )
 
 from .simulator_fixture import running_simulator
+from .test_tracing import attributes, collector  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -418,3 +419,26 @@ def test_a_rejected_tool_call_gives_the_model_the_operators_reason(
     told = calls_of(sub)[-1].messages[-1]
     assert told["role"] == "tool" and "Not the notes." in told["content"]
     assert "rejected" in told["content"]
+
+
+def test_each_tool_call_is_a_genai_span_in_its_subtasks_step(
+    request, simulator, sent, model, settings, django_capture_on_commit_callbacks
+):
+    received = request.getfixturevalue("collector")  # tests/test_tracing.py's
+    settings.TOOL_HTTP_ALLOWLIST = []
+    agent = agent_with(model, ["read_state", "http_get"])
+    sub = died_after_asking(agent, "http_get", {"url": "https://example.org/"})
+    sub = run(sub, django_capture_on_commit_callbacks)
+    assert sub.status == SubtaskStatus.COMPLETED
+    assert telemetry.flush_traces()
+
+    spans = {span.span_id: span for _, span in received.spans()}
+    (tool,) = [s for s in spans.values() if s.name == "execute_tool http_get"]
+    attrs = attributes(tool.attributes)
+    assert attrs["gen_ai.operation.name"] == "execute_tool"
+    assert (attrs["gen_ai.tool.name"], attrs["gen_ai.tool.call.id"]) == (
+        "http_get",
+        "call_recorded",
+    )
+    assert attrs["error.type"] == "tool_error"
+    assert spans[tool.parent_span_id].name == "baton.subtask"
