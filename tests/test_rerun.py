@@ -19,6 +19,7 @@ from agents.models import (
     SubtaskStatus,
 )
 from agents.rerun import RerunRefused, rerun_from
+from dashboard.reruns import line_diff
 
 from .conftest import member_of
 from .inprocess import (
@@ -284,3 +285,9 @@ def test_the_comparison_needs_the_job_page_permissions(client):
     client.force_login(member_of(None, "eve"))
     first, second = planned_job(), planned_job()
     assert client.get(f"/jobs/{first.pk}/compare/{second.pk}/").status_code == 403
+
+
+def test_a_line_diff_keeps_common_lines_and_marks_the_rest():
+    old, new = "a\nb\nc", "a\nB\nc\nd"
+    assert line_diff(old, new) == [(" ", "a"), ("-", "b"), ("+", "B"), (" ", "c"), ("+", "d")]
+    assert line_diff("", "x") == [("+", "x")]
