@@ -85,6 +85,15 @@ def _headers(server: MCPServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _withheld(text: str, server: MCPServer) -> str:
+    """The text without the server's token in it: a server's error or result may quote what
+    it was sent, and is stored and shown."""
+    token = os.environ.get(server.auth_env, "").strip() if server.auth_env else ""
+    if not token or token not in text:
+        return text
+    return text.replace(token, "[token withheld]")
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     """The exceptions inside the SDK's (nested) task group errors."""
     if isinstance(exc, BaseExceptionGroup):
@@ -150,7 +159,7 @@ def _run(server: MCPServer, work) -> Any:
     except tools.ToolError:
         raise
     except Exception as exc:
-        raise tools.ToolError(_explain(exc, server, refused)) from None
+        raise tools.ToolError(_withheld(_explain(exc, server, refused), server)) from None
 
 
 def fetch_tools(server: MCPServer) -> list[dict]:
@@ -175,6 +184,8 @@ def fetch_tools(server: MCPServer) -> list[dict]:
 
     try:
         found = _run(server, listing)
+        # The token, were it quoted anywhere in the listing, as in any of its texts.
+        found = json.loads(_withheld(json.dumps(found, ensure_ascii=False), server))
     except tools.ToolError as exc:
         server.fetch_error = str(exc)
         server.save(update_fields=["fetch_error", "updated_at"])
@@ -206,6 +217,7 @@ def call_tool(server: MCPServer, name: str, arguments: dict) -> str:
     text = _text(result.content)
     if not text and result.structured_content is not None:
         text = json.dumps(result.structured_content, ensure_ascii=False, default=str)
+    text = _withheld(text, server)
     if result.is_error:
         raise tools.ToolError(
             f"The tool {name} of MCP server {server.slug} failed: {text or 'no reason given'}"

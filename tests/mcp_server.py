@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -29,7 +30,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _server(running: Running) -> MCPServer:
+def _server(running: Running, extra: bool) -> MCPServer:
     server = MCPServer("test-tools", log_level="WARNING")
 
     @server.tool()
@@ -50,15 +51,34 @@ def _server(running: Running) -> MCPServer:
         running.calls.append("explode")
         raise ToolError(f"exploded on purpose: {reason}")
 
+    if extra:
+
+        @server.tool()
+        def echo_auth(fail: bool) -> str:
+            """Quotes the Authorization header it was sent, as a result or as an error."""
+            quoted = f"you sent {running.authorizations[-1]!r}"
+            if fail:
+                raise ToolError(quoted)
+            return quoted
+
+        @server.tool()
+        async def wait(seconds: float) -> str:
+            """Answers after a while."""
+            await anyio.sleep(seconds)
+            return "done waiting"
+
     return server
 
 
 @contextmanager
-def mcp_server(token: str | None = None, port: int | None = None) -> Iterator[Running]:
-    """The server at http://127.0.0.1:<port>/mcp until the block ends."""
+def mcp_server(
+    token: str | None = None, port: int | None = None, extra: bool = False
+) -> Iterator[Running]:
+    """The server at http://127.0.0.1:<port>/mcp until the block ends; `extra` adds a tool
+    that quotes the Authorization header and one that waits."""
     port = port or free_port()
     running = Running(url=f"http://127.0.0.1:{port}/mcp")
-    app = _server(running).streamable_http_app()
+    app = _server(running, extra).streamable_http_app()
 
     async def guarded(scope, receive, send):
         if scope["type"] == "http":

@@ -134,6 +134,28 @@ def test_the_token_is_taken_from_the_environment_and_never_in_an_error(monkeypat
         assert TOKEN not in stored
 
 
+def test_a_server_quoting_the_token_back_has_it_withheld(monkeypatch):
+    monkeypatch.setenv("MCP_GUARDED_TOKEN", TOKEN)
+    with mcp_server(token=TOKEN, extra=True) as running:
+        server = MCPServer.objects.create(
+            name="Guarded", slug="guarded", url=running.url, auth_env="MCP_GUARDED_TOKEN"
+        )
+        result = mcp.call_tool(server, "echo_auth", {"fail": False})
+        with pytest.raises(tools.ToolError) as failed:
+            mcp.call_tool(server, "echo_auth", {"fail": True})
+    assert result == "you sent 'Bearer [token withheld]'"
+    assert "you sent 'Bearer [token withheld]'" in str(failed.value)
+    assert TOKEN not in str(failed.value)
+
+
+def test_a_tool_that_takes_too_long_is_an_error_not_a_hang(settings):
+    settings.MCP_TIMEOUT_S = 0.5
+    with mcp_server(extra=True) as running:
+        server = MCPServer.objects.create(name="Slow", slug="slow", url=running.url)
+        with pytest.raises(tools.ToolError, match="slow .* did not answer within 0.5 s"):
+            mcp.call_tool(server, "wait", {"seconds": 3})
+
+
 def test_only_a_variable_named_mcp_may_hold_a_token(registered, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "baton's own")
     registered.auth_env = "SECRET_KEY"
