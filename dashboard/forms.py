@@ -106,6 +106,11 @@ class AgentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["tools"].offer(self.instance.tools)
+        self.fields["max_tool_steps"].required = False  # scripts written before it
+
+    def clean_max_tool_steps(self) -> int:
+        steps = self.cleaned_data["max_tool_steps"]
+        return self.instance.max_tool_steps if steps is None else steps
 
     def clean_specialties(self) -> list[str]:
         specialties = self.cleaned_data["specialties"]

@@ -39,7 +39,7 @@ def register(client, **changes) -> tuple[int, dict]:
 
 
 def admin_add(client, **changes) -> dict:
-    data = {**FIELDS, **changes}
+    data = {**FIELDS, "max_tool_steps": 8, **changes}  # the admin's form has every field
     if not data["specialties"].startswith(("[", "{", '"')):
         data["specialties"] = json.dumps([data["specialties"]])
     response = client.post("/admin/agents/agent/add/", data)

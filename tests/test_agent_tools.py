@@ -170,3 +170,15 @@ def test_a_job_of_the_seeded_team_on_the_offline_model_shows_a_tool_call(
     assert (tool_call.name, tool_call.subtask.key) == ("read_state", "research")
     html = client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'id="tool-call-{tool_call.pk}"' in html and "<code>read_state</code>" in html
+
+
+def test_a_form_that_leaves_the_cap_out_keeps_it(client, manager, coder):
+    Agent.objects.filter(pk=coder.pk).update(max_tool_steps=5)
+    coder.refresh_from_db()
+    data = edit_form(coder, temperature=0.2)
+    del data["max_tool_steps"]
+    assert client.post(f"/agents/{coder.slug}/edit/", data).status_code == 302
+    data["max_tool_steps"] = ""
+    assert client.post(f"/agents/{coder.slug}/edit/", data).status_code == 302
+    coder.refresh_from_db()
+    assert (coder.max_tool_steps, coder.temperature) == (5, 0.2)
