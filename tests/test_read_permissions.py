@@ -19,7 +19,7 @@ from .conftest import member_of
 
 pytestmark = pytest.mark.django_db
 
-READS = ["/", "/?status=queued", "/?q=readable&priority=5", "/jobs/{job}/", "/agents/"]
+READS = ["/", "/?status=queued", "/?q=readable&priority=5", "/jobs/{job}/", "/agents/", "/tools/"]
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "page"}
 
 
