@@ -4,9 +4,10 @@ its own (an event loop in the calling thread, or in a thread of its own when tha
 already runs one), so a Celery worker thread or a view can call them as they are.
 
 A server's bearer token is read from the environment variable it names (`auth_env`), at the
-moment of the request: it is never stored, logged, rendered or put in an error. The variable
-must be named MCP_…, so that a server registered in the dashboard cannot be sent Baton's own
-secrets (SECRET_KEY, LLM_API_KEY, the database's password).
+moment of the request: it is never stored, logged, rendered or put in an error (a server
+quoting it back has it withheld). The variable must be named MCP_…, so that a server
+registered in the dashboard cannot be sent Baton's own secrets (SECRET_KEY, LLM_API_KEY, the
+database's password). Servers on private networks are refused unless MCP_ALLOW_PRIVATE.
 """
 
 from __future__ import annotations
