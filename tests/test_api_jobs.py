@@ -307,6 +307,6 @@ def test_a_jobs_detail_takes_the_same_few_queries_however_large_its_plan(
     job = planned_job()
     for n in range(10):
         job.subtasks.create(key=f"extra-{n}", type="review", result="r" * 5000)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):  # 12, and the tool calls of the newest calls
         data = operator.get(f"/api/v1/jobs/{job.pk}").json()
     assert len(data["subtasks"]) == 12 and data["subtasks"][-1]["result"] == "r" * 5000
