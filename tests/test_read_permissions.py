@@ -19,7 +19,15 @@ from .conftest import member_of
 
 pytestmark = pytest.mark.django_db
 
-READS = ["/", "/?status=queued", "/?q=readable&priority=5", "/jobs/{job}/", "/agents/", "/tools/"]
+READS = [
+    "/",
+    "/?status=queued",
+    "/?q=readable&priority=5",
+    "/jobs/{job}/",
+    "/agents/",
+    "/tools/",
+    "/approvals/",
+]
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "page"}
 
 
@@ -79,6 +87,7 @@ def test_no_dashboard_url_answers_a_get_from_a_user_in_no_group(client, job):
     subtask = job.subtasks.create(key="research", type="research")
     kwargs = {"job_id": job.pk, "subtask_id": subtask.pk, "slug": Agent.objects.first().slug}
     kwargs["other_id"] = job.pk  # a comparison of two jobs
+    kwargs["approval_id"] = kwargs["rule_id"] = 1  # POST only: refused before any lookup
     client.force_login(member_of(None, "oscar"))
     for pattern in urlpatterns:
         url = reverse(pattern.name, kwargs={k: kwargs[k] for k in pattern.pattern.converters})
