@@ -186,7 +186,7 @@ def _run_tool(sub: Subtask, row: ToolCall, context: tools.Context) -> None:
 def _content(row: ToolCall) -> str:
     """What the model reads of a tool call: its result, or what went wrong, in words."""
     if row.status == ToolCall.Status.REJECTED:
-        return row.error  # the operator's reason (agents.approvals)
+        return row.error or "An operator rejected this call."  # with their reason
     if row.error:
         return f"Error: {row.error}"
     return row.result
