@@ -6,9 +6,11 @@ from playwright.sync_api import expect
 
 from agents.models import Job, JobStatus, LLMCall
 
-from .browser import screenshot, user_page
+from .axe import axe_source
+from .browser import assert_steady, mark_page, screenshot, user_page
 from .conftest import PASSWORD
-from .stack import login, submit, wait_until_terminal
+from .stack import login, start_stack, submit, wait_until_terminal
+from .test_browser_a11y import assert_none_blocking, check
 
 pytestmark = [
     pytest.mark.browser,
@@ -17,10 +19,24 @@ pytestmark = [
 ]
 
 NEW_INPUT = "Implement it as one shell script, and say which shell."
+LATENCY_MS = 1000  # the re-run's three calls take seconds: its page opens before it ends
 
 
-def test_an_operator_reruns_a_completed_job_from_a_step(stack, seeded, browser, request):
+@pytest.fixture(scope="module")
+def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    with django_db_blocker.unblock():
+        running = start_stack(
+            tmp_path_factory.mktemp("browser-rerun"), latency_ms=LATENCY_MS, exclusive=True
+        )
+    yield running
+    running.stop()
+
+
+def test_an_operator_reruns_a_completed_job_from_a_step(slow_stack, seeded, browser, request):
+    """Each page on the way is also checked by axe-core (which needs the CSP bypassed)."""
+    stack = slow_stack
     url = stack.base_url
+    axe, found = axe_source(), {}
     submit(login(url, "bob", PASSWORD), "Re-run walk")
     original = Job.objects.get(title="Re-run walk")
     wait_until_terminal([original.pk])
@@ -29,7 +45,7 @@ def test_an_operator_reruns_a_completed_job_from_a_step(stack, seeded, browser, 
     coding = original.subtasks.get(key="coding")
     stack.reset_simulator()
 
-    page = user_page(browser, url, "bob")
+    page = user_page(browser, url, "bob", bypass_csp=True)
     page.goto(f"{url}/jobs/{original.pk}/")
     step = page.locator(f"#subtask-{coding.pk}")
     step.locator("summary").click()
@@ -42,12 +58,18 @@ def test_an_operator_reruns_a_completed_job_from_a_step(stack, seeded, browser, 
     expect(description).to_have_value(coding.description)
     description.fill(NEW_INPUT)
     screenshot(page, request, "rerun-form")
+    check(request, page, "re-run form", axe, found)
     page.get_by_role("button", name="Re-run from coding").click()
 
     # The new job's page, which follows the run live to its end.
+    expect(page.locator("#connection")).to_have_text("live")
+    mark_page(page)
+    opened_at = page.locator("#job-header").get_attribute("data-status")
+    assert opened_at != JobStatus.COMPLETED, "the re-run's page must open before it ends"
     expect(page.locator("#job-header")).to_have_attribute(
         "data-status", JobStatus.COMPLETED, timeout=60_000
     )
+    assert_steady(page)  # it arrived over the WebSocket, not by a reload
     rerun = Job.objects.get(rerun_of=original)
     assert page.url.endswith(f"/jobs/{rerun.pk}/")
     research = rerun.subtasks.get(key="research")
@@ -65,6 +87,7 @@ def test_an_operator_reruns_a_completed_job_from_a_step(stack, seeded, browser, 
     assert NEW_INPUT in next(m["content"] for m in first.messages if m["role"] == "user")
 
     screenshot(page, request, "rerun-job")
+    check(request, page, "re-run job", axe, found)
     lineage = page.get_by_role("region", name="Lineage")
     expect(lineage).to_contain_text(f"Re-run of #{original.pk} from coding")
     lineage.get_by_role("link", name=f"#{original.pk}", exact=True).click()
@@ -80,3 +103,5 @@ def test_an_operator_reruns_a_completed_job_from_a_step(stack, seeded, browser, 
     expect(page.locator("#step-research")).to_contain_text("the same")
     expect(page.locator("#step-research")).to_contain_text("copied, no call")
     screenshot(page, request, "rerun-compare")
+    check(request, page, "comparison", axe, found)
+    assert_none_blocking(found)
