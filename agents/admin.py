@@ -241,6 +241,8 @@ class JobAdmin(ListAdmin):
         "claimed_at",
         "finished_at",
         "submitted_by",
+        "rerun_of",  # read only: an editable one would list every job in a select
+        "rerun_from",
     )
     inlines = [SubtaskInline]
 
@@ -293,6 +295,7 @@ class SubtaskAdmin(ListAdmin):
         "updated_at",
         "started_at",
         "finished_at",
+        "copied_from",
     )
     inlines = [LLMCallInline]
 

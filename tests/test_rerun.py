@@ -291,3 +291,16 @@ def test_a_line_diff_keeps_common_lines_and_marks_the_rest():
     old, new = "a\nb\nc", "a\nB\nc\nd"
     assert line_diff(old, new) == [(" ", "a"), ("-", "b"), ("+", "B"), (" ", "c"), ("+", "d")]
     assert line_diff("", "x") == [("+", "x")]
+
+
+def test_the_admin_shows_the_lineage_read_only(admin_client, django_capture_on_commit_callbacks):
+    Agent.objects.create(name="Coder", slug="coder", specialties=["coding", "review"])
+    job = planned_job()
+    with django_capture_on_commit_callbacks(execute=True):
+        rerun = rerun_from(job.subtasks.get(key="coding"), None)
+    page = admin_client.get(f"/admin/agents/job/{rerun.pk}/change/").content.decode()
+    assert 'name="rerun_of"' not in page and 'name="rerun_from"' not in page
+    assert f"/admin/agents/job/{job.pk}/change/" in page
+    copy = rerun.subtasks.get(key="research")
+    page = admin_client.get(f"/admin/agents/subtask/{copy.pk}/change/").content.decode()
+    assert 'name="copied_from"' not in page
