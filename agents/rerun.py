@@ -170,6 +170,13 @@ def rerun_from(
                     f"{agent.slug} may not run a {chosen.type} step: choose an enabled agent "
                     f"with the {chosen.type} specialty (or, if none has it, any specialist)."
                 )
+            # Dispatch follows the hint only to an agent with room: a full one would see
+            # the step go to another, and the comparison lose its point.
+            if (load := agent.current_load()) >= agent.max_concurrency:
+                raise RerunRefused(
+                    f"{agent.slug} is running {load} subtasks, its max concurrency: choose it "
+                    "again once it has room, or choose another agent."
+                )
             changes.append(f"agent: {agent.slug}")
         job = _create_rerun(original, subtasks, chosen, description, agent, user, submit_token)
         detail = f"Re-run of #{original.pk} from {chosen.key}"
@@ -223,8 +230,8 @@ def _create_rerun(
             if description is not None:
                 copy.payload = {**sub.payload, "description": description}
             if agent is not None:
-                # Dispatch follows the hint whenever the agent may run the step and has
-                # room: on this run and on every retry of it.
+                # Dispatch follows the hint to an agent that may run the step and has room
+                # (checked above), on this run and on every retry of it.
                 copy.assign_hint = agent.slug
         elif sub.pk in copied:
             copy.status = SubtaskStatus.COMPLETED

@@ -195,6 +195,10 @@ def test_an_agent_that_may_not_run_the_step_is_refused():
     for agent in (Agent.objects.get(slug="orchestrator"), off):
         with pytest.raises(RerunRefused, match=f"{agent.slug} may not run a coding step"):
             rerun_from(coding, None, agent=agent)
+    busy = Agent.objects.create(name="Busy", slug="busy", specialties=["coding"], max_concurrency=1)
+    Subtask.objects.create(job=job, key="other", type="coding", agent=busy, status="working")
+    with pytest.raises(RerunRefused, match="busy is running 1 subtasks, its max concurrency"):
+        rerun_from(coding, None, agent=busy)
     with pytest.raises(RerunRefused, match="Give the step a description"):
         rerun_from(coding, None, description="   ")
     assert Job.objects.count() == 1  # nothing stored
