@@ -93,6 +93,7 @@ def test_an_operator_reruns_a_completed_job_from_a_step(slow_stack, seeded, brow
     lineage.get_by_role("link", name=f"#{original.pk}", exact=True).click()
     back = page.get_by_role("region", name="Lineage")
     expect(back).to_contain_text(f"Re-runs: #{rerun.pk} from coding")
+    screenshot(page, request, "rerun-original")
     back.get_by_role("link", name="compare").click()
 
     heading = page.get_by_role("heading", name=f"#{original.pk} and #{rerun.pk} side by side")
