@@ -247,16 +247,6 @@ class JobQuerySet(models.QuerySet):
                 subtasks_done=count_of(subtasks.filter(status=SubtaskStatus.COMPLETED)),
                 subtasks_total=count_of(subtasks),
                 subtasks_awaiting=count_of(subtasks.filter(status=SubtaskStatus.AWAITING_APPROVAL)),
-                # Changes with each new question to an operator: their pages draw its form.
-                newest_approval=Subquery(
-                    Approval.objects.filter(
-                        job=OuterRef("pk"),
-                        decision="",
-                        subtask__status=SubtaskStatus.AWAITING_APPROVAL,
-                    )
-                    .order_by("-pk")
-                    .values("pk")[:1]
-                ),
             )
             .order_by("-created_at", "-pk")
         )
@@ -435,12 +425,7 @@ class Job(models.Model):
             "retry": self.can_retry,
             "review": self.awaiting_review,
         }
-        names = [name for name, allowed in applies.items() if allowed]
-        # Subtasks awaiting approval (for_board()): named with the newest question, so that
-        # an operator's page draws the form of each new one.
-        if getattr(self, "newest_approval", None):
-            names.append(f"approve-{self.newest_approval}")
-        return names
+        return [name for name, allowed in applies.items() if allowed]
 
 
 class SubtaskQuerySet(models.QuerySet):

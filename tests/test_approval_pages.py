@@ -20,6 +20,7 @@ from agents.models import (
     SubtaskStatus,
     ToolCall,
 )
+from dashboard.live import render_job
 
 from .conftest import member_of
 
@@ -93,8 +94,8 @@ def test_the_job_page_shows_what_would_be_sent_and_the_decisions(client, operato
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     for button in ("Approve poem", "Edit and approve poem", "Reject poem"):
         assert button in page
-    # The header names the question, so an operator's open page fetches itself for a new one.
-    assert f"approve-{approval.pk}" in page
+    # Drawn for this operator: not marked as lacking its forms (live.js fetches those again).
+    assert "data-forms-missing" not in page
     assert "1 awaiting approval" in page
     # The board card counts it too.
     assert "1 awaiting approval" in client.get("/").content.decode()
@@ -104,6 +105,7 @@ def test_a_viewer_sees_the_proposal_but_cannot_decide(client, viewer):
     approval = paused()
     page = client.get(f"/jobs/{approval.job_id}/").content.decode()
     assert "Awaiting approval" in page and "Approve poem" not in page
+    assert "data-forms-missing" in page  # harmless for her: she has no forms to draw
     assert client.post(decide_url(approval), {"action": "approve"}).status_code == 403
     assert Approval.objects.get(pk=approval.pk).pending
     page = client.get("/approvals/").content.decode()
@@ -211,3 +213,11 @@ def test_rules_are_added_and_removed_and_audited(client, operator):
 
     page = client.post("/approvals/rules/", {"kind": "agent", "name": "x"}, follow=True)
     assert "Not added" in page.content.decode()
+
+
+def test_the_live_fragment_shows_the_proposal_to_every_watcher_and_no_forms():
+    approval = paused()
+    html = render_job(approval.job_id, True, {approval.subtask_id}, False)
+    assert f'id="approval-{approval.pk}"' in html and "data-forms-missing" in html
+    assert "Your subtask (writing)" in html
+    assert "<form" not in html.split(f'id="approval-{approval.pk}"')[1].split("</section>")[0]

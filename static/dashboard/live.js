@@ -173,6 +173,12 @@
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
     if (!document.body.classList.contains("can-operate")) return;
+    // A step awaiting approval came in a shared fragment, without the operator's forms
+    // (templates/dashboard/_approval.html marks it): the page fetches itself to draw them.
+    if (document.querySelector("#page .approval[data-forms-missing]")) {
+      refetch();
+      return;
+    }
     var now = controls();
     if (now === null || now === shownControls) return;
     shownControls = now;
