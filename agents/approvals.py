@@ -46,6 +46,7 @@ ACTIONS = {
 TIMEOUT_ACTIONS = ("reject", "approve")
 REJECTED_STEP = "An operator rejected this step as proposed: {feedback}"
 REJECTED_TOOL = "An operator rejected this tool call: {feedback}"
+TIMED_OUT_TOOL = "This tool call was not approved within {seconds:g} s: it did not run."
 EXPIRE_BATCH = 100
 FEEDBACK_CHARS = Approval._meta.get_field("feedback").max_length
 RULE_NAME_CHARS = ApprovalRule._meta.get_field("name").max_length
@@ -364,7 +365,10 @@ def _decide(
             ]
         )
         if locked.tool_call_id:
-            _decide_tool_call(locked.tool_call, action, edited, feedback)
+            reason = REJECTED_TOOL.format(feedback=feedback)
+            if timed_out:
+                reason = TIMED_OUT_TOOL.format(seconds=settings.APPROVAL_TIMEOUT_S)
+            _decide_tool_call(locked.tool_call, action, edited, reason)
         AuditEntry.objects.create(
             action=f"approval.{action}",
             actor=user,
@@ -380,11 +384,13 @@ def _decide(
     return locked
 
 
-def _decide_tool_call(tool_call: ToolCall, action: str, edited: object, feedback: str) -> None:
+def _decide_tool_call(tool_call: ToolCall, action: str, edited: object, reason: str) -> None:
+    """The tool call approved (with its edited arguments), or rejected: `reason` is then the
+    error the model reads as the call's result."""
     fields: dict[str, object] = {}
     if action == "reject":
         fields["status"] = ToolCall.Status.REJECTED
-        fields["error"] = REJECTED_TOOL.format(feedback=feedback or "no reason given")
+        fields["error"] = reason
     else:
         fields["status"] = ToolCall.Status.APPROVED
         if action == "edit":

@@ -438,4 +438,5 @@ def test_a_timed_out_tool_call_is_rejected_and_its_step_goes_on(settings):
     assert approvals.expire(approval.expires_at) == 1
     row.refresh_from_db()
     assert row.status == ToolCall.Status.REJECTED
+    assert row.error == "This tool call was not approved within 30 s: it did not run."
     assert Subtask.objects.get(pk=row.subtask_id).status == SubtaskStatus.QUEUED
