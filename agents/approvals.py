@@ -176,7 +176,7 @@ def _await(sub: Subtask, approval: Approval) -> bool:
             ToolCall.objects.filter(pk=approval.tool_call_id).update(
                 status=ToolCall.Status.AWAITING_APPROVAL
             )
-        events.job_changed(sub.job_id)  # the board's badge, the job page's controls
+        events.job_changed(sub.job_id)  # the count of steps awaiting approval (board, header)
     return True
 
 
