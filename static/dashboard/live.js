@@ -123,6 +123,12 @@
     if (everOpen) {
       resync();
     } else {
+      // Counted from the page's render: a message sent before the socket joined is a gap.
+      var since = /^(\S+) (\d+)$/.exec((document.querySelector("[data-live-since]") || {dataset: {}}).dataset.liveSince || "");
+      if (since) {
+        epoch = since[1];
+        last = Number(since[2]);
+      }
       show("live", "live");
     }
     everOpen = true;
