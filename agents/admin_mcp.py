@@ -6,9 +6,8 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from dashboard.mcp_servers import MCPServerForm
-
 from . import actions, mcp, tools
+from .forms import MCPServerForm
 from .models import MCPServer
 
 

@@ -1,10 +1,11 @@
-"""Form fields the admin and the dashboard's forms share."""
+"""Forms the admin and the dashboard share: tool grants, MCP servers."""
 
 from __future__ import annotations
 
 from django import forms
 
-from . import tools
+from . import mcp, tools
+from .models import MCPServer
 
 
 class ToolsField(forms.MultipleChoiceField):
@@ -32,3 +33,49 @@ class ToolsField(forms.MultipleChoiceField):
         listed = {name for name, _ in choices}
         gone = [(name, f"{name} (not offered now)") for name in held if name not in listed]
         self.choices = [*choices, *gone]
+
+
+class MCPServerForm(forms.ModelForm):
+    url = forms.URLField(
+        label="URL",
+        max_length=MCPServer._meta.get_field("url").max_length,
+        assume_scheme="https",
+        help_text="The streamable HTTP endpoint, e.g. https://tools.example.com/mcp",
+    )
+
+    class Meta:
+        model = MCPServer
+        fields = ["name", "slug", "url", "auth_env", "enabled"]
+        labels = {"auth_env": "Token variable"}
+        help_texts = {
+            "slug": "Grants name its tools slug/tool; it cannot change once registered.",
+            "auth_env": "Name of the environment variable (MCP_…) of Baton's processes that "
+            "holds its bearer token; empty if it needs none. Never the token itself.",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+
+    def _forget(self, field: str) -> None:
+        """Not shown again in the form (it holds a secret)."""
+        self.data = self.data.copy()
+        self.data[self.add_prefix(field)] = ""
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            mcp.check_url(url)
+        except tools.ToolError as exc:
+            if "credentials" in str(exc):
+                self._forget("url")
+            raise forms.ValidationError(str(exc)) from None
+        return url
+
+    def clean_auth_env(self) -> str:
+        name = self.cleaned_data["auth_env"].strip()
+        if name and not mcp.AUTH_ENV.match(name):
+            self._forget("auth_env")  # what was typed may be the token itself
+            raise forms.ValidationError(f"Give the name of {mcp.AUTH_ENV_RULE}, not a token.")
+        return name

@@ -17,17 +17,12 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import anyio
-import httpx2
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
 
 from . import tools
 from .addresses import lookup, refusal
@@ -37,6 +32,13 @@ AUTH_ENV = re.compile(r"^MCP_[A-Z0-9_]+$")
 AUTH_ENV_RULE = "an environment variable named MCP_… (capitals, digits and _)"
 MAX_PAGES = 20  # of a tool listing: a server that never stops paginating cannot hang a fetch
 DESCRIPTION_CHARS = 1000
+
+if TYPE_CHECKING:
+    from mcp import Client
+
+# The SDK (and its pydantic models) is imported by the calls that connect, not with this
+# module: every process loads this module (admin, tools) and most never talk to a server; the
+# import costs a worker about 2 s of CPU at start.
 
 
 def auth_env_set(server: MCPServer) -> bool:
@@ -103,6 +105,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _explain(exc: BaseException, server: MCPServer, refused: list[int]) -> str:
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
     timeout = settings.MCP_TIMEOUT_S
     where = f"MCP server {server.slug} ({server.url})"
     leaf = next(
@@ -126,6 +131,11 @@ def _explain(exc: BaseException, server: MCPServer, refused: list[int]) -> str:
 
 def _run(server: MCPServer, work) -> Any:
     """Connect, run `work(client)` within the timeout, disconnect; a failure is a ToolError."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
     try:
         check_url(server.url)
     except tools.ToolError as exc:

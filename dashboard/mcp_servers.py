@@ -5,7 +5,6 @@ variable, and the page says only whether that variable is set."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
@@ -13,55 +12,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from agents import actions, mcp, tools
+from agents.forms import MCPServerForm
 from agents.models import MCPServer
 
 from .access import read_required
-
-
-class MCPServerForm(forms.ModelForm):
-    url = forms.URLField(
-        label="URL",
-        max_length=MCPServer._meta.get_field("url").max_length,
-        assume_scheme="https",
-        help_text="The streamable HTTP endpoint, e.g. https://tools.example.com/mcp",
-    )
-
-    class Meta:
-        model = MCPServer
-        fields = ["name", "slug", "url", "auth_env", "enabled"]
-        labels = {"auth_env": "Token variable"}
-        help_texts = {
-            "slug": "Grants name its tools slug/tool; it cannot change once registered.",
-            "auth_env": "Name of the environment variable (MCP_…) of Baton's processes that "
-            "holds its bearer token; empty if it needs none. Never the token itself.",
-        }
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["slug"].disabled = True
-
-    def _forget(self, field: str) -> None:
-        """Not shown again in the form (it holds a secret)."""
-        self.data = self.data.copy()
-        self.data[self.add_prefix(field)] = ""
-
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
-        try:
-            mcp.check_url(url)
-        except tools.ToolError as exc:
-            if "credentials" in str(exc):
-                self._forget("url")
-            raise forms.ValidationError(str(exc)) from None
-        return url
-
-    def clean_auth_env(self) -> str:
-        name = self.cleaned_data["auth_env"].strip()
-        if name and not mcp.AUTH_ENV.match(name):
-            self._forget("auth_env")  # what was typed may be the token itself
-            raise forms.ValidationError(f"Give the name of {mcp.AUTH_ENV_RULE}, not a token.")
-        return name
 
 
 def _page(request: HttpRequest, form: MCPServerForm | None, status: int = 200) -> HttpResponse:
