@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import actions, mcp, tools
+from . import actions, mcp
 from .forms import MCPServerForm
 from .models import MCPServer
 
@@ -45,7 +45,7 @@ class MCPServerAdmin(admin.ModelAdmin):
         for server in queryset:
             try:
                 found = mcp.fetch_tools(server)
-            except tools.ToolError as exc:
+            except mcp.ServerError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{server.name} lists {len(found)} tools.")

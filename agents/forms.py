@@ -67,7 +67,7 @@ class MCPServerForm(forms.ModelForm):
         url = self.cleaned_data["url"]
         try:
             mcp.check_url(url)
-        except tools.ToolError as exc:
+        except mcp.ServerError as exc:
             if "credentials" in str(exc):
                 self._forget("url")
             raise forms.ValidationError(str(exc)) from None

@@ -24,7 +24,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import tools
 from .addresses import lookup, refusal
 from .models import Agent, MCPServer
 
@@ -35,6 +34,12 @@ DESCRIPTION_CHARS = 1000
 
 if TYPE_CHECKING:
     from mcp import Client
+
+
+class ServerError(Exception):
+    """What went wrong with a server, in words for an operator or a model (agents.tools
+    hands it to the model as a tool's error result)."""
+
 
 # The SDK (and its pydantic models) is imported by the calls that connect, not with this
 # module: every process loads this module (admin, tools) and most never talk to a server; the
@@ -47,25 +52,25 @@ def auth_env_set(server: MCPServer) -> bool:
 
 
 def check_url(url: str) -> None:
-    """A ToolError saying why Baton will not call this URL: not http(s), credentials in it
+    """A ServerError saying why Baton will not call this URL: not http(s), credentials in it
     (they would be stored and shown: name a token's variable instead), or, unless
     MCP_ALLOW_PRIVATE, a host on a private network. Checked at registration and before
     every connection."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise tools.ToolError("Give an http:// or https:// URL.")
+        raise ServerError("Give an http:// or https:// URL.")
     if parts.username or parts.password:
-        raise tools.ToolError("Put no credentials in the URL: name a token's variable instead.")
+        raise ServerError("Put no credentials in the URL: name a token's variable instead.")
     if settings.MCP_ALLOW_PRIVATE:
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         found = lookup(parts.hostname, port)
     except (LookupError, ValueError) as exc:
-        raise tools.ToolError(str(exc)) from None
+        raise ServerError(str(exc)) from None
     for address in found:
         if reason := refusal(address):
-            raise tools.ToolError(
+            raise ServerError(
                 f"{parts.hostname} resolves to {address}, a {reason} address: Baton does not "
                 "call into private networks (MCP_ALLOW_PRIVATE)."
             )
@@ -75,13 +80,13 @@ def _headers(server: MCPServer) -> dict[str, str]:
     if not server.auth_env:
         return {}
     if not AUTH_ENV.match(server.auth_env):
-        raise tools.ToolError(
+        raise ServerError(
             f"The token of MCP server {server.slug} must come from {AUTH_ENV_RULE}, "
             f"not {server.auth_env}."
         )
     token = os.environ.get(server.auth_env, "").strip()
     if not token:
-        raise tools.ToolError(
+        raise ServerError(
             f"The environment variable {server.auth_env}, holding the token of MCP server "
             f"{server.slug}, is not set."
         )
@@ -130,7 +135,7 @@ def _explain(exc: BaseException, server: MCPServer, refused: list[int]) -> str:
 
 
 def _run(server: MCPServer, work) -> Any:
-    """Connect, run `work(client)` within the timeout, disconnect; a failure is a ToolError."""
+    """Connect, run `work(client)` within the timeout, disconnect; a failure is a ServerError."""
     import anyio
     import httpx2
     from mcp import Client
@@ -138,8 +143,8 @@ def _run(server: MCPServer, work) -> Any:
 
     try:
         check_url(server.url)
-    except tools.ToolError as exc:
-        raise tools.ToolError(f"MCP server {server.slug}: {exc}") from None
+    except ServerError as exc:
+        raise ServerError(f"MCP server {server.slug}: {exc}") from None
     headers = _headers(server)
     timeout = settings.MCP_TIMEOUT_S
     refused: list[int] = []
@@ -167,10 +172,10 @@ def _run(server: MCPServer, work) -> Any:
         # Called from async code: its loop must not be blocked, nor a second one nested in it.
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(anyio.run, session).result()
-    except tools.ToolError:
+    except ServerError:
         raise
     except Exception as exc:
-        raise tools.ToolError(_withheld(_explain(exc, server, refused), server)) from None
+        raise ServerError(_withheld(_explain(exc, server, refused), server)) from None
 
 
 def fetch_tools(server: MCPServer) -> list[dict]:
@@ -197,7 +202,7 @@ def fetch_tools(server: MCPServer) -> list[dict]:
         found = _run(server, listing)
         # The token, were it quoted anywhere in the listing, as in any of its texts.
         found = json.loads(_withheld(json.dumps(found, ensure_ascii=False), server))
-    except tools.ToolError as exc:
+    except ServerError as exc:
         server.fetch_error = str(exc)
         server.save(update_fields=["fetch_error", "updated_at"])
         raise
@@ -219,7 +224,7 @@ def _text(content: list) -> str:
 
 def call_tool(server: MCPServer, name: str, arguments: dict) -> str:
     """Call one of the server's tools; the text of its result. An error result, or no
-    answer, is a ToolError saying so."""
+    answer, is a ServerError saying so."""
 
     async def call(client: Client):
         return await client.call_tool(name, arguments)
@@ -230,7 +235,7 @@ def call_tool(server: MCPServer, name: str, arguments: dict) -> str:
         text = json.dumps(result.structured_content, ensure_ascii=False, default=str)
     text = _withheld(text, server)
     if result.is_error:
-        raise tools.ToolError(
+        raise ServerError(
             f"The tool {name} of MCP server {server.slug} failed: {text or 'no reason given'}"
         )
     return text

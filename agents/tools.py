@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 
-from . import state
+from . import mcp, state
 from .addresses import lookup, refusal
 from .models import MCPServer, SharedState
 
@@ -223,15 +223,16 @@ def available() -> list[tuple[str, str]]:
 
 
 def _run_mcp(grant: str, args: dict) -> str:
-    from . import mcp  # agents.mcp imports this module
-
     slug, _, tool_name = grant.partition("/")
     server = MCPServer.objects.filter(slug=slug).first()
     if server is None:
         raise ToolError(f"There is no MCP server {slug!r} any more.")
     if not server.enabled:
         raise ToolError(f"The MCP server {slug!r} is disabled.")
-    return mcp.call_tool(server, tool_name, args)
+    try:
+        return mcp.call_tool(server, tool_name, args)
+    except mcp.ServerError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def run(name: str, arguments: str, ctx: Context) -> Outcome:

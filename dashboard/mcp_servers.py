@@ -29,7 +29,7 @@ def _page(request: HttpRequest, form: MCPServerForm | None, status: int = 200) -
 def _fetch(request: HttpRequest, server: MCPServer) -> None:
     try:
         found = mcp.fetch_tools(server)
-    except tools.ToolError as exc:
+    except mcp.ServerError as exc:
         messages.error(request, f"Could not fetch the tools of {server.name}: {exc}")
     else:
         messages.success(request, f"{server.name} lists {len(found)} tools.")

@@ -77,9 +77,9 @@ def test_a_tool_call_gives_the_text_of_its_result(registered, running):
 
 
 def test_an_error_result_is_a_tool_error_with_its_reason(registered):
-    with pytest.raises(tools.ToolError, match="exploded on purpose: because"):
+    with pytest.raises(mcp.ServerError, match="exploded on purpose: because"):
         mcp.call_tool(registered, "explode", {"reason": "because"})
-    with pytest.raises(tools.ToolError, match="Unknown tool: nope"):
+    with pytest.raises(mcp.ServerError, match="Unknown tool: nope"):
         mcp.call_tool(registered, "nope", {})
 
 
@@ -90,12 +90,12 @@ def test_a_server_down_is_a_clear_error_stored_on_it(settings):
     )
     server.tools = [{"name": "old", "description": "", "input_schema": {}}]
     server.save()
-    with pytest.raises(tools.ToolError, match="Could not connect to MCP server gone"):
+    with pytest.raises(mcp.ServerError, match="Could not connect to MCP server gone"):
         mcp.fetch_tools(server)
     server.refresh_from_db()
     assert server.fetch_error.startswith("Could not connect to MCP server gone")
     assert server.tools[0]["name"] == "old"  # the last listing is kept
-    with pytest.raises(tools.ToolError, match="Could not connect"):
+    with pytest.raises(mcp.ServerError, match="Could not connect"):
         mcp.call_tool(server, "old", {})
 
 
@@ -113,13 +113,13 @@ def test_the_token_is_taken_from_the_environment_and_never_in_an_error(monkeypat
             name="Guarded", slug="guarded", url=running.url, auth_env="MCP_GUARDED_TOKEN"
         )
         monkeypatch.delenv("MCP_GUARDED_TOKEN", raising=False)
-        with pytest.raises(tools.ToolError) as missing:
+        with pytest.raises(mcp.ServerError) as missing:
             mcp.fetch_tools(server)
         assert "MCP_GUARDED_TOKEN" in str(missing.value) and "not set" in str(missing.value)
         assert running.authorizations == []  # nothing sent without it
 
         monkeypatch.setenv("MCP_GUARDED_TOKEN", "wrong-value")
-        with pytest.raises(tools.ToolError) as refused:
+        with pytest.raises(mcp.ServerError) as refused:
             mcp.fetch_tools(server)
         assert "HTTP 401" in str(refused.value) and "wrong-value" not in str(refused.value)
 
@@ -141,7 +141,7 @@ def test_a_server_quoting_the_token_back_has_it_withheld(monkeypatch):
             name="Guarded", slug="guarded", url=running.url, auth_env="MCP_GUARDED_TOKEN"
         )
         result = mcp.call_tool(server, "echo_auth", {"fail": False})
-        with pytest.raises(tools.ToolError) as failed:
+        with pytest.raises(mcp.ServerError) as failed:
             mcp.call_tool(server, "echo_auth", {"fail": True})
     assert result == "you sent 'Bearer [token withheld]'"
     assert "you sent 'Bearer [token withheld]'" in str(failed.value)
@@ -152,24 +152,24 @@ def test_a_tool_that_takes_too_long_is_an_error_not_a_hang(settings):
     settings.MCP_TIMEOUT_S = 0.5
     with mcp_server(extra=True) as running:
         server = MCPServer.objects.create(name="Slow", slug="slow", url=running.url)
-        with pytest.raises(tools.ToolError, match="slow .* did not answer within 0.5 s"):
+        with pytest.raises(mcp.ServerError, match="slow .* did not answer within 0.5 s"):
             mcp.call_tool(server, "wait", {"seconds": 3})
 
 
 def test_only_a_variable_named_mcp_may_hold_a_token(registered, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "baton's own")
     registered.auth_env = "SECRET_KEY"
-    with pytest.raises(tools.ToolError, match="named MCP_") as refused:
+    with pytest.raises(mcp.ServerError, match="named MCP_") as refused:
         mcp.call_tool(registered, "add", {"a": 1, "b": 1})
     assert "baton's own" not in str(refused.value)
 
 
 def test_a_server_on_a_private_network_is_refused_unless_allowed(registered, running, settings):
     settings.MCP_ALLOW_PRIVATE = False
-    with pytest.raises(tools.ToolError, match="127.0.0.1, a loopback address") as refused:
+    with pytest.raises(mcp.ServerError, match="127.0.0.1, a loopback address") as refused:
         mcp.fetch_tools(registered)
     assert "MCP_ALLOW_PRIVATE" in str(refused.value)
-    with pytest.raises(tools.ToolError, match="loopback"):
+    with pytest.raises(mcp.ServerError, match="loopback"):
         mcp.call_tool(registered, "add", {"a": 1, "b": 1})
     assert running.authorizations == []  # nothing was sent
 
@@ -434,7 +434,7 @@ def test_the_demo_command_serves_tools_behind_its_token(monkeypatch):
         server = MCPServer.objects.create(
             name="Demo", slug="demo", url=f"http://127.0.0.1:{port}/mcp", auth_env="MCP_DEMO_TOKEN"
         )
-        with pytest.raises(tools.ToolError, match="MCP_DEMO_TOKEN"):
+        with pytest.raises(mcp.ServerError, match="MCP_DEMO_TOKEN"):
             mcp.fetch_tools(server)  # not set in this process
 
         monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
@@ -443,15 +443,15 @@ def test_the_demo_command_serves_tools_behind_its_token(monkeypatch):
             try:
                 names = [tool["name"] for tool in mcp.fetch_tools(server)]
                 break
-            except tools.ToolError as exc:
+            except mcp.ServerError as exc:
                 assert "Could not connect" in str(exc)
                 time.sleep(0.1)
         assert names == ["word_count", "add", "utc_now", "fail"]
         assert mcp.call_tool(server, "word_count", {"text": "one two"}) == "2 words, 7 characters"
-        with pytest.raises(tools.ToolError, match="failed as asked: why"):
+        with pytest.raises(mcp.ServerError, match="failed as asked: why"):
             mcp.call_tool(server, "fail", {"reason": "why"})
         monkeypatch.setenv("MCP_DEMO_TOKEN", "wrong")
-        with pytest.raises(tools.ToolError, match="HTTP 401"):
+        with pytest.raises(mcp.ServerError, match="HTTP 401"):
             mcp.fetch_tools(server)
     finally:
         process.terminate()
