@@ -140,12 +140,6 @@ def _next_seq(group: str) -> tuple[str, int]:
     return epoch.decode(), seq
 
 
-def last_seq(group: str) -> tuple[str, int]:
-    """The epoch and the number of a group's last message, for a page being rendered."""
-    epoch, [seq] = _last_seqs([group])
-    return epoch, seq
-
-
 def _last_seqs(groups: list[str]) -> tuple[str, list[int]]:
     """The epoch and the number of each group's last message (0 before any)."""
     if not settings.REDIS_URL:

@@ -80,3 +80,21 @@ def test_a_board_catches_up_after_a_fragment_is_lost(stack, seeded, board):
     expect(board.locator("#connection")).to_have_text("live")
     assert "stale" in board.evaluate("window.__batonStates")
     assert not_reloaded(board)
+
+
+def test_a_page_catches_up_on_what_changed_before_its_socket_joined(stack, seeded, browser):
+    # A change made while no page watched the job was announced to nobody: here one made
+    # between the page's render and its socket joining, and never announced at all.
+    job = Job.objects.create(
+        title="Changed before the socket", description="d", status=JobStatus.WORKING
+    )
+    page = user_page(browser, stack.base_url, "alice")
+
+    def join_late(socket) -> None:
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED, result="Done meanwhile.")
+        socket.connect_to_server()
+
+    page.route_web_socket(f"**/ws/jobs/{job.pk}/", join_late)
+    page.goto(f"{stack.base_url}/jobs/{job.pk}/")
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=10_000)

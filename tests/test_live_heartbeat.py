@@ -13,7 +13,6 @@ import redis
 from django.test import override_settings
 
 from agents import events
-from agents.models import Job
 from dashboard import live
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -135,20 +134,3 @@ def test_a_flushed_redis_numbers_in_a_new_epoch(group, sent):
         client.set(live.EPOCH_KEY, epoch)
     (_, before, _), (_, after, number) = marks(sent, group)
     assert after != before and number == 1
-
-
-@pytest.mark.django_db
-def test_a_page_is_rendered_with_the_number_of_its_groups_last_message(mode, sent, viewer, client):
-    """live.js counts from it: a message sent before the page's socket joined is a gap."""
-    job = Job.objects.create(title="numbered", description="d")
-    group = events.job_group(job.pk)
-    try:
-        live.send(group, "<p>one</p>")
-        live.send(group, "<p>two</p>")
-        [*_, (_, epoch, number)] = marks(sent, group)
-        page = client.get(job.get_absolute_url()).content.decode()
-    finally:
-        if mode == "redis":
-            redis.Redis.from_url(REDIS_URL).delete(live.SEQ_PREFIX + group)
-    assert number == 2
-    assert f'data-live-since="{epoch} 2"' in page

@@ -3,12 +3,9 @@
 import markdown as markdown_lib
 import nh3
 from django import template
-from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from markdown.extensions import Extension
 
-from agents.events import AGENTS_GROUP, BOARD_GROUP, job_group
-from dashboard import live
 from dashboard.sparkline import sparkline_svg
 
 register = template.Library()
@@ -51,16 +48,6 @@ def render_markdown(text: str | None) -> SafeString:
 @register.filter(name="markdown")
 def markdown_filter(text: str | None) -> SafeString:
     return render_markdown(text)
-
-
-@register.simple_tag
-def live_since(page: str, job_id: int | None = None) -> SafeString:
-    """` data-live-since="<epoch> <n>"`: the number of the page's group's last message as the
-    page is rendered. live.js starts counting from it, so a message sent between this render
-    and its socket joining the group is a gap it re-fetches for, not a change it never sees."""
-    groups = {"board": BOARD_GROUP, "agents": AGENTS_GROUP}
-    epoch, seq = live.last_seq(job_group(job_id) if page == "job" else groups[page])
-    return format_html(' data-live-since="{} {}"', epoch, seq)
 
 
 @register.simple_tag

@@ -22,6 +22,10 @@
   // (data-controls, from the job's properties), and when that set changes an operator's page
   // fetches itself again to draw them.
   var shownControls = null;
+  function jobStatus() {
+    var header = document.getElementById("job-header");
+    return header ? header.dataset.status || "" : "";
+  }
   function controls() {
     var header = document.getElementById("job-header");
     return header ? header.dataset.controls : null;
@@ -123,13 +127,11 @@
     if (everOpen) {
       resync();
     } else {
-      // Counted from the page's render: a message sent before the socket joined is a gap.
-      var since = /^(\S+) (\d+)$/.exec((document.querySelector("[data-live-since]") || {dataset: {}}).dataset.liveSince || "");
-      if (since) {
-        epoch = since[1];
-        last = Number(since[2]);
-      }
       show("live", "live");
+      // A running job's page: what changed between its render and its socket joining the
+      // group was sent to nobody (only watched groups get messages), and a quick job may end
+      // in that time. Fetched once, now that the socket listens.
+      if (/^(queued|planning|waiting|working|synthesizing)$/.test(jobStatus())) refetch();
     }
     everOpen = true;
   });
