@@ -303,26 +303,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         finish_reason = "stop"
         if server.chance(config.truncate_rate):
             text, finish_reason = text[: len(text) // 2], "length"
-        prompt_tokens = offline.estimate_tokens(offline.messages_text(messages))
-        completion_tokens = offline.estimate_tokens(text)
-        return {
-            "id": f"chatcmpl-sim-{time.monotonic_ns()}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        message = {"role": "assistant", "content": text}
+        return _answer(model, messages, message, finish_reason, offline.estimate_tokens(text))
 
     def _error(self, status: int, message: str) -> None:
         self.server.stats.add("errors")
@@ -352,23 +334,25 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
 def _tool_call(model: str, calls: list[dict], messages: list) -> dict[str, Any]:
     """The answer of a model that calls tools instead of writing text."""
+    message = {"role": "assistant", "content": None, "tool_calls": calls}
+    return _answer(model, messages, message, "tool_calls", 10)
+
+
+def _answer(
+    model: str, messages: list, message: dict, finish_reason: str, completion_tokens: int
+) -> dict[str, Any]:
+    """A chat completion in the OpenAI format, its prompt's tokens estimated."""
     prompt_tokens = offline.estimate_tokens(offline.messages_text(messages))
     return {
         "id": f"chatcmpl-sim-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "tool_calls": calls},
-                "finish_reason": "tool_calls",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": 10,
-            "total_tokens": prompt_tokens + 10,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }
 
