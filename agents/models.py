@@ -331,6 +331,10 @@ class Job(models.Model):
     # reconciler takes back a step whose lease expired.
     lease_owner = models.CharField(max_length=120, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Its planning or synthesis step taken back from a lost or crashed worker (bounded by
+    # STEP_MAX_TAKEBACKS), and the last exception such a step raised, if any.
+    takebacks = models.PositiveSmallIntegerField(default=0)
+    last_crash = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # A re-run from one of another job's subtasks (agents.rerun): what it came from.
     rerun_of = models.ForeignKey(
@@ -478,6 +482,9 @@ class Subtask(models.Model):
     # The running attempt's lease (agents.leases), as on Job.
     lease_owner = models.CharField(max_length=120, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # As on Job: attempts taken back from a lost or crashed worker, and the last exception.
+    takebacks = models.PositiveSmallIntegerField(default=0)
+    last_crash = models.TextField(blank=True)
     # In a re-run, a subtask upstream of the re-run one: its result copied from this one,
     # with no provider call.
     copied_from = models.ForeignKey(
@@ -796,6 +803,8 @@ class ToolCall(models.Model):
     result = models.TextField(blank=True)
     error = models.TextField(blank=True)
     latency_s = models.FloatField(null=True, blank=True)
+    # Runs started: more than one means a worker was lost while it ran (STEP_MAX_TAKEBACKS).
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
