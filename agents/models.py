@@ -887,3 +887,18 @@ class Approval(models.Model):
     @property
     def pending(self) -> bool:
         return self.decision == self.Decision.PENDING
+
+
+class OutboxEvent(models.Model):
+    """An announcement someone consumes (a subscribed webhook, an open event stream), written
+    in the transaction of the move that made it and deleted once relayed (agents.outbox):
+    a process killed between its commit and its relay loses nothing."""
+
+    event_id = models.CharField(max_length=32)  # the announcement's id, the same if relayed twice
+    event = models.CharField(max_length=40)
+    job_id = models.BigIntegerField()  # no foreign key: the event outlives nothing it names
+    data = models.JSONField()
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.event_id}"
