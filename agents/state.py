@@ -10,19 +10,105 @@ linearly with what is written), and a rebuild reads at most that many times the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from . import events
 from .models import SharedState, SharedStateVersion
 
 MAX_CAS_ATTEMPTS = 100
 SNAPSHOT_AFTER = 2
+# Levels a written value may nest: pages render the state as a tree, and Python's JSON and
+# templates recurse (a few hundred levels broke the job page for everyone).
+MAX_DEPTH = 32
+# Outside a string: an opening or a closing bracket (strings are matched to be skipped).
+_BRACKET_OR_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class StateConflict(RuntimeError):
     pass
+
+
+class StateTooDeep(ValueError):
+    """A write nests deeper than MAX_DEPTH: refused, and the tool's caller reads why."""
+
+
+def depth(value: object) -> int:
+    """How many containers deep `value` nests (a scalar 0, `[1]` 1), without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_depth(changes: dict) -> None:
+    """Raise StateTooDeep when a value of `changes` nests deeper than MAX_DEPTH."""
+    for key, value in changes.items():
+        nested = depth(value)
+        if nested > MAX_DEPTH:
+            raise StateTooDeep(
+                f"The value of {key!r} is nested {nested} deep; the shared state takes at "
+                f"most {MAX_DEPTH} levels."
+            )
+
+
+def loads(text: str) -> object:
+    """A stored state's JSON text, with whatever nests deeper than a written value may
+    (states stored before the bound) kept as its JSON text: too deep for Python's parser or
+    for a page's rendering otherwise."""
+    keep = MAX_DEPTH + 1  # the state's own level, then a value's
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return json.loads(_fold_text(text, keep))
+    return value if depth(value) <= keep else json.loads(_fold_text(text, keep))
+
+
+def _fold_text(text: str, keep: int) -> str:
+    """JSON text whose containers below `keep` levels are replaced by strings of their text:
+    a scan of brackets outside strings, linear and without recursion."""
+    out, level, start, copied = [], 0, 0, 0
+    for match in _BRACKET_OR_STRING.finditer(text):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        if token in "[{":
+            level += 1
+            if level == keep + 1:
+                start = match.start()
+            continue
+        if level == keep + 1:
+            out += [text[copied:start], json.dumps(text[start : match.end()])]
+            copied = match.end()
+        level -= 1
+    out.append(text[copied:])
+    return "".join(out)
+
+
+def for_page(job_id: int) -> SharedState | None:
+    """A job's state to show: its data read through `loads`, so that however deep it was
+    stored it renders (bounded) instead of failing the page."""
+    row = (
+        SharedState.objects.filter(job_id=job_id)
+        .defer("data")
+        .annotate(data_text=Cast("data", TextField()))
+        .first()
+    )
+    if row is not None:
+        row.data = loads(row.data_text)
+    return row
 
 
 def merge(data: dict, changes: dict) -> dict:
@@ -58,22 +144,26 @@ def write(job_id: int, changes: dict, *, author: str) -> int:
 def update(job_id: int, change: Callable[[dict], dict], *, author: str) -> int:
     """Apply `change(current data)` (which returns the changes) as a new version."""
     for _ in range(MAX_CAS_ATTEMPTS):
+        current = SharedState.objects.filter(job_id=job_id).values(
+            "pk", "version", "data", "chain_bytes"
+        )
+        row = current.first()
+        if row is None:
+            SharedState.objects.get_or_create(job_id=job_id)
+            continue
+        proposed = change(row["data"])
+        # Refused before any write: raised inside the transaction below, it would spoil
+        # the caller's (savepoint=False).
+        check_depth(proposed)
+        # As the database will hold them, so that a rebuild merges exactly these.
+        text = json.dumps(proposed)
+        changes = json.loads(text)
+        version = row["version"] + 1
+        data = merge(row["data"], changes)
+        chain = row["chain_bytes"] + len(text)
+        snapshot = data if takes_snapshot(chain, data) else None
         # No savepoint inside a caller's transaction: a lost race writes nothing to undo.
         with transaction.atomic(savepoint=False):
-            current = SharedState.objects.filter(job_id=job_id).values(
-                "pk", "version", "data", "chain_bytes"
-            )
-            row = current.first()
-            if row is None:
-                SharedState.objects.get_or_create(job_id=job_id)
-                continue
-            # As the database will hold them, so that a rebuild merges exactly these.
-            text = json.dumps(change(row["data"]))
-            changes = json.loads(text)
-            version = row["version"] + 1
-            data = merge(row["data"], changes)
-            chain = row["chain_bytes"] + len(text)
-            snapshot = data if takes_snapshot(chain, data) else None
             won = SharedState.objects.filter(pk=row["pk"], version=row["version"]).update(
                 data=data, version=version, chain_bytes=0 if snapshot is not None else chain
             )
@@ -126,7 +216,14 @@ def history(state: SharedState | None, count: int = 20) -> list[dict]:
     rows = SharedStateVersion.objects.filter(state_id=state.pk)
     data = _replay(rows, upto=first - 1)
     shown = []
-    for row in rows.filter(version__gte=first).defer("snapshot").order_by("version"):
+    shown_rows = (
+        rows.filter(version__gte=first)
+        .defer("snapshot", "changes")
+        .annotate(changes_text=Cast("changes", TextField()))
+        .order_by("version")
+    )
+    for row in shown_rows:
+        row.changes = loads(row.changes_text)
         touched = row.changes.keys()
         before = {key: data[key] for key in touched if key in data}
         data = merge(data, row.changes)  # a copy: `before` keeps what it held
@@ -141,10 +238,11 @@ def _replay(rows, *, upto: int) -> dict:
     if upto <= 0:
         return {}
     kept = rows.filter(version__lte=upto, snapshot__isnull=False).order_by("-version")
-    start, data = kept.values_list("version", "snapshot").first() or (0, {})
+    start, data = kept.values_list("version", Cast("snapshot", TextField())).first() or (0, "{}")
+    data = loads(data)
     after = rows.filter(version__gt=start, version__lte=upto).order_by("version")
-    for changes in after.values_list("changes", flat=True):
-        _merge_into(data, changes)
+    for changes in after.values_list(Cast("changes", TextField()), flat=True):
+        _merge_into(data, loads(changes))
     return data
 
 

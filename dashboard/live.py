@@ -33,9 +33,10 @@ from django.db import close_old_connections
 from django.template.loader import render_to_string
 
 from agents import events
+from agents import state as shared_state
 from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
 from agents.limiter import redis_client
-from agents.models import Agent, Job, SharedState
+from agents.models import Agent, Job
 
 from .queries import agents_with_metrics, board_jobs, job_subtasks
 
@@ -206,7 +207,7 @@ def render_job(job_id: int, moved: bool | None, changed: set[int], state: bool) 
         context["subtasks"] = subtasks
         context["changed"] = [s for s in subtasks if s.pk in changed]
     if state:
-        context["state"] = SharedState.objects.filter(job_id=job_id).first()
+        context["state"] = shared_state.for_page(job_id)
     return render_to_string("dashboard/live/job.html", context)
 
 

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from agents import actions
+from agents import actions, state
 from agents.models import (
     Agent,
     AuditEntry,
@@ -119,7 +119,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "graph": plan_graph(subtasks),
         # Controls are drawn per user, on the page only: live fragments are shared by all.
         "can_operate": request.user.has_perm("agents.change_job"),
-        "state": getattr(job, "state", None),
+        "state": state.for_page(job.pk),
         "audit": job.audit.select_related("actor", "subtask")[:50],
     }
     if job.awaiting_review and context["can_operate"]:
