@@ -373,6 +373,11 @@ LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or "text"
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 
+# Streams one web process holds, in all and per user (beyond: 429 with Retry-After); a
+# client resuming more than SSE_REPLAY_MAX events back gets `resync` instead of a replay.
+SSE_MAX_STREAMS = envint("SSE_MAX_STREAMS", 1000, minimum=1)
+SSE_MAX_PER_USER = envint("SSE_MAX_PER_USER", 10, minimum=1)
+SSE_REPLAY_MAX = envint("SSE_REPLAY_MAX", 1000, minimum=1)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

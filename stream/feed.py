@@ -2,11 +2,12 @@
 order, with an id a client resumes from.
 
 With Redis: one Redis Stream for the whole system (`XADD ... MAXLEN ~ FEED_MAXLEN`); every
-process appends what it announces, one pipeline per live window, and each client reads with
-`XREAD BLOCK` from the id it saw last, so `Last-Event-ID` resumes exactly where it stopped.
-Standalone (no REDIS_URL, one process): a ring buffer of the same size in this process,
-with ids of the same form (`<milliseconds>-<sequence>`), and asyncio events to wake readers.
-Either way a reader learns when the entries after its id were trimmed away (`Cursor.gap`).
+process appends what it announces, one pipeline per live window. Standalone (no REDIS_URL,
+one process): a ring buffer of the same size in this process, with ids of the same form
+(`<milliseconds>-<sequence>`, each part at most 2^64 - 1, as Redis's). Readers do not read
+here one by one: one task per process follows the feed and fans it out (stream.fanout);
+`replay` serves a client that comes back with `Last-Event-ID`, at most `SSE_REPLAY_MAX`
+entries, else it is told to resync.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from agents.limiter import redis_client
 
 STREAM_KEY = "baton:events"
 FEED_MAXLEN = 10_000
-ID_PATTERN = re.compile(r"^\d{1,20}-\d{1,20}$")
+ID_PATTERN = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+MAX_ID_PART = 2**64 - 1  # Redis refuses a stream id with a larger part
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,27 @@ def key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def parse_id(text: str) -> str | None:
+    """A client's `Last-Event-ID` as the feed writes ids, or None if the feed could never
+    have sent it (not `<ms>-<seq>`, or a part beyond 2^64 - 1)."""
+    match = ID_PATTERN.match(text)
+    if match is None or int(match[1]) > MAX_ID_PART or int(match[2]) > MAX_ID_PART:
+        return None
+    return f"{int(match[1])}-{int(match[2])}"
+
+
 def append(announcements: list[Announcement]) -> None:
-    """Add a window's announcements to the feed (the hook agents.events calls)."""
+    """Add a window's announcements to the feed (the hook agents.events calls). Each one's
+    data carries its `event_id`: an event the outbox relayed twice has two entries, one id."""
+    items = [(a.event, a.job_id, json.dumps({**a.data, "event_id": a.id})) for a in announcements]
     if settings.REDIS_URL:
         pipe = redis_client(settings.REDIS_URL).pipeline(transaction=False)
-        for a in announcements:
-            fields = {"event": a.event, "job": a.job_id, "data": json.dumps(a.data)}
+        for event, job_id, data in items:
+            fields = {"event": event, "job": job_id, "data": data}
             pipe.xadd(STREAM_KEY, fields, maxlen=FEED_MAXLEN, approximate=True)
         pipe.execute()
     else:
-        local.append([(a.event, a.job_id, json.dumps(a.data)) for a in announcements])
+        local.append(items)
 
 
 class LocalFeed:
@@ -104,74 +117,46 @@ class LocalFeed:
                 newer.append(entry)
             return newer[::-1][:count], since < self.trimmed
 
+    def replay(self, entry_id: str, limit: int) -> list[Entry] | None:
+        """The entries after `entry_id`, or None when they are more than `limit`, some were
+        trimmed, or the id is ahead of the feed (another run's): the client resyncs."""
+        since = key(entry_id)
+        with self.lock:
+            if since < self.trimmed or since > self.last:
+                return None
+            newer: list[Entry] = []
+            for entry in reversed(self.entries):
+                if key(entry.id) <= since:
+                    break
+                if len(newer) == limit:
+                    return None
+                newer.append(entry)
+            return newer[::-1]
+
 
 local = LocalFeed()
 
 
-class Cursor:
-    """One client's place in the feed; `read` waits up to `timeout` for what follows it."""
+def entries(rows: list) -> list[Entry]:
+    """Redis's `[(id, fields), ...]` as entries."""
+    return [Entry(i, f["event"], int(f["job"]), f["data"]) for i, f in rows]
 
-    BATCH = 200
 
-    def __init__(self, last_id: str | None) -> None:
-        self.last_id = last_id
-        self.gap = False  # entries after the client's id were trimmed before it came back
-        self._redis: redis.asyncio.Redis | None = None
-        self._woken: asyncio.Event | None = None
+async def stream_end(client: redis.asyncio.Redis) -> tuple[str, str]:
+    """The Redis feed's last id and the newest id trimmed from it ("0-0": none)."""
+    try:
+        info = await client.xinfo_stream(STREAM_KEY)
+    except redis.ResponseError:  # no stream yet (nothing announced, or Redis was flushed)
+        return "0-0", "0-0"
+    return info.get("last-generated-id") or "0-0", info.get("max-deleted-entry-id") or "0-0"
 
-    async def open(self) -> None:
-        if settings.REDIS_URL:
-            # Its own connection: XREAD BLOCK holds it. No read timeout, the BLOCK bounds it.
-            self._redis = redis.asyncio.Redis.from_url(
-                settings.REDIS_URL, decode_responses=True, socket_timeout=None
-            )
-            info = await self._stream_info()
-            if self.last_id is None:
-                self.last_id = info.get("last-generated-id") or "0-0"
-            else:
-                trimmed = info.get("max-deleted-entry-id") or "0-0"
-                self.gap = key(self.last_id) < key(trimmed)
-        else:
-            self._woken = asyncio.Event()
-            local.watch(asyncio.get_running_loop(), self._woken)
-            if self.last_id is None:
-                self.last_id = local.position()
-            else:
-                self.gap = local.after(self.last_id, 0)[1]
 
-    async def _stream_info(self) -> dict:
-        try:
-            return await self._redis.xinfo_stream(STREAM_KEY)
-        except redis.ResponseError:  # no stream yet (nothing announced, or Redis was flushed)
-            return {}
-
-    async def read(self, timeout: float) -> list[Entry]:
-        if self._redis is not None:
-            reply = await self._redis.xread(
-                {STREAM_KEY: self.last_id}, count=self.BATCH, block=max(int(timeout * 1000), 1)
-            )
-            entries = [
-                Entry(entry_id, fields["event"], int(fields["job"]), fields["data"])
-                for _, rows in reply or []
-                for entry_id, fields in rows
-            ]
-        else:
-            self._woken.clear()  # before reading: an append from now on wakes the wait below
-            entries, _ = local.after(self.last_id, self.BATCH)
-            if entries:
-                await asyncio.sleep(0)  # a reader catching up lets the others run between batches
-            else:
-                try:
-                    await asyncio.wait_for(self._woken.wait(), timeout)
-                except TimeoutError:
-                    return []
-                entries, _ = local.after(self.last_id, self.BATCH)
-        if entries:
-            self.last_id = entries[-1].id
-        return entries
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-        if self._woken is not None:
-            local.unwatch(asyncio.get_running_loop(), self._woken)
+async def replay(client: redis.asyncio.Redis, entry_id: str, limit: int) -> list[Entry] | None:
+    """As `LocalFeed.replay`, from the Redis feed: one XINFO and one XRANGE of at most
+    `limit + 1` entries, whatever the id."""
+    last, trimmed = await stream_end(client)
+    since = key(entry_id)
+    if since < key(trimmed) or since > key(last):
+        return None
+    rows = await client.xrange(STREAM_KEY, min=f"({entry_id}", count=limit + 1)
+    return entries(rows) if len(rows) <= limit else None

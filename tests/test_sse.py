@@ -18,7 +18,7 @@ from django.test import Client
 from agents import events
 from agents.models import Job, JobStatus, Subtask, SubtaskStatus
 from api.models import ApiToken
-from stream import feed
+from stream import access, feed
 from stream.routing import http_urlpatterns
 
 from .conftest import PASSWORD, member_of
@@ -26,6 +26,7 @@ from .stack import login, submit
 
 FEEDS = ["memory", "redis"]
 APP = URLRouter(http_urlpatterns)
+HOST = {"Host": "testserver"}
 
 
 class Stream:
@@ -42,8 +43,7 @@ class Stream:
             "raw_path": path.encode(),
             "query_string": b"",
             "root_path": "",
-            "headers": [(b"host", b"testserver")]
-            + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "headers": [(k.lower().encode(), v.encode()) for k, v in {**HOST, **headers}.items()],
             "client": ("127.0.0.1", 50000),
             "server": ("testserver", 80),
         }
@@ -120,10 +120,11 @@ def feed_kind(request, settings):
 
 @pytest_asyncio.fixture(autouse=True)
 async def close_thread_connections():
-    """The ORM calls of these tests and of the views run in asgiref's one sync thread: its
-    connections are closed before the test database is dropped."""
+    """The ORM calls of these tests run in asgiref's one sync thread, the streams' in
+    stream.access's: their connections are closed before the test database is dropped."""
     yield
     await sync_to_async(connections.close_all)()
+    await asyncio.to_thread(access.close_connections)  # and those of the streams' own threads
 
 
 def bearer(user) -> dict[str, str]:
