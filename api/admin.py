@@ -1,6 +1,8 @@
 """API tokens in the admin: issued for any user, the secret shown once after saving."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from .models import ApiToken
@@ -27,11 +29,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        secret = obj.set_secret_and_save()
-        messages.warning(
-            request,
-            f"The token's secret, shown this once (only its hash is kept): {secret}",
-        )
+        obj.issued_secret = obj.set_secret_and_save()  # kept on the instance for response_add only
+
+    def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue=None):
+        """The secret, this once, in the answer itself: a redirect would carry it in the
+        messages cookie (signed, not encrypted) or the session."""
+        context = {**self.admin_site.each_context(request), "token": obj, "opts": self.opts}
+        response = TemplateResponse(request, "api/admin_token_secret.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:

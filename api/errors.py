@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.urls import reverse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -52,6 +54,15 @@ class SubmissionLimitReached(exceptions.APIException):
         self.wait = wait  # DRF's handler turns it into Retry-After
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+    def __init__(self) -> None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        super().__init__(f"The request body is larger than {limit:,} bytes.")
+
+
 class InvalidQuery(exceptions.ValidationError):
     """A validation error about query parameters rather than the body."""
 
@@ -72,6 +83,7 @@ def handle(exc: Exception, context: dict) -> Response:
     """DRF's EXCEPTION_HANDLER: DRF's own answer (status, WWW-Authenticate, Retry-After),
     re-shaped as a problem; an unexpected error is logged and answered with a bare 500."""
     request = context["request"]
+    exc = _from_django(exc)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("API error on %s %s", request.method, request.path, exc_info=exc)
@@ -99,6 +111,17 @@ def handle(exc: Exception, context: dict) -> Response:
     response.data = body
     response.content_type = PROBLEM
     return response
+
+
+def _from_django(exc: Exception) -> Exception:
+    """Django's refusals of a request (raised when DRF reads it) as the API's problems."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, BadRequest):
+        return exceptions.ParseError(str(exc))
+    if isinstance(exc, SuspiciousOperation):
+        return exceptions.ParseError()
+    return exc
 
 
 def field_errors(detail, where: str, path: tuple[str, ...] = ()):

@@ -392,6 +392,12 @@ class MeSerializer(serializers.Serializer):
     token = serializers.CharField(allow_null=True, help_text="The token's name, if one is used.")
 
 
+# The largest id a filter takes: the range of the databases' 64-bit integer keys.
+ID_MAX = 2**63 - 1
+# Versions are PositiveIntegerField: 32 bits on PostgreSQL.
+VERSION_MAX = 2**31 - 1
+
+
 class JobFilterSerializer(serializers.Serializer):
     """The board's filters."""
 
@@ -417,10 +423,14 @@ class DiffQuerySerializer(serializers.Serializer):
         return {
             "from": serializers.IntegerField(
                 min_value=0,
+                max_value=VERSION_MAX,
                 required=False,
                 help_text="Default: the version before `to`; 0 is the empty state.",
             ),
             "to": serializers.IntegerField(
-                min_value=0, required=False, help_text="Default: the latest version."
+                min_value=0,
+                max_value=VERSION_MAX,
+                required=False,
+                help_text="Default: the latest version.",
             ),
         }

@@ -4,8 +4,6 @@ decided are agents.approvals'; these views read the form and show its answer."""
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -20,6 +18,7 @@ from agents.approvals import ApprovalError, InvalidDecision
 from agents.models import Agent, Approval, ApprovalRule
 
 from .access import read_required
+from .forms import UNSTORABLE, JSONInputError, load_json
 
 PENDING_SHOWN = 100
 DECIDED_SHOWN = 20
@@ -39,17 +38,26 @@ def decision_from(request: HttpRequest, approval: Approval) -> dict:
     """`approvals.decide`'s arguments from a posted form: action, and for an edit the last
     user message's new text (a step) or the tool's arguments as JSON (a tool call)."""
     action = request.POST.get("action", "")
-    decision = {"action": action, "feedback": request.POST.get("feedback", "")}
+    decision = {"action": action, "feedback": _text(request, "feedback")}
     if action == "edit":
         if approval.tool_call_id:
             try:
-                decision["edited"] = json.loads(request.POST.get("arguments", ""))
+                decision["edited"] = load_json(request.POST.get("arguments", ""))
+            except JSONInputError as exc:
+                raise InvalidDecision(f"The arguments are not accepted: {exc}") from None
             except ValueError as exc:
                 raise InvalidDecision(f"The arguments are not valid JSON: {exc}.") from None
         else:
-            text = request.POST.get("content", "")
+            text = _text(request, "content")
             decision["edited"] = approvals.with_last_user_text(approval.proposed, text)
     return decision
+
+
+def _text(request: HttpRequest, field: str) -> str:
+    text = request.POST.get(field, "")
+    if UNSTORABLE.search(text):
+        raise InvalidDecision(f"The {field} holds a NUL character: remove it.", field)
+    return text
 
 
 def _back(request: HttpRequest, approval: Approval) -> HttpResponse:

@@ -2,8 +2,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api import handlers as api_handlers
 from api import pages as api_pages
 from dashboard import prometheus
+
+handler400 = api_handlers.bad_request
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers
@@ -18,6 +16,8 @@ from agents.models import Approval, SubtaskStatus
 from .. import permissions as perm
 from ..errors import Conflict, InvalidQuery, get_or_404
 from ..pagination import NewestFirst
+from ..parsers import parsed
+from ..serializers import ID_MAX
 
 # What would be sent is a model call's messages: readable by whoever reads call traces.
 READ = (perm.VIEW_JOB, perm.VIEW_SUBTASK, perm.VIEW_CALL)
@@ -77,7 +77,9 @@ class ApprovalFilterSerializer(serializers.Serializer):
         default=None,
         help_text="true: only those that can be decided now; false: only decided ones.",
     )
-    job = serializers.IntegerField(required=False, min_value=1, help_text="A job's id.")
+    job = serializers.IntegerField(
+        required=False, min_value=1, max_value=ID_MAX, help_text="A job's id."
+    )
 
 
 class DecisionSerializer(serializers.Serializer):
@@ -191,10 +193,7 @@ class ApprovalDecide(APIView):
                 raise _invalid("arguments", "Give the tool's new arguments to edit a tool call.")
             arguments = data["arguments"]
             if isinstance(arguments, str):  # JSON text, as a form would send it
-                try:
-                    arguments = json.loads(arguments)
-                except ValueError:
-                    raise _invalid("arguments", "The arguments are not valid JSON.") from None
+                arguments = parsed(arguments, "arguments")
             return arguments
         if "messages" in data:
             return data["messages"]

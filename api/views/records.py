@@ -143,7 +143,10 @@ class Spend(APIView):
     def get(self, request: Request) -> Response:
         query = _query(SpendQuerySerializer, request)
         until = query.get("until") or timezone.now()
-        since = query.get("since") or until - SPEND_WINDOW
+        try:
+            since = query.get("since") or until - SPEND_WINDOW
+        except OverflowError:  # an `until` within a day of year 1
+            raise InvalidQuery({"until": ["until is too early."]}) from None
         if since >= until:
             raise InvalidQuery({"since": ["since must be before until."]})
         calls = LLMCall.objects.filter(created_at__gte=since, created_at__lt=until)

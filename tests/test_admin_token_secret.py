@@ -1,0 +1,46 @@
+"""A secret issued in the admin (an API token, a webhook's signing key) is shown once in the
+answer to the add form, never carried by a cookie: the messages cookie is signed, not
+encrypted, and the session outlives the page."""
+
+import re
+
+import pytest
+from django.contrib.auth.models import User
+
+from api.models import ApiToken
+from webhooks.models import Endpoint
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def root(client) -> User:
+    user = User.objects.create_superuser("root", password="pw-root-123")
+    client.force_login(user)
+    return user
+
+
+def assert_only_in_the_page(client, response, secret: str) -> None:
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    assert secret in response.content.decode()
+    assert "messages" not in response.cookies
+    assert all(secret not in morsel.value for morsel in client.cookies.values())
+    assert all(secret not in str(value) for value in client.session.values())
+    # Nor on the next page: nothing was queued to be shown there.
+    assert secret not in client.get("/admin/").content.decode()
+
+
+def test_a_token_made_in_the_admin_is_shown_in_the_answer_not_in_a_cookie(client, root):
+    response = client.post("/admin/api/apitoken/add/", {"owner": root.pk, "name": "bot"})
+    secret = re.search(r'<pre id="token-secret">(\S+)</pre>', response.content.decode())[1]
+    assert ApiToken.objects.authenticate(secret) == ApiToken.objects.get(name="bot")
+    assert_only_in_the_page(client, response, secret)
+
+
+def test_a_webhook_made_in_the_admin_shows_its_secret_the_same_way(client, root, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    response = client.post(
+        "/admin/webhooks/endpoint/add/",
+        {"url": "http://127.0.0.1:9/hook", "events": ["job.failed"], "enabled": "on"},
+    )
+    assert_only_in_the_page(client, response, Endpoint.objects.get().secret)
