@@ -98,14 +98,20 @@ def _answer_roll_call() -> None:
 def broker_intact() -> bool:
     """False after Redis lost its data (a restart or a flush), the broker's queue with it:
     the marker `mark_broker_intact` sets is gone. Also false on a new Redis (a harmless
-    re-send of what is queued)."""
-    if not settings.REDIS_URL:
+    re-send of what is queued). Always true when the broker is not this Redis (RabbitMQ
+    keeps its queues on disk; a Redis flush loses none of them)."""
+    if not broker_is_redis():
         return True
     return bool(limiter.redis_client(settings.REDIS_URL).exists(MARKER_KEY))
 
 
+def broker_is_redis() -> bool:
+    """Redis holds the broker's queues (RabbitMQ, when it is the broker, holds them)."""
+    return bool(settings.REDIS_URL) and not settings.CELERY_BROKER_URL.startswith("amqp")
+
+
 def mark_broker_intact() -> None:
-    if settings.REDIS_URL:
+    if broker_is_redis():
         limiter.redis_client(settings.REDIS_URL).set(MARKER_KEY, 1)
 
 

@@ -274,6 +274,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 REDIS_URL = envurl("REDIS_URL", "", ("redis", "rediss", "unix"))
+BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps")
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -288,8 +289,19 @@ if REDIS_URL:
             },
         }
     }
-    CELERY_BROKER_URL = REDIS_URL
+    # RabbitMQ (amqp://) keeps its queues on disk; Redis stays the channel layer, limiter
+    # and event feed. Celery itself also reads this variable, so it is honoured here too.
+    CELERY_BROKER_URL = envurl("CELERY_BROKER_URL", REDIS_URL, BROKER_SCHEMES)
+    if CELERY_BROKER_URL.startswith("amqp"):
+        # Durable quorum queues, each publish confirmed once stored; a topic exchange lets
+        # Celery's native delayed delivery carry the retries' countdowns (Celery's guide).
+        CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+        CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+        CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 else:
+    if os.environ.get("CELERY_BROKER_URL", "").strip():
+        # Celery would take it over memory://, and the limiter and live pages need Redis.
+        raise ImproperlyConfigured("CELERY_BROKER_URL needs REDIS_URL set as well")
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
     # The memory transport polls once a second by default: far too slow for a live board.

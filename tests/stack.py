@@ -228,9 +228,7 @@ def start_stack(
         _wait_for(lambda: "listening" in sim_log.read_text(), "simulator", sim_log, sim)
         web_log = logs / "web.log"
         if stack.production:
-            from orchestrator_site.celery import app
-
-            app.control.purge()  # messages left by an earlier, interrupted run
+            _purge(env)  # messages left by an earlier, interrupted run
             web_cmd = [
                 str(VENV_BIN / "daphne"),
                 "-b",
@@ -256,6 +254,25 @@ def start_stack(
         stack.stop()
         raise
     return stack
+
+
+def _purge(env: dict) -> None:
+    broker = env.get("CELERY_BROKER_URL", "")
+    if not broker.startswith("amqp"):
+        from orchestrator_site.celery import app
+
+        app.control.purge()
+        return
+    # Not through this process's Celery app: it would declare the queue with its own (Redis)
+    # settings, which RabbitMQ then refuses to the workers' quorum queue.
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    with Connection(broker) as conn:
+        try:
+            conn.default_channel.queue_purge("celery")
+        except NotFound:  # no queue yet: the first worker declares it
+            pass
 
 
 def wait_until_terminal(job_ids: Iterable[int], timeout: float = 60, poll_s: float = 0.2):
