@@ -132,6 +132,7 @@ def _reopen(job: Job, subtask_ids: set[int], resume: str = JobStatus.WORKING) ->
         SUBTASK_RETRYABLE,
         SubtaskStatus.WAITING,
         retry_count=0,
+        takebacks=0,
         error="",
         next_attempt_at=None,
         finished_at=None,
@@ -167,11 +168,16 @@ def retry_job(job: Job, *, user=None) -> bool:
             return False
         open_subtasks = job.subtasks.filter(~Q(status=SubtaskStatus.COMPLETED))
         if job.planned_at is None:
-            job.transition(job.status, JobStatus.QUEUED, error="", finished_at=None)
+            job.transition(job.status, JobStatus.QUEUED, error="", finished_at=None, takebacks=0)
             enqueue.plan_job(job.pk)
         elif not open_subtasks.exists():
             job.transition(
-                job.status, JobStatus.SYNTHESIZING, error="", finished_at=None, claimed_at=None
+                job.status,
+                JobStatus.SYNTHESIZING,
+                error="",
+                finished_at=None,
+                claimed_at=None,
+                takebacks=0,
             )
             enqueue.synthesize_job(job.pk)
         elif job.review_plan and not job.audit.filter(action="approve_plan").exists():

@@ -26,6 +26,7 @@ from .models import (
     Subtask,
     SubtaskStatus,
 )
+from .text import clean, clean_json
 
 T = TypeVar("T")
 
@@ -92,18 +93,20 @@ def call_llm(
             on_text=live_text,
         )
     except llm.LLMError as exc:
-        call.error, call.http_status, call.latency_s = str(exc), exc.status, exc.latency_s
+        call.error, call.http_status, call.latency_s = clean(str(exc)), exc.status, exc.latency_s
         db_retry(call.save)
         raise
     if live_text is not None:
         live_text.finish()
-    call.response = completion.text
+    # The provider's text may hold what no database stores (NUL): the save would fail
+    # after the call was paid for, and at every later attempt.
+    call.response = clean(completion.text)
     call.prompt_tokens = completion.prompt_tokens
     call.completion_tokens = completion.completion_tokens
     call.latency_s = completion.latency_s
     call.http_status = completion.http_status
-    call.finish_reason = completion.finish_reason
-    call.tool_calls = list(completion.tool_calls)
+    call.finish_reason = clean(completion.finish_reason)
+    call.tool_calls = clean_json(list(completion.tool_calls))
     if completion.http_status is not None:  # the offline model costs nothing
         call.cost = ModelPrice.cost_of(
             agent.model, completion.prompt_tokens, completion.completion_tokens

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import limiter, process
+from . import limiter, process, takebacks
 from .models import Job, Subtask
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,15 @@ def expiry() -> datetime:
 
 
 def claim() -> dict[str, object]:
-    """The fields a claim writes, in the same UPDATE as its status."""
-    return {"lease_owner": process.me(), "lease_expires_at": expiry()}
+    """The fields a claim writes, in the same UPDATE as its status (a new run has not
+    crashed yet: agents.takebacks)."""
+    return {"lease_owner": process.me(), "lease_expires_at": expiry(), "last_crash": ""}
 
 
 @contextmanager
 def holding(row: Job | Subtask) -> Iterator[None]:
-    """Keep the lease on `row` renewed while the block runs."""
+    """Keep the lease on `row` renewed while the block runs; if the block raises, record
+    why on the row and let the lease lapse (agents.takebacks)."""
     global _renewer
     model = type(row)
     with _lock:
@@ -57,6 +59,9 @@ def holding(row: Job | Subtask) -> Iterator[None]:
             _renewer.start()
     try:
         yield
+    except Exception as exc:
+        takebacks.crashed(row, process.me(), exc)
+        raise
     finally:
         with _lock:
             _held[model][row.pk] -= 1

@@ -21,6 +21,7 @@ import redis
 from django.conf import settings
 
 from agents import limiter, offline
+from agents.text import clean
 
 BODY_CHARS = 2000
 # Enough pooled connections for hundreds of calls in flight across a threads-pool worker.
@@ -51,9 +52,10 @@ class LLMError(Exception):
         retry_after: float | None = None,
         latency_s: float = 0.0,
     ) -> None:
-        super().__init__(message)
+        # Quoted into rows (calls, subtasks, jobs): what no database stores is left out.
+        super().__init__(clean(message))
         self.status = status
-        self.body = body
+        self.body = clean(body)
         self.permanent = permanent
         self.retry_after = retry_after
         self.latency_s = latency_s

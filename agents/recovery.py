@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import approvals, dispatch, enqueue, jobs, leases, limiter, process, telemetry
+from . import approvals, dispatch, enqueue, jobs, leases, limiter, process, takebacks, telemetry
 from .models import (
     SUBTASK_OPEN,
     Agent,
@@ -104,16 +104,9 @@ def reconcile() -> dict[str, int]:
             and Agent.objects.orchestrator() is not None
         ):
             unplanned.move(JobStatus.WAITING, JobStatus.QUEUED, status_reason="", updated_at=lost)
-        # A worker that died mid-step stopped renewing its lease: take the step back.
-        Job.objects.filter(lapsed).move(
-            JobStatus.PLANNING, JobStatus.QUEUED, claimed_at=None, updated_at=lost
-        )
-        Job.objects.filter(lapsed, status=JobStatus.SYNTHESIZING, claimed_at__isnull=False).update(
-            claimed_at=None, updated_at=lost
-        )
-        Subtask.objects.filter(lapsed).move(
-            SubtaskStatus.WORKING, SubtaskStatus.QUEUED, updated_at=lost
-        )
+        # A worker that died mid-step stopped renewing its lease: take the step back, or
+        # fail it when it was taken back too often (it crashes whoever runs it).
+        unsettled_by_failure = takebacks.take_back(lapsed, lost)
         counts["plans"] = _resend(
             Job.objects.filter(status=JobStatus.QUEUED, updated_at__lte=lost),
             enqueue.plan_job,
@@ -135,6 +128,8 @@ def reconcile() -> dict[str, int]:
             "subtask re-sent: no worker finished it",
         )
     # Acted on: the re-sends are committed.
+    for job_id in unsettled_by_failure:
+        jobs.settle_job_locked(job_id)
     leases.forget_workers(workers_gone)
     if broker_lost:
         leases.mark_broker_intact()

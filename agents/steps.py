@@ -146,6 +146,7 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
             planned_at=timezone.now(),
             claimed_at=None,
             lease_owner="",  # a synthesis claimed by no one yet (see synthesize_job)
+            takebacks=0,  # the synthesis has its own STEP_MAX_TAKEBACKS
             status_reason=notes.strip()[:300],
         )
 

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +30,7 @@ STEP_CAP = (
     "its recorded calls."
 )
 UNFINISHED = (ToolCall.Status.REQUESTED, ToolCall.Status.APPROVED)
+LOST = "The worker running this tool was lost {lost} times; it is not run again."
 
 
 class StepCapReached(Exception):
@@ -168,7 +170,16 @@ def _ask_approval(sub: Subtask, row: ToolCall, reason: str) -> None:
 
 def _run_tool(sub: Subtask, row: ToolCall, context: tools.Context) -> None:
     started_ns = time.time_ns()
-    outcome = tools.run(row.name, row.arguments, context)
+    # Each run is counted before it starts: runs that never recorded an outcome lost their
+    # worker, and past STEP_MAX_TAKEBACKS of them the tool is not run again.
+    lost = row.attempts
+    jobs.db_retry(lambda: ToolCall.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1))
+    row.attempts = lost + 1
+    if lost > settings.STEP_MAX_TAKEBACKS:
+        error = LOST.format(lost=lost)
+        outcome = tools.Outcome(result="", error=error, latency_s=0.0)
+    else:
+        outcome = tools.run(row.name, row.arguments, context)
     telemetry.tool_called(row.name, row.call_id, started_ns, outcome.error)
     done = {
         "status": ToolCall.Status.DONE,

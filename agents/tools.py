@@ -12,6 +12,7 @@ grants, so a tool not granted is an error result, never a run.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from django.conf import settings
 from . import mcp, state
 from .addresses import lookup, refusal
 from .models import MCPServer, SharedState
+from .text import clean
+
+log = logging.getLogger(__name__)
 
 RESULT_CHARS = 4000
 RESERVED_KEYS = frozenset({"pending_tasks", "results", "final"})  # see agents.state
@@ -259,7 +263,12 @@ def run(name: str, arguments: str, ctx: Context) -> Outcome:
             result = _run_mcp(grant, args)
         else:
             raise ToolError(f"There is no tool {grant!r}; tools: {sorted(BUILT_IN)}.")
-        result, error = result[:RESULT_CHARS], ""
+        result, error = clean(result)[:RESULT_CHARS], ""
     except ToolError as exc:
-        result, error = "", str(exc)
+        result, error = "", clean(str(exc))
+    except Exception as exc:
+        # Any other failure (bad arguments a tool did not foresee, a URL httpx refuses) is
+        # the model's to read too: raised, it crashed the subtask at every attempt.
+        log.warning("tool %s raised", name, exc_info=True)
+        result, error = "", clean(f"The tool failed: {type(exc).__name__}: {exc}")
     return Outcome(result, error, time.monotonic() - started)

@@ -336,6 +336,9 @@ PROMPT_DEPENDENCY_CHARS = envint("PROMPT_DEPENDENCY_CHARS", 4000, minimum=100)
 # Queued work nobody claimed within a lease is sent again (its message may be lost).
 LEASE_S = envfloat("LEASE_S", 15, minimum=3)
 RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 2, minimum=0.1)
+# How often a step (planning, a subtask attempt, a tool call, synthesis, a webhook delivery)
+# is taken back from a lost or crashed worker; the next take-back fails it, with the cause.
+STEP_MAX_TAKEBACKS = envint("STEP_MAX_TAKEBACKS", 5, minimum=1)
 # Live events are coalesced over this window: one render per group for all its changes.
 LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.05, minimum=0.0)
 

@@ -20,11 +20,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents import telemetry
+from agents.text import clean
 
 from . import transport
 
 # A 429's Retry-After is honoured up to this long.
 RETRY_AFTER_MAX_S = 300.0
+# The error of an attempt that raised before its outcome was recorded starts with this.
+CRASHED = "The attempt raised"
 # A pending delivery this long past its due time is stuck: it may be re-sent.
 STUCK_AFTER_S = 60.0
 # How long a process trusts what it read of the endpoints' subscriptions.
@@ -256,16 +259,42 @@ class Delivery(models.Model):
         telemetry.webhook_delivered(log.outcome)
         return delay
 
+    def crashed(self, exc: Exception) -> float | None:
+        """The claimed attempt raised before its outcome was recorded: log it as failed, and
+        give up once this (re-)send has crashed STEP_MAX_TAKEBACKS times over; seconds
+        before the next attempt, or None."""
+        cause = clean(f"{type(exc).__name__}: {exc}")[:1000]
+        crashes = self.attempt_log.filter(
+            number__gt=self.round_start, error__startswith=CRASHED
+        ).count()
+        log = Attempt(delivery=self, number=self.attempts, error=f"{CRASHED} {cause}")
+        made = self.attempts - self.round_start
+        if crashes >= settings.STEP_MAX_TAKEBACKS or made >= settings.WEBHOOK_MAX_ATTEMPTS:
+            log.outcome, delay = Outcome.GAVE_UP, None
+            log.error += f" (gave up after {crashes + 1} such attempts)"
+        else:
+            log.outcome, delay = Outcome.FAILED, backoff_s(made)
+        self._record(log, delay)
+        telemetry.webhook_delivered(log.outcome)
+        return delay
+
     def _record(self, log: Attempt, delay: float | None) -> None:
         now = timezone.now()
+        # An endpoint's answer may hold what no database stores (NUL).
+        log.response_excerpt, log.error = clean(log.response_excerpt), clean(log.error)
         status = {
             Outcome.DELIVERED: DeliveryStatus.DELIVERED,
             Outcome.FAILED: DeliveryStatus.PENDING,
             Outcome.REFUSED: DeliveryStatus.REFUSED,
         }.get(log.outcome, DeliveryStatus.FAILED)
         with transaction.atomic():
+            taken = Delivery.objects.filter(
+                pk=self.pk, attempts=self.attempts, status=DeliveryStatus.PENDING
+            )
+            if not taken.exists():
+                return  # this attempt's outcome is recorded already (it crashed after)
             log.save()
-            Delivery.objects.filter(pk=self.pk, attempts=self.attempts).update(
+            taken.update(
                 status=status,
                 last_status_code=log.status_code,
                 last_error=log.error,

@@ -4,10 +4,14 @@ countdown: 2, 4, 8, 16 s plus jitter by default)."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from . import triggers
 from .models import Delivery
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -20,6 +24,11 @@ def deliver(self, delivery_id: int, attempt: int) -> None:
     delivery = Delivery.objects.claim(delivery_id, attempt)
     if delivery is None:  # a duplicated message, or a re-send overtook it: nothing to do
         return
-    delay = delivery.attempt()
+    try:
+        delay = delivery.attempt()
+    except Exception as exc:
+        # Logged and counted: a delivery whose attempts always raise ends (gave_up).
+        log.exception("attempt %s of delivery %s raised", attempt, delivery_id)
+        delay = delivery.crashed(exc)
     if delay is not None:
         raise self.retry(args=(delivery_id, attempt + 1), countdown=delay, max_retries=None)
