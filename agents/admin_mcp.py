@@ -1,5 +1,6 @@
-"""MCP servers in the admin: the dashboard's form (a token's variable named MCP_…, never a
-token), the tool list as last fetched read only, and an action to fetch it again."""
+"""MCP servers in the admin: the dashboard's form (a token's variable named MCP_… and allowed
+the server's origin, never a token; a URL changed drops it), the tool list as last fetched
+read only, and an action to fetch it again."""
 
 from django.contrib import admin, messages
 from django.db import models
@@ -49,6 +50,11 @@ class MCPServerAdmin(admin.ModelAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{server.name} lists {len(found)} tools.")
+
+    def save_model(self, request: HttpRequest, obj: MCPServer, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if dropped := form.dropped_message():
+            self.message_user(request, dropped, messages.WARNING)
 
     def delete_model(self, request: HttpRequest, obj: MCPServer) -> None:
         mcp.delete_server(obj)

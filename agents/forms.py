@@ -55,6 +55,7 @@ class MCPServerForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.dropped_token = ""  # the variable a URL change dropped, for a message
         if self.instance.pk:
             self.fields["slug"].disabled = True
 
@@ -79,3 +80,25 @@ class MCPServerForm(forms.ModelForm):
             self._forget("auth_env")  # what was typed may be the token itself
             raise forms.ValidationError(f"Give the name of {mcp.AUTH_ENV_RULE}, not a token.")
         return name
+
+    def clean(self) -> dict:
+        """A new URL drops the token variable the server had (as MCPServer.save does); one
+        named for it must be allowed its origin by the deployer (MCP_TOKEN_ORIGINS)."""
+        data = super().clean()
+        url, name = data.get("url"), data.get("auth_env")
+        if not url or not name:
+            return data
+        if self.instance.pk and url != self.instance.url and name == self.instance.auth_env:
+            self.dropped_token, data["auth_env"] = name, ""
+            self._forget("auth_env")
+        elif refused := mcp.token_refusal(name, url):
+            self.add_error("auth_env", refused)
+        return data
+
+    def dropped_message(self) -> str:
+        return (
+            f"The URL changed, so the token in {self.dropped_token} is not sent to it: name "
+            "the variable again if the new URL takes it."
+            if self.dropped_token
+            else ""
+        )

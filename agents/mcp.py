@@ -7,7 +7,14 @@ A server's bearer token is read from the environment variable it names (`auth_en
 moment of the request: it is never stored, logged, rendered or put in an error (a server
 quoting it back has it withheld). The variable must be named MCP_…, so that a server
 registered in the dashboard cannot be sent Baton's own secrets (SECRET_KEY, LLM_API_KEY, the
-database's password). Servers on private networks are refused unless MCP_ALLOW_PRIVATE.
+database's password), and the deployer binds each variable to the origins it may be sent to
+(MCP_TOKEN_ORIGINS): whoever registers or edits a server cannot send another server's token
+to a host of their choosing. That is checked when a server is saved through a form and again
+before every request; a server's URL changed drops the variable it had (MCPServer.save).
+
+Connections are agents.outbound's: the URL resolved once and checked (servers on private
+networks are refused unless MCP_ALLOW_PRIVATE), the SDK's client pinned to the checked
+addresses, no redirect followed, at most ANSWER_BYTES read and all within MCP_TIMEOUT_S.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .addresses import lookup, refusal
+from . import outbound
 from .models import Agent, MCPServer
 from .text import clean, clean_json
 
@@ -32,6 +39,7 @@ AUTH_ENV = re.compile(r"^MCP_[A-Z0-9_]+$")
 AUTH_ENV_RULE = "an environment variable named MCP_… (capitals, digits and _)"
 MAX_PAGES = 20  # of a tool listing: a server that never stops paginating cannot hang a fetch
 DESCRIPTION_CHARS = 1000
+ANSWER_BYTES = 8 * 1024 * 1024  # all a call may read: a listing of hundreds of tools fits
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -52,39 +60,52 @@ def auth_env_set(server: MCPServer) -> bool:
     return bool(server.auth_env and os.environ.get(server.auth_env, "").strip())
 
 
-def check_url(url: str) -> None:
-    """A ServerError saying why Baton will not call this URL: not http(s), credentials in it
-    (they would be stored and shown: name a token's variable instead), or, unless
-    MCP_ALLOW_PRIVATE, a host on a private network. Checked at registration and before
-    every connection."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ServerError("Give an http:// or https:// URL.")
-    if parts.username or parts.password:
-        raise ServerError("Put no credentials in the URL: name a token's variable instead.")
-    if settings.MCP_ALLOW_PRIVATE:
-        return
+def check_url(url: str) -> outbound.Target:
+    """The URL's host resolved and checked, or a ServerError saying why Baton will not call
+    it: not http(s), credentials in it (they would be stored and shown: name a token's
+    variable instead), or, unless MCP_ALLOW_PRIVATE, a host on a private network. Checked
+    at registration and before every connection (which goes to the addresses checked)."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        found = lookup(parts.hostname, port)
-    except (LookupError, ValueError) as exc:
+        return outbound.check(
+            url,
+            allow_private=settings.MCP_ALLOW_PRIVATE,
+            setting="MCP_ALLOW_PRIVATE",
+            credentials_hint=": name a token's variable instead",
+        )
+    except (outbound.Refused, outbound.Unreachable) as exc:
         raise ServerError(str(exc)) from None
-    for address in found:
-        if reason := refusal(address):
-            raise ServerError(
-                f"{parts.hostname} resolves to {address}, a {reason} address: Baton does not "
-                "call into private networks (MCP_ALLOW_PRIVATE)."
-            )
+
+
+def origin(url: str) -> str:
+    """scheme://host:port, the port always written (https://a.example is https://a.example:443)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        port = 0
+    return f"{parts.scheme}://{parts.hostname or ''}:{port}".lower()
+
+
+def token_refusal(auth_env: str, url: str) -> str | None:
+    """Why the token in `auth_env` may not be sent to `url`, or None: the variable is not
+    named MCP_…, or MCP_TOKEN_ORIGINS does not list the URL's origin for it."""
+    if not AUTH_ENV.match(auth_env):
+        return f"A token must come from {AUTH_ENV_RULE}, not {auth_env}."
+    allowed = settings.MCP_TOKEN_ORIGINS.get(auth_env, [])
+    if origin(url) in {origin(listed) for listed in allowed}:
+        return None
+    where = f"only to {', '.join(allowed)}" if allowed else "nowhere"
+    return (
+        f"The token in {auth_env} may be sent {where}, not to {origin(url)} "
+        f"(the deployer binds it in MCP_TOKEN_ORIGINS)."
+    )
 
 
 def _headers(server: MCPServer) -> dict[str, str]:
     if not server.auth_env:
         return {}
-    if not AUTH_ENV.match(server.auth_env):
-        raise ServerError(
-            f"The token of MCP server {server.slug} must come from {AUTH_ENV_RULE}, "
-            f"not {server.auth_env}."
-        )
+    if refused := token_refusal(server.auth_env, server.url):
+        raise ServerError(f"MCP server {server.slug}: {refused}")
     token = os.environ.get(server.auth_env, "").strip()
     if not token:
         raise ServerError(
@@ -110,12 +131,14 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _explain(exc: BaseException, server: MCPServer, refused: list[int]) -> str:
+def _explain(exc: BaseException, server: MCPServer, refused: list[int], cut: str) -> str:
     import httpx2
     from mcp.shared.exceptions import MCPError
 
     timeout = settings.MCP_TIMEOUT_S
     where = f"MCP server {server.slug} ({server.url})"
+    if cut:  # the connection was cut: too much, too long, a redirect
+        return f"{where}: {cut}"
     leaf = next(
         (leaf for leaf in _leaves(exc) if not isinstance(leaf, asyncio.CancelledError)),
         exc,
@@ -142,11 +165,11 @@ def _run(server: MCPServer, work) -> Any:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
+    headers = _headers(server)
     try:
-        check_url(server.url)
+        target = check_url(server.url)
     except ServerError as exc:
         raise ServerError(f"MCP server {server.slug}: {exc}") from None
-    headers = _headers(server)
     timeout = settings.MCP_TIMEOUT_S
     refused: list[int] = []
 
@@ -154,16 +177,27 @@ def _run(server: MCPServer, work) -> Any:
         if response.status_code >= 400:
             refused.append(response.status_code)
 
+    cut = ""
+
     async def session() -> Any:
-        with anyio.fail_after(timeout):
-            async with httpx2.AsyncClient(
-                headers=headers,
-                timeout=httpx2.Timeout(timeout),
-                event_hooks={"response": [note_refusal]},
-            ) as http:
-                transport = streamable_http_client(server.url, http_client=http)
-                async with Client(transport, cache=None, read_timeout_seconds=timeout) as client:
-                    return await work(client)
+        nonlocal cut
+        http, budget = outbound.async_client(
+            target,
+            deadline_s=timeout,
+            max_bytes=ANSWER_BYTES,
+            headers=headers,
+            event_hooks={"response": [note_refusal]},
+        )
+        try:
+            with anyio.fail_after(timeout):
+                async with http:
+                    transport = streamable_http_client(server.url, http_client=http)
+                    async with Client(
+                        transport, cache=None, read_timeout_seconds=timeout
+                    ) as client:
+                        return await work(client)
+        finally:
+            cut = budget.cut
 
     try:
         try:
@@ -176,7 +210,7 @@ def _run(server: MCPServer, work) -> Any:
     except ServerError:
         raise
     except Exception as exc:
-        raise ServerError(_withheld(_explain(exc, server, refused), server)) from None
+        raise ServerError(_withheld(_explain(exc, server, refused, cut), server)) from None
 
 
 def fetch_tools(server: MCPServer) -> list[dict]:

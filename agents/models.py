@@ -779,6 +779,19 @@ class MCPServer(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        """A URL changed drops the token variable the server had: a token goes only where it
+        was named for (agents.mcp also holds it to MCP_TOKEN_ORIGINS at every request). A
+        variable named anew in the same change is kept."""
+        fields = kwargs.get("update_fields")
+        if self.pk and self.auth_env and (fields is None or "url" in fields):
+            before = MCPServer.objects.filter(pk=self.pk).values("url", "auth_env").first()
+            if before and before["url"] != self.url and before["auth_env"] == self.auth_env:
+                self.auth_env = ""
+                if fields is not None:
+                    kwargs["update_fields"] = {*fields, "auth_env"}
+        super().save(*args, **kwargs)
+
 
 class ToolCall(models.Model):
     """One tool call a model asked for in a subtask, and what came of it."""

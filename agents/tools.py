@@ -17,21 +17,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 
-from . import mcp, state
-from .addresses import lookup, refusal
+from . import mcp, outbound, state
 from .models import MCPServer, SharedState
 from .text import clean
 
 log = logging.getLogger(__name__)
-
 RESULT_CHARS = 4000
 RESERVED_KEYS = frozenset({"pending_tasks", "results", "final"})  # see agents.state
-HTTP_TIMEOUT_S = 10.0
+HTTP_MAX_BYTES = 4 * RESULT_CHARS  # the most RESULT_CHARS characters take in UTF-8
 
 
 class ToolError(Exception):
@@ -93,28 +89,29 @@ def _write_state(ctx: Context, args: dict) -> str:
 
 def _http_get(ctx: Context, args: dict) -> str:
     url = args.get("url")
-    parts = urlsplit(url if isinstance(url, str) else "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
         raise ToolError("Give an http:// or https:// URL.")
-    allowed = {host.lower() for host in settings.TOOL_HTTP_ALLOWLIST}
-    if parts.hostname.lower() not in allowed:
-        raise ToolError(
-            f"{parts.hostname} is not among the hosts this tool may fetch from "
-            f"({', '.join(sorted(allowed)) or 'none are allowed'})."
-        )
-    if not settings.TOOL_HTTP_ALLOW_PRIVATE:
-        try:
-            found = lookup(parts.hostname, parts.port or 443)
-        except LookupError as exc:
-            raise ToolError(str(exc)) from None
-        for address in found:
-            if reason := refusal(address):
-                raise ToolError(f"{parts.hostname} resolves to a {reason} address: refused.")
     try:
-        response = httpx.get(url, timeout=HTTP_TIMEOUT_S, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        raise ToolError(f"The request failed: {exc}") from None
-    return f"HTTP {response.status_code}\n\n{response.text[:RESULT_CHARS]}"
+        host = outbound.host_of(url)
+        allowed = {name.lower() for name in settings.TOOL_HTTP_ALLOWLIST}
+        if host not in allowed:
+            raise ToolError(
+                f"{host} is not among the hosts this tool may fetch from "
+                f"({', '.join(sorted(allowed)) or 'none are allowed'})."
+            )
+        answer = outbound.request(
+            "GET",
+            url,
+            allow_private=settings.TOOL_HTTP_ALLOW_PRIVATE,
+            setting="TOOL_HTTP_ALLOW_PRIVATE",
+            deadline_s=settings.TOOL_HTTP_DEADLINE_S,
+            max_bytes=HTTP_MAX_BYTES,
+        )
+    except (outbound.Refused, outbound.Unreachable) as exc:
+        raise ToolError(str(exc)) from None
+    if answer.cut:
+        raise ToolError(f"HTTP {answer.status}, but {answer.cut[0].lower()}{answer.cut[1:]}")
+    return f"HTTP {answer.status}\n\n{answer.text()[:RESULT_CHARS]}"
 
 
 BUILT_IN = {

@@ -64,6 +64,8 @@ def server_edit(request: HttpRequest, slug: str) -> HttpResponse:
         server = form.save()
         actions.audit("edit_mcp_server", actor=request.user, detail=server.slug)
         messages.success(request, f"{server.name} saved.")
+        if dropped := form.dropped_message():
+            messages.info(request, dropped)
         return redirect("dash-tools")
     status = 400 if request.method == "POST" else 200
     context = {"server": server, "form": form}

@@ -352,10 +352,37 @@ WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", "false")
 # refused unless TOOL_HTTP_ALLOW_PRIVATE (tests).
 TOOL_HTTP_ALLOWLIST = envlist("TOOL_HTTP_ALLOWLIST", "")
 TOOL_HTTP_ALLOW_PRIVATE = envbool("TOOL_HTTP_ALLOW_PRIVATE", "false")
+# One http_get, connection to last byte, ends within this many seconds.
+TOOL_HTTP_DEADLINE_S = envfloat("TOOL_HTTP_DEADLINE_S", 10, minimum=0.1)
 # An MCP server (registered in the dashboard) has this long to list its tools or answer a call.
 MCP_TIMEOUT_S = envfloat("MCP_TIMEOUT_S", 30, minimum=1)
 # MCP servers on private, loopback or link-local addresses are refused unless this is true.
 MCP_ALLOW_PRIVATE = envbool("MCP_ALLOW_PRIVATE", "false")
+
+
+def envorigins(name: str) -> dict[str, list[str]]:
+    """`VAR=origin,origin OTHER=origin` (entries apart by spaces or ;): where each token
+    variable may be sent."""
+    bound: dict[str, list[str]] = {}
+    for entry in os.environ.get(name, "").replace(";", " ").split():
+        var, _, listed = entry.partition("=")
+        origins = [origin.strip().rstrip("/") for origin in listed.split(",") if origin.strip()]
+        try:
+            parts = [urlparse(origin) for origin in origins]
+            valid = all(p.scheme in ("http", "https") and p.hostname and p.port != 0 for p in parts)
+        except ValueError:
+            valid = False
+        if not (var.startswith("MCP_") and origins and valid) or any(p.path for p in parts):
+            raise ImproperlyConfigured(
+                f"{name} takes MCP_VAR=https://host[:port],… entries, not {entry!r}"
+            )
+        bound[var] = origins
+    return bound
+
+
+# An MCP server's token variable (auth_env) is sent only to the origins listed for it here:
+# MCP_TOKEN_ORIGINS="MCP_DEMO_TOKEN=https://mcp.example.com,http://127.0.0.1:9000".
+MCP_TOKEN_ORIGINS = envorigins("MCP_TOKEN_ORIGINS")
 # A step waiting for an operator's approval (agents.approvals): after APPROVAL_TIMEOUT_S
 # seconds (0: it waits for ever) the reconciler takes APPROVAL_TIMEOUT_ACTION, "reject" (a
 # model call's subtask fails; a tool call's error goes to the model) or "approve".

@@ -43,6 +43,16 @@ def _loopback_allowed(settings):
 
 
 @pytest.fixture
+def allow_token(settings):
+    """Binds a token variable to a URL's origin, as the deployer does in MCP_TOKEN_ORIGINS."""
+
+    def allow(variable: str, url: str) -> None:
+        settings.MCP_TOKEN_ORIGINS = {**settings.MCP_TOKEN_ORIGINS, variable: [url]}
+
+    return allow
+
+
+@pytest.fixture
 def running():
     with mcp_server() as server:
         yield server
@@ -107,8 +117,9 @@ def test_a_fetch_that_works_again_clears_the_error(registered):
     assert registered.fetch_error == ""
 
 
-def test_the_token_is_taken_from_the_environment_and_never_in_an_error(monkeypatch):
+def test_the_token_is_taken_from_the_environment_and_never_in_an_error(monkeypatch, allow_token):
     with mcp_server(token=TOKEN) as running:
+        allow_token("MCP_GUARDED_TOKEN", running.url)
         server = MCPServer.objects.create(
             name="Guarded", slug="guarded", url=running.url, auth_env="MCP_GUARDED_TOKEN"
         )
@@ -134,9 +145,10 @@ def test_the_token_is_taken_from_the_environment_and_never_in_an_error(monkeypat
         assert TOKEN not in stored
 
 
-def test_a_server_quoting_the_token_back_has_it_withheld(monkeypatch):
+def test_a_server_quoting_the_token_back_has_it_withheld(monkeypatch, allow_token):
     monkeypatch.setenv("MCP_GUARDED_TOKEN", TOKEN)
     with mcp_server(token=TOKEN, extra=True) as running:
+        allow_token("MCP_GUARDED_TOKEN", running.url)
         server = MCPServer.objects.create(
             name="Guarded", slug="guarded", url=running.url, auth_env="MCP_GUARDED_TOKEN"
         )
@@ -261,9 +273,12 @@ def test_the_page_needs_a_role(client):
     assert client.get(reverse("dash-tools")).status_code == 403
 
 
-def test_registering_fetches_its_tools_and_never_shows_the_token(client, manager, monkeypatch):
+def test_registering_fetches_its_tools_and_never_shows_the_token(
+    client, manager, monkeypatch, allow_token
+):
     monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
     with mcp_server(token=TOKEN) as running:
+        allow_token("MCP_DEMO_TOKEN", running.url)
         form = {
             "name": "Demo",
             "slug": "demo",
@@ -334,9 +349,10 @@ def test_deleting_a_server_takes_its_tools_out_of_grants(client, manager, regist
     assert not MCPServer.objects.exists()
 
 
-def test_the_admin_fetches_and_never_shows_the_token(admin_client, monkeypatch):
+def test_the_admin_fetches_and_never_shows_the_token(admin_client, monkeypatch, allow_token):
     monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
     with mcp_server(token=TOKEN) as running:
+        allow_token("MCP_DEMO_TOKEN", running.url)
         server = MCPServer.objects.create(
             name="Demo", slug="demo", url=running.url, auth_env="MCP_DEMO_TOKEN"
         )
@@ -420,8 +436,9 @@ def test_a_failing_mcp_tool_is_an_error_result_for_the_model(
     assert "exploded on purpose" in sub.result
 
 
-def test_the_demo_command_serves_tools_behind_its_token(monkeypatch):
+def test_the_demo_command_serves_tools_behind_its_token(monkeypatch, allow_token):
     port = free_port()
+    allow_token("MCP_DEMO_TOKEN", f"http://127.0.0.1:{port}")
     manage = Path(__file__).resolve().parent.parent / "manage.py"
     env = {**os.environ, "MCP_DEMO_TOKEN": TOKEN}
     command = [sys.executable, str(manage), "mcp_demo_server", "--port", str(port)]
