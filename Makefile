@@ -38,7 +38,8 @@ bench: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-# Fault-free run, then workers killed, broker flushed, PostgreSQL restarted (needs root).
+# Fault-free run, then workers killed, broker flushed, PostgreSQL restarted; then a worker on
+# another host (a UTS namespace) lost. Needs root. One scenario: CHAOS_ARGS="--scenario host-loss".
 chaos: $(VENV)/.installed
 	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/baton} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \

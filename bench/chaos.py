@@ -10,6 +10,10 @@ Redis, the project's simulator at 200 ms, 200 jobs (plan + 3 subtasks + synthesi
   batches are lost: what a Redis restart without persistence does);
 - at 25 s: PostgreSQL restarted (`pg_ctlcluster ... restart`: every connection dropped).
 
+Then the host-loss scenario (bench/host_loss.py): a worker running as another host is
+SIGKILLed, so only its leases lapsing can tell; its steps must resume on the surviving worker
+within LEASE_S + RECONCILE_EVERY_S + 2 s, nothing paid twice, its limiter slots freed.
+
 For both runs it prints jobs by status, jobs not terminal, subtasks (and steps) with more
 than one successful provider call (from the database, and from the simulator: distinct
 requests it answered more than once), the peak of calls in flight at the provider against
@@ -18,6 +22,7 @@ faulted wall over the fault-free one. Appended to bench/RESULTS.md unless --no-r
 
 Usage: DATABASE_URL=postgresql://... REDIS_URL=redis://... python bench/chaos.py
        [--jobs 200] [--latency-ms 200] [--database baton_chaos] [--redis-db 8] [--no-record]
+       [--scenario faults|host-loss ...] [--host-loss-jobs 40]
 PostgreSQL must be this machine's (the run restarts it) and the run needs root for that.
 """
 
@@ -36,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baton, report, simulator  # noqa: E402
+from bench import baton, host_loss, report, simulator  # noqa: E402
 
 ROOT = baton.ROOT
 LOGS = ROOT / "var" / "bench" / "chaos"
@@ -48,6 +53,7 @@ FLUSH_AT_S, PG_RESTART_AT_S = 12.0, 25.0
 LOSS_WINDOW_S = 2.0
 RUN_TIMEOUT_S = 600
 TERMINAL = ("completed", "failed", "cancelled")
+SCENARIOS = ("faults", "host-loss")
 
 
 class Workers:
@@ -271,21 +277,46 @@ def main() -> None:
         default=True,
         help="restart PostgreSQL mid-run (--no-pg-restart where others use it)",
     )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=SCENARIOS,
+        help="run only these (repeatable); default: all. faults restarts PostgreSQL",
+    )
+    parser.add_argument("--host-loss-jobs", type=int, default=40)
     args = parser.parse_args()
+    scenarios = args.scenario or list(SCENARIOS)
     base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base_db.startswith("postgres") or not redis_url:
         sys.exit("chaos needs DATABASE_URL=postgresql://... and REDIS_URL=redis://...")
     env = baton.bench_env(base_db, redis_url, args.database, args.redis_db)
     baton.create_database(env)
     baton.setup_django(env)
-    runs = []
     global PG_RESTART_AT_S
     if not args.pg_restart:
         PG_RESTART_AT_S = None
-    for faulted in (False, True):
-        runs.append(run(args.jobs, args.latency_ms, env, faulted))
-        print(runs[-1], flush=True)
-    text = section(runs, args.latency_ms)
+    texts = []
+    if "faults" in scenarios:
+        runs = []
+        for faulted in (False, True):
+            runs.append(run(args.jobs, args.latency_ms, env, faulted))
+            print(runs[-1], flush=True)
+        texts.append(section(runs, args.latency_ms))
+    if "host-loss" in scenarios:
+        lost = host_loss.run(
+            args.host_loss_jobs,
+            args.latency_ms,
+            env,
+            LOGS / "host-loss",
+            _wait_until_terminal,
+            _paid_twice,
+        )
+        print(lost, flush=True)
+        texts.append(host_loss.section(lost, args.latency_ms, CAP))
+    text = "\n\n".join(texts)
+    if "faults" not in scenarios:
+        heading = f"### {datetime.now():%Y-%m-%d %H:%M} · commit {report.commit()} · "
+        text = f"{heading}{report.machine()} · chaos, {', '.join(scenarios)} only\n\n{text}"
     print("\n" + text + "\n")
     if args.record:
         report.record(text)
