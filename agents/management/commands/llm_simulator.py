@@ -66,6 +66,8 @@ class SimulatorConfig:
     refuse_stream: bool = False
     # A streamed answer cut halfway: the connection drops, no [DONE].
     cut_stream_rate: float = 0
+    # Appended to every text answer: "\x00", say, which providers do send (a NUL byte).
+    text_suffix: str = ""
 
 
 class Stats:
@@ -300,6 +302,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 text = f"Sure! Here is the plan:\n{text}\nLet me know if it needs changes."
             elif config.wrap == "fence":
                 text = f"```json\n{text}\n```"
+        text += config.text_suffix
         finish_reason = "stop"
         if server.chance(config.truncate_rate):
             text, finish_reason = text[: len(text) // 2], "length"
@@ -432,6 +435,11 @@ class Command(BaseCommand):
             "--cut-stream-rate", type=float, default=0, help="drop a streamed answer halfway"
         )
         parser.add_argument(
+            "--text-suffix",
+            default="",
+            help="appended to every text answer (Python escapes: \\x00 is a NUL)",
+        )
+        parser.add_argument(
             "--plan-shape",
             choices=PLAN_SHAPES,
             default="chain",
@@ -455,6 +463,7 @@ class Command(BaseCommand):
             plan_shape=options["plan_shape"],
             refuse_stream=options["refuse_stream"],
             cut_stream_rate=options["cut_stream_rate"],
+            text_suffix=options["text_suffix"].encode().decode("unicode_escape"),
         )
         server = make_server(config, options["host"], options["port"])
         host, port = server.server_address[:2]
