@@ -38,7 +38,7 @@ from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
 from agents.limiter import redis_client
 from agents.models import Agent, Job
 
-from .queries import agents_with_metrics, board_jobs, job_subtasks
+from .queries import agents_with_metrics, board_jobs, job_activity, job_subtasks
 
 log = logging.getLogger(__name__)
 BATCHES_KEY = "baton:live:batches"
@@ -197,7 +197,8 @@ def render_job(job_id: int, moved: bool | None, changed: set[int], state: bool) 
 
     `moved` is None when the job's own row did not change in this window.
     """
-    context: dict = {"moved": bool(moved), "changed": [], "subtasks": None}
+    # Rendered once for every watcher: `shared` leaves out what depends on who looks.
+    context: dict = {"moved": bool(moved), "changed": [], "subtasks": None, "shared": True}
     if moved is not None:
         context["job"] = board_jobs().filter(pk=job_id).first()
         if context["job"] is None:
@@ -206,6 +207,9 @@ def render_job(job_id: int, moved: bool | None, changed: set[int], state: bool) 
         subtasks = list(job_subtasks(job_id))
         context["subtasks"] = subtasks
         context["changed"] = [s for s in subtasks if s.pk in changed]
+    if moved is not None or changed:
+        # An operator's action on the job or a step (an approval, a cancel) is audited with it.
+        context["audit"] = job_activity(job_id)
     if state:
         context["state"] = shared_state.for_page(job_id)
     return render_to_string("dashboard/live/job.html", context)

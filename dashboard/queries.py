@@ -5,7 +5,16 @@ from __future__ import annotations
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Length, Substr
 
-from agents.models import Agent, Approval, Job, LLMCall, Subtask, ToolCall, count_of
+from agents.models import (
+    Agent,
+    Approval,
+    AuditEntry,
+    Job,
+    LLMCall,
+    Subtask,
+    ToolCall,
+    count_of,
+)
 from agents.series import agent_series
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
@@ -48,6 +57,11 @@ def job_subtasks(job_id: int) -> QuerySet[Subtask]:
         )
         .order_by("pk")
     )
+
+
+def job_activity(job_id: int) -> list[AuditEntry]:
+    """A job page's Activity: its newest 50 audit entries, one query."""
+    return list(AuditEntry.objects.filter(job_id=job_id).select_related("actor", "subtask")[:50])
 
 
 def subtask_calls(sub: Subtask) -> QuerySet[LLMCall]:

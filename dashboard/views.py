@@ -24,7 +24,7 @@ from agents.models import (
 from .access import read_required
 from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from .graph import plan_graph
-from .queries import TRACE_PAGE, agents_with_metrics, job_subtasks, subtask_calls
+from .queries import TRACE_PAGE, agents_with_metrics, job_activity, job_subtasks, subtask_calls
 
 BOARD_CARDS_PER_COLUMN = 25
 BOARD_PAGE_SIZE = 50
@@ -120,7 +120,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         # Controls are drawn per user, on the page only: live fragments are shared by all.
         "can_operate": request.user.has_perm("agents.change_job"),
         "state": state.for_page(job.pk),
-        "audit": job.audit.select_related("actor", "subtask")[:50],
+        "audit": job_activity(job.pk),
     }
     if job.awaiting_review and context["can_operate"]:
         agents = SubtaskForm.agent_choices()

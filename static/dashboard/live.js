@@ -18,7 +18,7 @@
   }
 
   // Operators' controls (review forms, cancel and retry buttons) depend on who is looking, so
-  // they are not in the shared fragments: the job header names the controls that apply
+  // they are not in the shared fragments: the job header names the job's controls that apply
   // (data-controls, from the job's properties), and when that set changes an operator's page
   // fetches itself again to draw them.
   var shownControls = null;
@@ -181,9 +181,10 @@
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
     if (!document.body.classList.contains("can-operate")) return;
-    // A step awaiting approval came in a shared fragment, without the operator's forms
-    // (templates/dashboard/_approval.html marks it): the page fetches itself to draw them.
-    if (document.querySelector("#page .approval[data-forms-missing]")) {
+    // A shared fragment left out controls that depend on who looks (a step's approval forms,
+    // retry and re-run links; templates/dashboard/live/job.html marks their places): the page
+    // fetches itself to draw them.
+    if (document.querySelector("#page .approval[data-forms-missing], #page [data-controls-missing]")) {
       refetch();
       return;
     }
