@@ -36,9 +36,9 @@ class BatonSchema(AutoSchema):
     """Adds the problem answers an operation may give.
 
     Every operation: 401 and 403. With a path parameter: 404. With a body: 400 (malformed
-    JSON) and 422; a paginated list: 422 (a bad cursor). A view lists others it may answer
-    (409, 429) in `problems`, and the methods whose query parameters it checks in
-    `query_problems` (422).
+    or too deeply nested JSON), 413 (too large) and 422; a paginated list: 422 (a bad
+    cursor). A view lists others it may answer (409, 429) in `problems`, and the methods
+    whose query parameters it checks in `query_problems` (422).
     """
 
     def _get_response_bodies(self, direction="response"):
@@ -49,7 +49,7 @@ class BatonSchema(AutoSchema):
         if "{" in self.path:
             codes.add(404)
         if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer():
-            codes |= {400, 422}
+            codes |= {400, 413, 422}
         if self.method in getattr(self.view, "query_problems", ()) or self._get_paginator():
             codes.add(422)  # a bad filter, or a cursor that is not one
         codes |= set(getattr(self.view, "problems", {}).get(self.method, ()))
@@ -67,11 +67,12 @@ class BatonSchema(AutoSchema):
 
 
 DESCRIPTIONS = {
-    400: "The body is not valid JSON.",
+    400: "The body is not valid JSON, or it nests deeper than 32 levels.",
     401: "No valid credentials: give `Authorization: Bearer <token>` (or log in).",
     403: "Authenticated, but the user's roles do not allow this.",
     404: "No such resource.",
     409: "The action does not apply in the resource's current state.",
+    413: "The body is larger than the server takes (DATA_UPLOAD_MAX_MEMORY_SIZE).",
     422: "Invalid values: `errors` lists each.",
     429: "Too many submissions in the last hour: retry after `Retry-After` seconds.",
 }
