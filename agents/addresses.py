@@ -15,14 +15,15 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# The most telling first: 169.254.169.254 is private too, but link-local says more.
 REASONS = (
     "loopback",
-    "private",
+    "unspecified",
     "link_local",
     "site_local",
     "multicast",
+    "private",
     "reserved",
-    "unspecified",
 )
 
 

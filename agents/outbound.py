@@ -16,6 +16,8 @@ backend interface (httpcore2), imported only by the calls that use it.
 
 from __future__ import annotations
 
+import functools
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -88,6 +90,8 @@ def check(url: str, *, allow_private: bool, setting: str, credentials_hint: str 
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
     except (ValueError, TypeError, httpx.InvalidURL) as exc:
         raise Refused(f"Not a valid URL: {exc}") from None
+    if not 0 < port < 65536:
+        raise Refused(f"Not a valid URL: no port {port}.")
     if parsed.scheme not in ("http", "https") or not parsed.raw_host:
         raise Refused("Give an http:// or https:// URL.")
     if parsed.userinfo:
@@ -206,15 +210,14 @@ def request(
     """One request to a checked address of the URL, within `deadline_s` from start to its
     last byte read; at most `max_bytes` of the (decoded) body are read, the rest never.
     Refused or Unreachable, with words for a person or a model, when there is no answer."""
-    budget = Budget(deadline_s, None, httpcore)
     target = check(
         url, allow_private=allow_private, setting=setting, credentials_hint=credentials_hint
     )
-    transport = httpx.HTTPTransport(trust_env=False)
+    budget = Budget(deadline_s, None, httpcore)
+    transport = httpx.HTTPTransport(verify=_tls(httpx))
     # httpx takes no network backend: its pool is built again, with ours (public httpcore API).
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        network_backend=PinnedBackend(target, budget),
+        ssl_context=_tls(httpx), network_backend=PinnedBackend(target, budget)
     )
     sent = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", **(headers or {})}
     started = time.monotonic()
@@ -231,6 +234,13 @@ def request(
         raise Unreachable(budget.over()) from None
     except httpx.TransportError as exc:
         raise Unreachable(budget.cut or f"Could not connect to {target.host}: {exc}") from None
+
+
+@functools.cache
+def _tls(library: Any) -> ssl.SSLContext:
+    """One TLS context per client library, made once: loading the CA bundle costs tens of
+    milliseconds of CPU, and a context is safe to share between threads."""
+    return library.create_ssl_context(trust_env=False)
 
 
 def _body(response: httpx.Response, max_bytes: int, budget: Budget) -> tuple[bytes, str]:
@@ -277,10 +287,9 @@ def async_client(
     import httpx2
 
     budget = Budget(deadline_s, max_bytes, httpcore2)
-    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    transport = httpx2.AsyncHTTPTransport(verify=_tls(httpx2))
     transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(trust_env=False),
-        network_backend=_async_backend(target, budget),
+        ssl_context=_tls(httpx2), network_backend=_async_backend(target, budget)
     )
 
     async def no_redirect(response: Any) -> None:

@@ -110,7 +110,9 @@ def _http_get(ctx: Context, args: dict) -> str:
     except (outbound.Refused, outbound.Unreachable) as exc:
         raise ToolError(str(exc)) from None
     if answer.cut:
-        raise ToolError(f"HTTP {answer.status}, but {answer.cut[0].lower()}{answer.cut[1:]}")
+        raise ToolError(
+            f"{answer.cut} It had answered HTTP {answer.status}; {len(answer.body)} bytes came."
+        )
     return f"HTTP {answer.status}\n\n{answer.text()[:RESULT_CHARS]}"
 
 
