@@ -175,9 +175,11 @@ def run(jobs: int, latency_ms: int, env: dict, logs: Path, wait_until_terminal, 
         resume = max(watch.resumed.values(), default=None)
         return {
             "jobs": jobs,
+            "broker": settings.CELERY_BROKER_URL.partition(":")[0],
             "statuses": dict(Counter(Job.objects.values_list("status", flat=True))),
             "steps_held_at_kill": len(steps),
             "steps_resumed": len(watch.resumed),
+            "steps_ended_before_kill": len(steps) - len(watch.resumed) - len(watch.pending),
             "steps_not_resumed": sorted(watch.pending),
             "resume_s_max": resume,
             "bound_s": bound,
@@ -199,12 +201,16 @@ def section(r: dict, latency_ms: int, cap: int) -> str:
     freed = f"{r['slots_freed_s']:.1f} s" if r["slots_freed_s"] is not None else "never"
     return "\n".join(
         [
-            f"Host loss ({r['jobs']} jobs at {latency_ms} ms, cap {cap}; a worker under "
+            f"Host loss ({r['jobs']} jobs at {latency_ms} ms, cap {cap}, {r['broker']} broker; "
+            f"a worker under "
             f"`unshare --uts` as {LOST_HOST} SIGKILLed at {KILL_AT_S:g} s): it held "
-            f"{r['steps_held_at_kill']} steps and {r['slots_held_at_kill']} limiter slots; "
-            f"all {r['steps_resumed']} claimed again by the survivor within **{resume}** of "
+            f"{r['steps_held_at_kill']} steps ({r['steps_ended_before_kill']} ended as it "
+            f"was killed) and {r['slots_held_at_kill']} limiter slots; "
+            f"{r['steps_resumed']} claimed again by the survivor, the last **{resume}** after "
             f"the kill (bound LEASE_S + RECONCILE_EVERY_S + 2 = {r['bound_s']:g} s; "
-            f"{'met' if r['within_bound'] else 'MISSED'}), its slots gone after {freed}; "
+            f"{'met' if r['within_bound'] else 'MISSED'}"
+            + (f"; never claimed again: {r['steps_not_resumed']}" if r["steps_not_resumed"] else "")
+            + f"), its slots gone after {freed}; "
             f"jobs {r['statuses']}; paid twice {sum(r['paid_twice_db'].values())} "
             f"(records) / {r['answered_twice']} (provider); peak in flight "
             f"{r['peak_in_flight']} ({cap}); wall {r['wall_s']:.1f} s.",
