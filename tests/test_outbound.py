@@ -17,6 +17,7 @@ from agents.models import Job, MCPServer, SharedState
 from webhooks import transport
 from webhooks.models import validate_target
 
+from .mcp_server import mcp_server
 from .outbound_server import drip, redirect, serving, stream
 
 PUBLIC = "93.184.215.14"
@@ -200,3 +201,24 @@ def test_a_redirect_is_answered_not_followed(ctx, settings):
 def test_a_bad_url_is_a_clear_refusal(url, expected):
     with pytest.raises(outbound.Refused, match=expected):
         outbound.request("GET", url, allow_private=True, setting="TEST", deadline_s=1, max_bytes=10)
+
+
+@pytest.mark.django_db
+def test_an_mcp_answer_past_the_cap_is_cut_with_a_clear_error(settings, monkeypatch):
+    settings.MCP_ALLOW_PRIVATE = True
+    monkeypatch.setattr(mcp, "ANSWER_BYTES", 300)  # less than its tool listing
+    with mcp_server() as running:
+        server = MCPServer.objects.create(name="Big", slug="big", url=running.url)
+        with pytest.raises(mcp.ServerError, match="larger than 300 bytes"):
+            mcp.fetch_tools(server)
+
+
+@pytest.mark.django_db
+def test_an_mcp_server_redirecting_is_not_followed(settings):
+    settings.MCP_ALLOW_PRIVATE = True
+    with serving(stream(3)) as target:
+        with serving(redirect(target.url)) as local:
+            server = MCPServer.objects.create(name="Moved", slug="moved", url=local.url)
+            with pytest.raises(mcp.ServerError, match="HTTP 302 .* follows no redirect"):
+                mcp.fetch_tools(server)
+    assert local.hosts and target.hosts == []
