@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from . import approvals, events, jobs, telemetry, tools
 from .models import Agent, LLMCall, Subtask, ToolCall
+from .text import clean_json
 
 Prompt = Callable[[Subtask], list[dict]]
 
@@ -162,7 +163,7 @@ def _answer_tools(sub: Subtask, call: LLMCall, context: tools.Context) -> list[d
 
 def _ask_approval(sub: Subtask, row: ToolCall, reason: str) -> None:
     try:
-        proposed = json.loads(row.arguments or "{}")
+        proposed = clean_json(json.loads(row.arguments or "{}"))  # stored as jsonb
     except ValueError:
         proposed = row.arguments  # shown as the model wrote it
     approvals.request(sub, proposed=proposed, why=reason, tool_call=row)

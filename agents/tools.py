@@ -22,7 +22,7 @@ from django.conf import settings
 
 from . import mcp, outbound, state
 from .models import MCPServer, SharedState
-from .text import clean
+from .text import clean, clean_json
 
 log = logging.getLogger(__name__)
 RESULT_CHARS = 4000
@@ -251,7 +251,7 @@ def run(name: str, arguments: str, ctx: Context) -> Outcome:
                 f"{', '.join(offered) or 'none'}."
             )
         try:
-            args = json.loads(arguments or "{}")
+            args = clean_json(json.loads(arguments or "{}"))  # "\u0000" decodes to a NUL
         except ValueError:
             raise ToolError("The arguments are not valid JSON.") from None
         if not isinstance(args, dict):

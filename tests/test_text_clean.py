@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from agents import enqueue, llm, steps
+from agents import enqueue, llm, steps, tools
 from agents.models import (
     Agent,
     Job,
@@ -158,3 +158,15 @@ def test_a_webhook_answer_holding_a_nul_is_logged_and_the_delivery_moves_on(sett
     assert delivery.status == DeliveryStatus.DELIVERED
     (attempt,) = delivery.attempt_log.all()
     assert attempt.response_excerpt == "okthanks"
+
+
+@pytest.mark.django_db
+def test_a_tool_argument_escaping_a_nul_is_written_without_it():
+    job = Job.objects.create(title="J", description="D")
+    SharedState.objects.create(job=job)
+    context = tools.Context(job_id=job.pk, author="a/s", grants=("write_state",))
+
+    outcome = tools.run("write_state", '{"key": "draft\\u0000", "value": ["x\\u0000"]}', context)
+
+    assert outcome.error == "" and outcome.result.startswith("Written")
+    assert SharedState.objects.get(job=job).data["draft"] == ["x"]
