@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from agents import limiter
+from agents import leases, limiter
 from agents.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,22 @@ class StateCollector:
 
 
 def queue_depth() -> tuple[str, int] | None:
-    """(queue, messages waiting) of Celery's default queue: a Redis list. None standalone
-    (the in-memory broker's queue lives in the process that serves it)."""
+    """(queue, messages waiting) of Celery's default queue: a Redis list, or RabbitMQ's count.
+    None standalone (the in-memory broker's queue lives in the process that serves it) and
+    when RabbitMQ does not answer."""
     if not settings.REDIS_URL:
         return None
     queue = current_app.conf.task_default_queue
+    if not leases.broker_is_redis():
+        try:
+            with current_app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1)  # a scrape does not wait for a restart
+                # A passive declare changes nothing and answers with the count.
+                ok = conn.default_channel.queue_declare(queue, passive=True)
+                return queue, ok.message_count
+        except Exception:
+            log.warning("/metrics: the broker's queue depth left out", exc_info=True)
+            return None
     return queue, limiter.redis_client(settings.REDIS_URL).llen(queue)
 
 

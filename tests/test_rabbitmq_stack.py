@@ -7,6 +7,7 @@ Real processes on PostgreSQL, Redis and RabbitMQ. Skipped where RabbitMQ does no
 """
 
 import os
+import re
 import socket
 from collections import Counter
 from urllib.parse import urlparse
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
 AMQP_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 JOBS = 4
+METRICS_TOKEN = "rabbitmq-stack-metrics-token"
 
 
 def rabbitmq_answers(url: str) -> bool:
@@ -56,6 +58,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             LLM_TIMEOUT_S="4",
             LEASE_S="4",
             RECONCILE_EVERY_S="1",
+            METRICS_TOKEN=METRICS_TOKEN,
         )
     yield running
     running.stop()
@@ -109,3 +112,27 @@ def test_a_worker_killed_mid_subtask_loses_nothing(stack, seeded, django_db_bloc
     orphans = list(Subtask.objects.filter(pk__in=orphaned))
     assert all(s.status == SubtaskStatus.COMPLETED and s.attempts >= 2 for s in orphans)
     print(f"\nRabbitMQ, SIGKILL mid-subtask: orphaned {sorted(orphaned)}; {figures}")
+
+
+def test_metrics_count_the_messages_waiting_in_rabbitmq(stack, seeded):
+    """The queue-depth gauge asks RabbitMQ (a Redis list of that name would stay empty)."""
+    import httpx
+
+    def depth() -> float:
+        text = httpx.get(
+            f"{stack.base_url}/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=10,
+        ).text
+        found = re.search(r'^baton_queue_depth\{queue="celery"\} (\S+)$', text, re.M)
+        assert found, text[-2000:]
+        return float(found.group(1))
+
+    paused = stack.pause_workers()
+    try:
+        client = login(stack.base_url, "alice", PASSWORD)
+        submit(client, "Rabbit queued", "Wait in the queue.")
+        assert wait_until(lambda: depth() >= 1, "the plan's message counted", timeout=20)
+    finally:
+        stack.resume_workers(paused)
+    wait_until(lambda: depth() == 0, "the queue drained", timeout=30)
