@@ -17,16 +17,9 @@ from django.utils import timezone
 
 from . import jobs
 from .models import Job, JobStatus, Subtask, SubtaskStatus
-from .text import clean
+from .text import described
 
 log = logging.getLogger(__name__)
-
-CRASH_CHARS = 1000
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as its class and message, storable."""
-    return clean(f"{type(exc).__name__}: {exc}")[:CRASH_CHARS]
 
 
 def crashed(row: Job | Subtask, owner: str, exc: BaseException) -> None:
@@ -41,7 +34,7 @@ def crashed(row: Job | Subtask, owner: str, exc: BaseException) -> None:
         )
     try:
         rows.filter(pk=row.pk, lease_owner=owner).update(
-            last_crash=describe(exc), lease_expires_at=timezone.now()
+            last_crash=described(exc), lease_expires_at=timezone.now()
         )
     except Exception:  # the database itself may be what failed: the lease lapses anyway
         log.warning("could not record the crash of %s %s", type(row).__name__, row.pk)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+EXCEPTION_CHARS = 1000
 
 
 def _replacement(match: re.Match) -> str:
@@ -22,6 +23,11 @@ def clean(text: str) -> str:
     if _UNSTORABLE.search(text) is None:
         return text
     return _UNSTORABLE.sub(_replacement, text)
+
+
+def described(exc: BaseException) -> str:
+    """An exception as its class and message, storable (a message may quote outside text)."""
+    return clean(f"{type(exc).__name__}: {exc}")[:EXCEPTION_CHARS]
 
 
 def clean_json(value: object) -> object:

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from . import mcp, outbound, state
 from .models import MCPServer, SharedState
-from .text import clean, clean_json
+from .text import clean, clean_json, described
 
 log = logging.getLogger(__name__)
 RESULT_CHARS = 4000
@@ -269,5 +269,5 @@ def run(name: str, arguments: str, ctx: Context) -> Outcome:
         # Any other failure (bad arguments a tool did not foresee, a URL httpx refuses) is
         # the model's to read too: raised, it crashed the subtask at every attempt.
         log.warning("tool %s raised", name, exc_info=True)
-        result, error = "", clean(f"The tool failed: {type(exc).__name__}: {exc}")
+        result, error = "", f"The tool failed: {described(exc)}"
     return Outcome(result, error, time.monotonic() - started)

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents import telemetry
-from agents.text import clean
+from agents.text import clean, described
 
 from . import transport
 
@@ -263,7 +263,7 @@ class Delivery(models.Model):
         """The claimed attempt raised before its outcome was recorded: log it as failed, and
         give up once this (re-)send has crashed STEP_MAX_TAKEBACKS times over; seconds
         before the next attempt, or None."""
-        cause = clean(f"{type(exc).__name__}: {exc}")[:1000]
+        cause = described(exc)
         crashes = self.attempt_log.filter(
             number__gt=self.round_start, error__startswith=CRASHED
         ).count()
