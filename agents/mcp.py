@@ -60,7 +60,7 @@ def auth_env_set(server: MCPServer) -> bool:
     return bool(server.auth_env and os.environ.get(server.auth_env, "").strip())
 
 
-def check_url(url: str) -> outbound.Target:
+def check_url(url: str, within: float | None = None) -> outbound.Target:
     """The URL's host resolved and checked, or a ServerError saying why Baton will not call
     it: not http(s), credentials in it (they would be stored and shown: name a token's
     variable instead), or, unless MCP_ALLOW_PRIVATE, a host on a private network. Checked
@@ -71,6 +71,7 @@ def check_url(url: str) -> outbound.Target:
             allow_private=settings.MCP_ALLOW_PRIVATE,
             setting="MCP_ALLOW_PRIVATE",
             credentials_hint=": name a token's variable instead",
+            within=within,
         )
     except (outbound.Refused, outbound.Unreachable) as exc:
         raise ServerError(str(exc)) from None
@@ -167,7 +168,7 @@ def _run(server: MCPServer, work) -> Any:
 
     headers = _headers(server)
     try:
-        target = check_url(server.url)
+        target = check_url(server.url, within=settings.MCP_TIMEOUT_S)
     except ServerError as exc:
         raise ServerError(f"MCP server {server.slug}: {exc}") from None
     timeout = settings.MCP_TIMEOUT_S

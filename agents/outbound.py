@@ -17,7 +17,9 @@ backend interface (httpcore2), imported only by the calls that use it.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -82,9 +84,16 @@ def host_of(url: str) -> str:
     return host
 
 
-def check(url: str, *, allow_private: bool, setting: str, credentials_hint: str = "") -> Target:
-    """The URL resolved, every address checked; Refused or Unreachable saying why not.
-    `setting` names what allows private addresses, for the message."""
+def check(
+    url: str,
+    *,
+    allow_private: bool,
+    setting: str,
+    credentials_hint: str = "",
+    within: float | None = None,
+) -> Target:
+    """The URL resolved (within `within` seconds, if given), every address checked; Refused
+    or Unreachable saying why not. `setting` names what allows private addresses."""
     try:
         parsed = httpx.URL(url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -98,7 +107,7 @@ def check(url: str, *, allow_private: bool, setting: str, credentials_hint: str 
         raise Refused(f"Put no credentials in the URL{credentials_hint}.")
     host = host_of(url)
     try:
-        addresses = lookup(host, port)
+        addresses = _lookup(host, port, within)
     except LookupError as exc:
         raise Unreachable(str(exc)) from None
     if not allow_private:
@@ -109,6 +118,33 @@ def check(url: str, *, allow_private: bool, setting: str, credentials_hint: str 
                     f"not call into private networks; {setting})."
                 )
     return Target(url, host, port, tuple(addresses))
+
+
+def _lookup(host: str, port: int, within: float | None) -> list[Address]:
+    """`lookup`, given up after `within` seconds: the system resolver cannot be interrupted,
+    so it runs on a thread of its own, left to end by itself when it is too slow."""
+    try:
+        return [ipaddress.ip_address(host)]  # a literal: nothing to ask
+    except ValueError:
+        pass
+    if within is None:
+        return lookup(host, port)
+    answer: list = []
+
+    def resolve() -> None:
+        try:
+            answer.append(lookup(host, port))
+        except LookupError as exc:
+            answer.append(exc)
+
+    thread = threading.Thread(target=resolve, name="outbound-dns", daemon=True)
+    thread.start()
+    thread.join(max(within, 0.0))
+    if not answer:
+        raise LookupError(f"{host} did not resolve within {within:g} s.")
+    if isinstance(answer[0], LookupError):
+        raise answer[0]
+    return answer[0]
 
 
 class Budget:
@@ -210,10 +246,14 @@ def request(
     """One request to a checked address of the URL, within `deadline_s` from start to its
     last byte read; at most `max_bytes` of the (decoded) body are read, the rest never.
     Refused or Unreachable, with words for a person or a model, when there is no answer."""
-    target = check(
-        url, allow_private=allow_private, setting=setting, credentials_hint=credentials_hint
-    )
     budget = Budget(deadline_s, None, httpcore)
+    target = check(
+        url,
+        allow_private=allow_private,
+        setting=setting,
+        credentials_hint=credentials_hint,
+        within=deadline_s,
+    )
     transport = httpx.HTTPTransport(verify=_tls(httpx))
     # httpx takes no network backend: its pool is built again, with ours (public httpcore API).
     transport._pool = httpcore.ConnectionPool(

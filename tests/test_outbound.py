@@ -6,6 +6,7 @@ Servers here are real, on 127.0.0.1; only the DNS answer (outside Baton) is stub
 import ipaddress
 import json
 import socket
+import threading
 import tracemalloc
 
 import pytest
@@ -222,3 +223,21 @@ def test_an_mcp_server_redirecting_is_not_followed(settings):
             with pytest.raises(mcp.ServerError, match="HTTP 302 .* follows no redirect"):
                 mcp.fetch_tools(server)
     assert local.hosts and target.hosts == []
+
+
+def test_a_resolver_that_does_not_answer_holds_a_delivery_only_to_the_deadline(monkeypatch):
+    answered = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != "slow-dns.test":
+            return real(host, port, *args, **kwargs)
+        answered.wait(30)  # the resolver's own timeout, in effect
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with pytest.raises(transport.Unreachable, match="did not resolve within 0.5 s"):
+            transport.post("http://slow-dns.test/hook", "{}", {}, allow_private=False, timeout=0.5)
+    finally:
+        answered.set()
