@@ -112,7 +112,7 @@ class Watch:
         self.thread.start()
 
     def _run(self) -> None:
-        from django.db import close_old_connections
+        from django.db import connection
 
         from agents.models import Job, Subtask
 
@@ -132,7 +132,7 @@ class Watch:
             if self.slots_freed_s is None and not held_slots(self.env, self.holder):
                 self.slots_freed_s = now
             time.sleep(POLL_S)
-        close_old_connections()
+        connection.close()  # this thread's own
 
     def stop(self) -> None:
         self.done.set()
