@@ -9,13 +9,13 @@ import re
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
-from django.db import connections
+from django.db import connections, models
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils.text import smart_split, unescape_string_literal
 
 from . import actions, approvals
-from .forms import ToolsField
+from .forms import BoundedJSONField, ToolsField
 from .models import (
     Agent,
     Approval,
@@ -118,6 +118,8 @@ class ListAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50  # rendering, not the database, is most of a page: about 0.5 ms a row
     list_defer: tuple[str, ...] = ()  # columns the changelist never shows
+    # An agent's specialties, a subtask's payload: bounded depth, storable text.
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}
 
     def get_changelist(self, request, **kwargs):
         return LeanChangeList

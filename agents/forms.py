@@ -1,11 +1,47 @@
-"""Forms the admin and the dashboard share: tool grants, MCP servers."""
+"""Forms the admin and the dashboard share: tool grants, MCP servers, bounded JSON."""
 
 from __future__ import annotations
 
 from django import forms
+from django.forms.fields import InvalidJSONInput
 
 from . import mcp, tools
+from .jsonvalues import JSONInputError, check_json, too_deep
 from .models import MCPServer
+
+
+class BoundedJSONField(forms.JSONField):
+    """Django's JSONField with Baton's bounds (agents.jsonvalues): JSON nested past the
+    bound, text PostgreSQL cannot store (NUL, a lone surrogate) or a number that is not
+    finite is a form error. Django's own raised RecursionError on deep input and passed
+    `\\u0000` on to jsonb: a 500 either way."""
+
+    def to_python(self, value: object) -> object:
+        try:
+            converted = super().to_python(value)
+            if not self.disabled:
+                check_json(converted)
+        except RecursionError:
+            raise forms.ValidationError(str(too_deep()), code="too_deep") from None
+        except JSONInputError as exc:
+            where = "" if exc.too_deep or not exc.path else f" (at {_pointer(exc.path)})"
+            raise forms.ValidationError(f"{exc}{where}", code="invalid") from None
+        return converted
+
+    def bound_data(self, data: object, initial: object) -> object:
+        """Refused JSON is shown again as typed, as Django shows JSON it cannot parse:
+        encoding a deep value again for the page would recurse too."""
+        try:
+            value = super().bound_data(data, initial)
+            if not self.disabled:
+                check_json(value)
+        except (RecursionError, JSONInputError):
+            return InvalidJSONInput(data)
+        return value
+
+
+def _pointer(path: tuple) -> str:
+    return "/" + "/".join(str(part) for part in path)
 
 
 class ToolsField(forms.MultipleChoiceField):

@@ -18,13 +18,14 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from . import events
+from .jsonvalues import JSON_MAX_DEPTH, depth
 from .models import SharedState, SharedStateVersion
 
 MAX_CAS_ATTEMPTS = 100
 SNAPSHOT_AFTER = 2
 # Levels a written value may nest: pages render the state as a tree, and Python's JSON and
 # templates recurse (a few hundred levels broke the job page for everyone).
-MAX_DEPTH = 32
+MAX_DEPTH = JSON_MAX_DEPTH
 # Outside a string: an opening or a closing bracket (strings are matched to be skipped).
 _BRACKET_OR_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
@@ -35,22 +36,6 @@ class StateConflict(RuntimeError):
 
 class StateTooDeep(ValueError):
     """A write nests deeper than MAX_DEPTH: refused, and the tool's caller reads why."""
-
-
-def depth(value: object) -> int:
-    """How many containers deep `value` nests (a scalar 0, `[1]` 1), without recursion."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        todo.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def check_depth(changes: dict) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 EXCEPTION_CHARS = 1000
 
 
@@ -20,9 +20,9 @@ def _replacement(match: re.Match) -> str:
 
 def clean(text: str) -> str:
     """`text` as any database stores it: without NUL, lone surrogates replaced."""
-    if _UNSTORABLE.search(text) is None:
+    if UNSTORABLE.search(text) is None:
         return text
-    return _UNSTORABLE.sub(_replacement, text)
+    return UNSTORABLE.sub(_replacement, text)
 
 
 def described(exc: BaseException) -> str:

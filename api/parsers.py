@@ -7,7 +7,7 @@ from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ErrorDetail, ParseError, ValidationError
 
-from dashboard.forms import JSONInputError, load_json
+from agents.jsonvalues import JSONInputError, load_json
 
 # The module, not its names: api.errors imports DRF's views, which load this parser.
 from . import errors

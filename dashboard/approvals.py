@@ -15,10 +15,11 @@ from django.views.decorators.http import require_POST
 
 from agents import approvals
 from agents.approvals import ApprovalError, InvalidDecision
+from agents.jsonvalues import JSONInputError, load_json
 from agents.models import Agent, Approval, ApprovalRule
+from agents.text import UNSTORABLE
 
 from .access import read_required
-from .forms import UNSTORABLE, JSONInputError, load_json
 
 PENDING_SHOWN = 100
 DECIDED_SHOWN = 20

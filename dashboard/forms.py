@@ -1,6 +1,3 @@
-import json
-import math
-import re
 import uuid
 
 from django import forms
@@ -14,65 +11,6 @@ PRIORITY_CHOICES = [
     (n, f"{n}" + {0: " (highest)", 5: " (default)", 9: " (lowest)"}.get(n, "")) for n in range(10)
 ]
 DESCRIPTION_MAX = Job._meta.get_field("description").max_length
-# JSON from a form or an API body: deeper nesting is refused before anything walks it
-# recursively (rendering, validation, storage).
-JSON_MAX_DEPTH = 32
-# PostgreSQL cannot store NUL (text, jsonb) or a lone surrogate (UTF-8) in a string.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-class JSONInputError(ValueError):
-    """JSON that Baton will not take; `path` leads to the bad value, `too_deep` says why."""
-
-    def __init__(self, message: str, path: tuple = (), *, too_deep: bool = False) -> None:
-        super().__init__(message)
-        self.path = path
-        self.too_deep = too_deep
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def load_json(text: str | bytes) -> object:
-    """Parse JSON text as every entry point does: strict, bounded in depth, and storable."""
-    try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise _too_deep(()) from None
-    check_json(value)
-    return value
-
-
-def check_json(value: object) -> None:
-    """Raise JSONInputError for nesting past JSON_MAX_DEPTH, a string or key PostgreSQL
-    cannot store, or a number that is not finite. Iterative: depth is what is checked."""
-    pending = [(value, (), 1)]
-    while pending:
-        item, path, depth = pending.pop()
-        if isinstance(item, dict | list):
-            if depth > JSON_MAX_DEPTH:
-                raise _too_deep(path)
-            pairs = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, inner in pairs:
-                if isinstance(key, str) and UNSTORABLE.search(key):
-                    # The object's path: the key itself could not be written back as UTF-8.
-                    raise JSONInputError(_unstorable("key"), path)
-                pending.append((inner, (*path, key), depth + 1))
-        elif isinstance(item, str) and UNSTORABLE.search(item):
-            raise JSONInputError(_unstorable("text"), path)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise JSONInputError("Numbers must be finite.", path)
-
-
-def _too_deep(path: tuple) -> JSONInputError:
-    return JSONInputError(
-        f"JSON nested deeper than {JSON_MAX_DEPTH} levels is not accepted.", path, too_deep=True
-    )
-
-
-def _unstorable(what: str) -> str:
-    return f"This {what} holds a NUL character (\\u0000) or a lone surrogate: remove it."
 
 
 class JobForm(forms.ModelForm):

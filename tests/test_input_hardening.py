@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from agents import enqueue
+from agents.jsonvalues import JSON_MAX_DEPTH
 from agents.models import Approval
-from dashboard.forms import JSON_MAX_DEPTH
 
 from .api_support import PROBLEM, role_users, token_client
 from .test_approval_pages import decide_url, paused, paused_tool_call
