@@ -8,14 +8,14 @@ counts its rows once, and searches through an index on PostgreSQL (migrations 00
 import re
 
 from django.contrib import admin
-from django.contrib.admin.views.main import ChangeList
-from django.db import connections, models
+from django.db import connections
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils.text import smart_split, unescape_string_literal
 
 from . import actions, approvals
-from .forms import BoundedJSONField, ToolsField
+from .admin_base import BatonAdmin, StorableChangeList
+from .forms import ToolsField
 from .models import (
     Agent,
     Approval,
@@ -44,7 +44,7 @@ def search_words(search_term: str) -> list[str]:
     return words
 
 
-class LeanChangeList(ChangeList):
+class LeanChangeList(StorableChangeList):
     def get_queryset(self, request, exclude_parameters=None):
         rows = super().get_queryset(request, exclude_parameters)
         return rows.defer(*self.model_admin.list_defer)
@@ -113,13 +113,11 @@ class HttpStatusFilter(admin.SimpleListFilter):
         return queryset.filter(chosen[1]) if chosen else queryset
 
 
-class ListAdmin(admin.ModelAdmin):
+class ListAdmin(BatonAdmin):
     # "N results (M total)" would count the whole table a second time on every page.
     show_full_result_count = False
     list_per_page = 50  # rendering, not the database, is most of a page: about 0.5 ms a row
     list_defer: tuple[str, ...] = ()  # columns the changelist never shows
-    # An agent's specialties, a subtask's payload: bounded depth, storable text.
-    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}
 
     def get_changelist(self, request, **kwargs):
         return LeanChangeList
@@ -360,7 +358,7 @@ class ToolCallAdmin(RecordAdmin):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(BatonAdmin):
     list_display = ("model", "input_per_million", "output_per_million")
     search_fields = ("model",)
 
@@ -417,7 +415,7 @@ from . import admin_mcp  # noqa: E402, F401  (MCP servers, registered there)
 
 
 @admin.register(ApprovalRule)
-class ApprovalRuleAdmin(admin.ModelAdmin):
+class ApprovalRuleAdmin(BatonAdmin):
     list_display = ("kind", "name", "created_at")
     list_filter = ("kind",)
     search_fields = ("name",)

@@ -8,12 +8,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import actions, mcp
+from .admin_base import BatonAdmin
 from .forms import MCPServerForm
 from .models import MCPServer
 
 
 @admin.register(MCPServer)
-class MCPServerAdmin(admin.ModelAdmin):
+class MCPServerAdmin(BatonAdmin):
     form = MCPServerForm
     list_display = ("name", "slug", "url", "enabled", "token", "tool_count", "tools_fetched_at")
     list_filter = ("enabled",)

@@ -1,7 +1,8 @@
 """The admin's JSON fields (an agent's specialties, a subtask's payload) refuse JSON nested
 past the bound and text PostgreSQL cannot store (NUL) with a form error: Django's own
 JSONField parsed 1,000 levels into a RecursionError and passed `\\u0000` on to jsonb, both
-a 500. Nothing is saved either way."""
+a 500. Nothing is saved either way. A list filtered on a NUL (a DataError, a 500) is shown
+again unfiltered, as for any lookup the admin does not know."""
 
 import json
 
@@ -9,6 +10,7 @@ import pytest
 from django import forms
 from django.contrib.admin import site
 
+from agents.admin_base import StorableChangeList
 from agents.forms import BoundedJSONField
 from agents.models import Agent, Job, Subtask
 
@@ -126,3 +128,32 @@ def test_every_json_field_the_admin_edits_is_bounded(rf, admin_user):
         if isinstance(field, forms.JSONField) and not isinstance(field, BoundedJSONField)
     ]
     assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/agents/agent/?model=a%00",
+        "/admin/agents/job/?status=a%00",
+        "/admin/agents/approvalrule/?kind=a%00",
+        "/admin/webhooks/delivery/?event=a%00",
+        "/admin/api/apitoken/?name=a%00",
+        "/admin/agents/mcpserver/?url=%00",
+    ],
+)
+def test_a_list_filtered_on_a_nul_is_shown_unfiltered(admin_client, url):
+    page = admin_client.get(url)
+    assert page.status_code == 302
+    assert page["Location"].endswith("?e=1")
+
+
+def test_every_baton_admin_refuses_a_nul_filter(rf, admin_user):
+    request = rf.get("/admin/")
+    request.user = admin_user
+    ours = [
+        model_admin
+        for model, model_admin in site._registry.items()
+        if model._meta.app_label in {"agents", "webhooks", "api"}
+    ]
+    assert ours
+    assert all(issubclass(each.get_changelist(request), StorableChangeList) for each in ours)

@@ -8,12 +8,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from agents.admin_base import BatonAdmin
+
 from .forms import EndpointForm, NewEndpointForm
 from .models import Attempt, Delivery, Endpoint
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(admin.ModelAdmin):
+class EndpointAdmin(BatonAdmin):
     list_display = ("url", "enabled", "event_list", "created_by", "created_at")
     list_filter = ("enabled",)
     search_fields = ("url", "description")
@@ -65,7 +67,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(BatonAdmin):
     list_display = ("message_id", "event", "endpoint", "job", "status", "attempts", "created_at")
     list_filter = ("status", "event")
     search_fields = ("message_id", "endpoint__url")
