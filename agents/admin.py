@@ -8,6 +8,8 @@ counts its rows once, and searches through an index on PostgreSQL (migrations 00
 import re
 
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.db import connections
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
@@ -458,3 +460,20 @@ class ApprovalAdmin(RecordAdmin):
         "created_at",
     )
     fields = readonly_fields
+
+
+class StorableUserAdmin(UserAdmin):
+    def get_changelist(self, request, **kwargs):
+        return StorableChangeList
+
+
+class StorableGroupAdmin(GroupAdmin):
+    def get_changelist(self, request, **kwargs):
+        return StorableChangeList
+
+
+# Django's own user and group lists, filtered on a NUL, were PostgreSQL's DataError too.
+for model, model_admin in ((User, StorableUserAdmin), (Group, StorableGroupAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)
