@@ -10,6 +10,8 @@ so this module imports nothing of the web face and renders nothing.
 Status moves, new shared-state versions and finished calls are also announced, in the order
 they committed, to the hooks other systems register (`on_announcements`: the event stream and
 webhooks); the flusher thread hands them over, so a step's own thread pays nothing for them.
+An announcement a hook says someone consumes (`durable`) is also written to the outbox in the
+moving transaction (agents.outbox), so a process killed before its flusher ran loses nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,11 +51,13 @@ def job_group(job_id: int) -> str:
 @dataclass(frozen=True)
 class Announcement:
     """A named fact for systems outside the dashboard: `job.status`, `subtask.status`,
-    `state.version`, `call.finished`; `data` holds ids and small plain values only."""
+    `state.version`, `call.finished`; `data` holds ids and small plain values only. `id` is
+    the same however often it is relayed (an outbox row keeps it): consumers de-duplicate by it."""
 
     event: str
     job_id: int
     data: dict
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Batch:
     watched: set[str] = field(default_factory=set)
     # Only for this process's hooks: never forwarded with the batch.
     announcements: list[Announcement] = field(default_factory=list)
+    outbox: list[int] = field(default_factory=list)  # rows to delete once the hooks ran
 
     def __bool__(self) -> bool:
         return bool(self.jobs or self.subtasks or self.states or self.agents or self.announcements)
@@ -111,8 +117,10 @@ class Batch:
 
 Publisher = Callable[[Batch], None]
 AnnouncementHook = Callable[[list[Announcement]], None]
+Durable = Callable[[Announcement], bool]
 _publisher: Publisher | None = None
 _hooks: list[AnnouncementHook] = []
+_durable: list[Durable] = []
 _batch = Batch()
 _lock = threading.Lock()
 _wake = threading.Condition(_lock)
@@ -126,22 +134,51 @@ def set_publisher(publisher: Publisher | None) -> None:
     _publisher = publisher
 
 
-def on_announcements(hook: AnnouncementHook) -> None:
+def on_announcements(hook: AnnouncementHook, durable: Durable | None = None) -> None:
     """Register `hook`, called with each window's announcements (after commit, in order,
-    from the flusher thread). It must be quick and may raise: the others still run."""
+    from the flusher thread). It must be quick and may raise: the others still run.
+
+    `durable(announcement)` says, in the moving transaction, whether someone consumes it:
+    then it is written to the outbox and survives this process. It must be cheap (most
+    moves ask it) and may be wrong only on the side of True.
+    """
     if hook not in _hooks:
         _hooks.append(hook)
+    if durable is not None and durable not in _durable:
+        _durable.append(durable)
+
+
+def _announced(batch: Batch, announcement: Announcement, row: int | None) -> None:
+    batch.announcements.append(announcement)
+    if row is not None:
+        batch.outbox.append(row)
+
+
+def _keep(announcement: Announcement) -> int | None:
+    """Its outbox row, written now (inside the caller's transaction) if someone consumes it.
+
+    Outside a transaction the move committed on its own just before: the row follows it."""
+    if not any(wants(announcement) for wants in _durable):
+        return None
+    from . import outbox  # it imports the models, which import this module
+
+    return outbox.write(announcement)
 
 
 def job_changed(job_id: int, *, moved: bool = False, status: str | None = None) -> None:
     """A job's fields changed; `moved` when its status changed, to `status` when given (the
     transitions give it, and only they: it is announced as `job.status`)."""
 
+    announcement = row = None
+    if status is not None and _hooks:
+        data = {"job_id": job_id, "status": str(status)}
+        announcement = Announcement("job.status", job_id, data)
+        row = _keep(announcement)
+
     def record(batch: Batch) -> None:
         batch.jobs[job_id] = moved or status is not None or batch.jobs.get(job_id, False)
-        if status is not None and _hooks:
-            data = {"job_id": job_id, "status": str(status)}
-            batch.announcements.append(Announcement("job.status", job_id, data))
+        if announcement is not None:
+            _announced(batch, announcement, row)
 
     transaction.on_commit(lambda: _add(record))
 
@@ -149,21 +186,30 @@ def job_changed(job_id: int, *, moved: bool = False, status: str | None = None) 
 def subtask_changed(subtask_id: int, job_id: int, *, status: str | None = None) -> None:
     """A subtask's fields changed; `status` when a transition moved it there."""
 
+    announcement = row = None
+    if status is not None and _hooks:
+        data = {"job_id": job_id, "subtask_id": subtask_id, "status": str(status)}
+        announcement = Announcement("subtask.status", job_id, data)
+        row = _keep(announcement)
+
     def record(batch: Batch) -> None:
         batch.subtasks[subtask_id] = job_id
-        if status is not None and _hooks:
-            data = {"job_id": job_id, "subtask_id": subtask_id, "status": str(status)}
-            batch.announcements.append(Announcement("subtask.status", job_id, data))
+        if announcement is not None:
+            _announced(batch, announcement, row)
 
     transaction.on_commit(lambda: _add(record))
 
 
 def state_changed(job_id: int, *, version: int | None = None) -> None:
+    announcement = row = None
+    if version is not None and _hooks:
+        announcement = Announcement("state.version", job_id, {"job_id": job_id, "version": version})
+        row = _keep(announcement)
+
     def record(batch: Batch) -> None:
         batch.states.add(job_id)
-        if version is not None and _hooks:
-            data = {"job_id": job_id, "version": version}
-            batch.announcements.append(Announcement("state.version", job_id, data))
+        if announcement is not None:
+            _announced(batch, announcement, row)
 
     transaction.on_commit(lambda: _add(record))
 
@@ -172,7 +218,8 @@ def announce(event: str, job_id: int, data: dict) -> None:
     """Another fact for the hooks alone (a call finished), once the transaction commits."""
     if _hooks:
         announcement = Announcement(event, job_id, data)
-        transaction.on_commit(lambda: _add(lambda batch: batch.announcements.append(announcement)))
+        row = _keep(announcement)
+        transaction.on_commit(lambda: _add(lambda batch: _announced(batch, announcement, row)))
 
 
 def agent_changed(agent_id: int) -> None:
@@ -214,14 +261,28 @@ def _flush_forever() -> None:
             connection.close()
 
 
+def run_hooks(announcements: list[Announcement]) -> bool:
+    """Hand announcements to every hook; whether all of them took them."""
+    ok = True
+    for hook in _hooks if announcements else ():
+        try:
+            hook(announcements)
+        except Exception:  # one system's failure must not cost the others their events
+            log.exception("an announcement hook failed")
+            ok = False
+    return ok
+
+
 def flush_batch(batch: Batch) -> None:
     """Hand a batch's announcements to the hooks, and the batch to the publisher for the
     groups that some page watches."""
-    for hook in _hooks if batch.announcements else ():
+    if run_hooks(batch.announcements) and batch.outbox:
+        from . import outbox
+
         try:
-            hook(batch.announcements)
-        except Exception:  # one system's failure must not cost the others their events
-            log.exception("an announcement hook failed")
+            outbox.forget(batch.outbox)
+        except Exception:  # kept: a reconciler relays them again, under the same ids
+            log.exception("could not delete relayed outbox rows")
     if _publisher is None or not batch:
         return
     try:

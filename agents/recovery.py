@@ -21,6 +21,7 @@ from .models import (
     Subtask,
     SubtaskStatus,
 )
+from .outbox import relay_stale
 
 log = logging.getLogger(__name__)
 RECONCILE_BATCH = 500
@@ -145,6 +146,7 @@ def reconcile() -> dict[str, int]:
         jobs.settle_job_locked(job_id)
     dispatch.resume_jobs_waiting_for_agents()  # an agent enabled some other way (admin)
     dispatch.dispatch_ready()
+    counts["events"] = relay_stale()  # left by a process killed before it relayed them
     telemetry.redispatched(counts)
     if any(counts.values()):
         log.info("reconcile re-dispatched %s", counts)

@@ -341,6 +341,9 @@ RECONCILE_EVERY_S = envfloat("RECONCILE_EVERY_S", 2, minimum=0.1)
 STEP_MAX_TAKEBACKS = envint("STEP_MAX_TAKEBACKS", 5, minimum=1)
 # Live events are coalesced over this window: one render per group for all its changes.
 LIVE_WINDOW_S = envfloat("LIVE_WINDOW_S", 0.05, minimum=0.0)
+# An outbox row (agents.outbox) this old was left by a process killed before it relayed the
+# event: a reconciler pass relays it.
+OUTBOX_GRACE_S = envfloat("OUTBOX_GRACE_S", 2, minimum=0.0)
 
 # Where Baton's pages are, as seen from outside: webhook payloads link to jobs with it.
 PUBLIC_URL = envurl("PUBLIC_URL", "http://127.0.0.1:8000", ("http", "https")).rstrip("/")

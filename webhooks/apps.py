@@ -11,4 +11,4 @@ class WebhooksConfig(AppConfig):
         from . import triggers
 
         # Celery finds webhooks.tasks itself (autodiscover_tasks); the moves reach us here.
-        events.on_announcements(triggers.on_announcements)
+        events.on_announcements(triggers.on_announcements, durable=triggers.wanted)

@@ -5,12 +5,16 @@ commit, and only asks the database (once per SUBSCRIPTIONS_TTL_S per process, mo
 when a move could be an event; it sends one `announce` message per event some endpoint wants. The
 task (`create_deliveries`) reads the job, builds the payload and makes one delivery per
 subscribed endpoint, each then sent by its own `deliver` task.
+
+`wanted` tells agents.events, in the moving transaction, which moves some endpoint wants:
+those go through the outbox (agents.outbox) and reach us even if their process is killed
+before its flusher runs. The message's key is the announcement's id, so an event relayed
+twice makes no second delivery.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 
 from celery import current_app
 from django.conf import settings
@@ -44,6 +48,12 @@ def triggers(announcement: Announcement) -> frozenset[str]:
     return table.get(announcement.data.get("status"), frozenset())
 
 
+def wanted(announcement: Announcement) -> bool:
+    """Whether some enabled endpoint may want this move (most moves ask nothing)."""
+    possible = triggers(announcement)
+    return bool(possible and possible & Endpoint.objects.subscribed_events())
+
+
 def on_announcements(announcements: list[Announcement]) -> None:
     """The agents.events hook: a message for each move that some endpoint may want."""
     wanted = None
@@ -60,8 +70,8 @@ def on_announcements(announcements: list[Announcement]) -> None:
                 if announcement.event == "subtask.status"
                 else ("job", data["job_id"])
             )
-            # The key makes a redelivered message create nothing twice.
-            args = (kind, object_id, data["status"], uuid.uuid4().hex)
+            # The key makes a redelivered message, or a relayed-twice event, create nothing twice.
+            args = (kind, object_id, data["status"], announcement.id)
             current_app.send_task("webhooks.tasks.announce", args=args)
 
 
