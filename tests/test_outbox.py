@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from datetime import timedelta
 
@@ -174,3 +175,38 @@ def test_with_a_stream_open_every_announcement_is_kept_and_carries_its_id(
             {"job_id": job.pk, "subtask_id": sub.pk, "status": "completed", "event_id": rows[0][1]},
         )
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reconcilers_relay_different_rows():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite has one writer at a time)")
+    stale = timezone.now() - timedelta(seconds=10)
+    taken, free = (
+        OutboxEvent.objects.create(
+            event_id=uuid.uuid4().hex,
+            event="state.version",
+            job_id=1,
+            data={"job_id": 1, "version": n},
+            created_at=stale,
+        )
+        for n in (1, 2)
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def another_reconciler() -> None:
+        with transaction.atomic():
+            list(OutboxEvent.objects.select_for_update().filter(pk=taken.pk))
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    other = threading.Thread(target=another_reconciler)
+    other.start()
+    try:
+        assert locked.wait(10)
+        assert outbox.relay_stale() == 1  # the other's row is skipped, not waited for
+        assert list(OutboxEvent.objects.values_list("pk", flat=True)) == [taken.pk]
+    finally:
+        release.set()
+        other.join()
