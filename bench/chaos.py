@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baton, host_loss, report, simulator  # noqa: E402
+from bench import baton, chaos_events, chaos_timeline, host_loss, report, simulator  # noqa: E402
 
 ROOT = baton.ROOT
 LOGS = ROOT / "var" / "bench" / "chaos"
@@ -179,7 +179,15 @@ def _paid_twice() -> dict:
     }
 
 
-def run(jobs: int, latency_ms: int, env: dict, faulted: bool) -> dict:
+def _ended(started: float, t0: float) -> dict[int, float]:
+    """Every terminal job's id → its end on this process's monotonic clock."""
+    from agents.models import Job
+
+    ended = Job.objects.filter(status__in=TERMINAL).values_list("pk", "finished_at")
+    return {pk: t0 + (at.timestamp() - started) for pk, at in ended if at is not None}
+
+
+def run(jobs: int, latency_ms: int, env: dict, faulted: bool, events: bool = True) -> dict:
     from agents import actions
     from agents.models import Job
 
@@ -188,14 +196,19 @@ def run(jobs: int, latency_ms: int, env: dict, faulted: bool) -> dict:
     baton._reset_state(env)
     sim = simulator.start(latency_ms, env, logs / "simulator.log")
     env = {**env, "LLM_BASE_URL": sim.base_url}
+    # The subscribers first: every worker then sees the endpoint and the open stream.
+    subscribers = sampler = None
     workers = Workers(env, logs)
-    for _ in range(WORKERS):
-        workers.start()
-    _wait_for_workers(env)
     faults: list = []
     try:
+        if events:
+            subscribers = chaos_events.Subscribers(env, logs)
+        for _ in range(WORKERS):
+            workers.start()
+        _wait_for_workers(env)
         sim.reset()
         t0, started = time.monotonic(), time.time()
+        sampler = chaos_timeline.Sampler(sim, t0)
         chaos = None
         if faulted:
             chaos = threading.Thread(target=_faults, args=(workers, env, sim, t0, faults))
@@ -207,9 +220,18 @@ def run(jobs: int, latency_ms: int, env: dict, faulted: bool) -> dict:
         if chaos is not None:
             chaos.join()
         stats = sim.stats()
+        sampler.stop()
         from django.db import close_old_connections
 
         close_old_connections()
+        load = os.getloadavg()[0]
+        delivered = None
+        if subscribers is not None:
+            ended = _ended(started, t0)
+            waited = subscribers.wait(set(ended))
+            flush_at = FLUSH_AT_S if faulted else None
+            delivered = {**subscribers.figures(ended, t0, flush_at), "waited_s": waited}
+        timeline = chaos_timeline.seconds(sampler, started)
         statuses = Counter(Job.objects.values_list("status", flat=True))
         last = max(Job.objects.exclude(finished_at=None).values_list("finished_at", flat=True))
         peaks = dict(f for f in faults if f[0].startswith("peak"))
@@ -227,9 +249,16 @@ def run(jobs: int, latency_ms: int, env: dict, faulted: bool) -> dict:
             "wall_s": last.timestamp() - started,
             "faults": [f for f in faults if not f[0].startswith("peak")],
             "workers_started": workers.started,
+            "events": delivered,
+            "load_avg_1m": load,
+            "timeline": timeline,
         }
     finally:
+        if sampler is not None:
+            sampler.stop()
         workers.stop()
+        if subscribers is not None:
+            subscribers.stop()
         sim.stop()
 
 
@@ -240,8 +269,8 @@ def section(runs: list[dict], latency_ms: int) -> str:
         f" · chaos, {free['jobs']} jobs at {latency_ms} ms, cap {CAP}",
         "",
         "| run | jobs by status | not terminal | paid twice (records / provider) "
-        "| peak in flight (cap) | wall |",
-        "|---|---|---|---|---|---|",
+        "| peak in flight (cap) | wall | events delivered (distinct jobs) | load avg |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         paid = sum(r["paid_twice_db"].values())
@@ -253,7 +282,8 @@ def section(runs: list[dict], latency_ms: int) -> str:
         lines.append(
             f"| {'faulted' if r['faulted'] else 'fault-free'} | {r['statuses']} "
             f"| {r['not_terminal']} | {paid} / {r['answered_twice']} "
-            f"| {r['peak_outside_window']} ({CAP}){window} | {r['wall_s']:.1f} s |"
+            f"| {r['peak_outside_window']} ({CAP}){window} | {r['wall_s']:.1f} s "
+            f"| {chaos_events.cell(r.get('events'), r['jobs'])} | {r['load_avg_1m']:.1f} |"
         )
     lines += [
         "",
@@ -261,6 +291,30 @@ def section(runs: list[dict], latency_ms: int) -> str:
         f"Faults (s from the first submission): {faulted['faults']}; "
         f"{faulted['workers_started']} workers started in all.",
     ]
+    if faulted.get("events"):
+        sse = faulted["events"]["sse"]
+        lines += [
+            "",
+            f"Faulted run's SSE client: {sse['connects']} connections, resyncs at "
+            f"{sse['resyncs']} s, disconnected {sse['gaps']} s, {sse['errors']}; "
+            f"subscribers waited {faulted['events']['waited_s']:.0f} s after the last job.",
+        ]
+    for r in runs:
+        idle = chaos_timeline.lost_seconds(r["timeline"], CAP)
+        name = "faulted" if r["faulted"] else "fault-free"
+        lines += [
+            "",
+            f"<details><summary>{name}: calls per second ({idle:.1f} s of the cap left idle"
+            + (
+                "; in flight in the 3 s after each fault: "
+                + ", ".join(chaos_timeline.after_faults(r["timeline"], r["faults"], CAP))
+                if r["faults"]
+                else ""
+            )
+            + ")</summary>\n",
+            chaos_timeline.table(r["timeline"], r["faults"], CAP),
+            "\n</details>",
+        ]
     return "\n".join(lines)
 
 
@@ -284,12 +338,20 @@ def main() -> None:
         help="run only these (repeatable); default: all. faults restarts PostgreSQL",
     )
     parser.add_argument("--host-loss-jobs", type=int, default=40)
+    parser.add_argument(
+        "--events",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a webhook endpoint and an SSE client count the events delivered",
+    )
     args = parser.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
     base_db, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not base_db.startswith("postgres") or not redis_url:
         sys.exit("chaos needs DATABASE_URL=postgresql://... and REDIS_URL=redis://...")
     env = baton.bench_env(base_db, redis_url, args.database, args.redis_db)
+    # The run's webhook receiver listens on 127.0.0.1.
+    env |= {"WEBHOOK_ALLOW_PRIVATE": "true", "SSE_KEEPALIVE_S": chaos_events.KEEPALIVE_S}
     baton.create_database(env)
     baton.setup_django(env)
     global PG_RESTART_AT_S
@@ -299,8 +361,8 @@ def main() -> None:
     if "faults" in scenarios:
         runs = []
         for faulted in (False, True):
-            runs.append(run(args.jobs, args.latency_ms, env, faulted))
-            print(runs[-1], flush=True)
+            runs.append(run(args.jobs, args.latency_ms, env, faulted, args.events))
+            print({k: v for k, v in runs[-1].items() if k != "timeline"}, flush=True)
         texts.append(section(runs, args.latency_ms))
     if "host-loss" in scenarios:
         lost = host_loss.run(
