@@ -96,12 +96,17 @@ class Stream:
         return fields
 
     async def events(self, n: int, timeout: float = 10) -> list[dict]:
-        """The next `n` events, comments skipped."""
+        """The next `n` events, comments skipped (within `timeout` in all: keep-alives
+        alone do not keep a test waiting)."""
         found = []
-        while len(found) < n:
-            item = await self.next(timeout)
-            if "event" in item:
-                found.append(item)
+
+        async def collect() -> None:
+            while len(found) < n:
+                item = await self.next(timeout)
+                if "event" in item:
+                    found.append(item)
+
+        await asyncio.wait_for(collect(), timeout)
         return found
 
 

@@ -29,11 +29,17 @@ async def rest_of(stream: Stream) -> str:
     """Everything the stream sends until it ends its response (a stream that goes on
     fails the test by timing out)."""
     text = ""
-    while True:
-        message = await asyncio.wait_for(stream.sent.get(), 10)
-        text += message.get("body", b"").decode()
-        if not message.get("more_body"):
-            return stream.buffer + text
+
+    async def until_the_end() -> None:
+        nonlocal text
+        while True:
+            message = await stream.sent.get()
+            text += message.get("body", b"").decode()
+            if not message.get("more_body"):
+                return
+
+    await asyncio.wait_for(until_the_end(), 10)
+    return stream.buffer + text
 
 
 async def lose_access_then_move_a_job(stream: Stream, lose) -> str:
