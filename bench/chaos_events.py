@@ -218,10 +218,25 @@ class Subscribers:
         near_flush = [
             j for j in missed if flush_end and t0 + flush_at - 1 <= ended[j] <= flush_end + 1
         ]
+        from webhooks.models import Delivery
+
+        # Pending at the end: a delivery whose attempt's worker was killed after its claim.
+        # No delivery at all: the message announcing the move was lost (the flush wipes the
+        # queue; a killed worker's unacknowledged message comes back only after Redis's
+        # visibility timeout), after its outbox row was deleted.
+        deliveries = Counter(Delivery.objects.values_list("status", flat=True))
+        unmade = set(ended) - set(Delivery.objects.values_list("job_id", flat=True))
+        hook_missed = set(ended) - self.webhooks.jobs()
+        around = (t0 + flush_at - 2, t0 + flush_at + 2) if flush_at is not None else (0, -1)
         return {
             "webhook": {
                 **self.webhooks.figures(),
-                "missed": len(set(ended) - self.webhooks.jobs()),
+                "missed": len(hook_missed),
+                "missed_near_flush": sum(
+                    1 for j in hook_missed if around[0] <= ended[j] <= around[1]
+                ),
+                "no_delivery": len(unmade),
+                "deliveries": dict(deliveries),
             },
             "sse": {
                 "jobs": len(set(ended) & set(feed.terminal)),
@@ -247,7 +262,11 @@ def cell(events: dict | None, jobs: int) -> str:
         return "–"
     hook, sse = events["webhook"], events["sse"]
     near = f", {sse['missed_near_flush']} of them at the flush" if sse["missed"] else ""
+    pending = hook.get("deliveries", {}).get("pending", 0)
     return (
-        f"webhook {hook['jobs']}/{jobs} (+{hook['repeats']} repeats) · "
+        f"webhook {hook['jobs']}/{jobs} (+{hook['repeats']} repeats; missed "
+        f"{hook['missed']}: {hook.get('no_delivery', 0)} never made a delivery, "
+        f"{hook.get('missed_near_flush', 0)} ended ±2 s of the flush; {pending} deliveries "
+        "left pending) · "
         f"SSE {sse['jobs']}/{jobs} ({len(sse['resyncs'])} resyncs, {sse['missed']} missed{near})"
     )
