@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ROLL_KEY = "baton:workers"  # worker process -> when it last answered (Redis clock)
 MARKER_KEY = "baton:redis-intact"  # gone: Redis lost its data
 ROLL_CALL_S = 1.0
+# Set when the roll call finds a worker gone: the reconciler runs at once instead of at its
+# next tick (its steps, queued messages and limiter slots are taken back sooner).
+worker_lost = threading.Event()
 
 _lock = threading.Lock()
 _held: dict[type, Counter] = {Job: Counter(), Subtask: Counter()}
@@ -98,6 +101,8 @@ def start_roll_call() -> None:
 def _answer_roll_call() -> None:
     client = limiter.redis_client(settings.REDIS_URL)
     client.hset(ROLL_KEY, process.me(), client.time()[0])
+    if workers_gone():
+        worker_lost.set()
 
 
 def broker_intact() -> bool:

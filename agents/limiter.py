@@ -191,6 +191,10 @@ def _renew_forever() -> None:
             logger.warning("could not renew LLM slots", exc_info=True)
 
 
+# After `reap`: seconds until a dead holder's slot it left (its call may still run) comes free.
+next_reap_in_s: float | None = None
+
+
 def reap(
     gone: Callable[[str], bool], older_than_s: Callable[[], float], name: str = "default"
 ) -> int:
@@ -199,6 +203,8 @@ def reap(
     The call a dead holder started may still run at the provider for a while: the caller
     says how long such a call can last (it knows the recent latencies).
     """
+    global next_reap_in_s
+    next_reap_in_s = None
     if not settings.REDIS_URL:
         return 0
     client = redis_client(settings.REDIS_URL)
@@ -211,6 +217,8 @@ def reap(
         return 0
     cutoff = time.time() - older_than_s()
     dead = [member for member, since in orphans if since < cutoff]
+    waiting = [since - cutoff for _, since in orphans if since >= cutoff]
+    next_reap_in_s = min(waiting) if waiting else None
     if dead:
         client.zrem(slots_key(name), *dead)
         client.lpush(notify_key(name), *[1] * len(dead))

@@ -85,7 +85,9 @@ def reconcile() -> dict[str, int]:
         # A dead worker may have taken messages with it (the subtask a thread kept to run
         # next has none): send queued subtasks and syntheses again now. There are few (dispatch
         # queues no more than the agents can take), and a duplicate loses the claim.
-        orphaned = now - timedelta(seconds=1)
+        # Up to now: a step queued a moment before the worker died may be in its hands too,
+        # and once the worker is forgotten nothing else would re-send it before LEASE_S.
+        orphaned = now
         log.warning("workers gone: %s", ", ".join(workers_gone))
     broker_lost = not leases.broker_intact()
     if broker_lost:

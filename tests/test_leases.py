@@ -274,6 +274,40 @@ def test_a_dead_workers_queued_work_is_sent_again_at_once(
         client.hdel(leases.ROLL_KEY, dead)
 
 
+def test_work_queued_just_before_its_worker_died_is_sent_again_in_the_same_pass(
+    sent, django_capture_on_commit_callbacks, settings
+):
+    """A subtask queued a moment before the kill may be in the dead worker's hands too: the
+    pass that learns of the death re-sends it (once forgotten, the worker would leave it to
+    wait a whole lease). And the roll call wakes the reconciler as soon as it sees one gone."""
+    import os
+
+    import redis as redis_lib
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis_lib.Redis.from_url(url).ping()
+    except redis_lib.RedisError:
+        pytest.skip(f"Redis is not reachable at {url}")
+    settings.REDIS_URL = url
+    sub = working_subtask(started_ago_s=5, lease_in_s=10)
+    Subtask.objects.filter(pk=sub.pk).update(status=SubtaskStatus.QUEUED, updated_at=timezone.now())
+    client = redis_lib.Redis.from_url(url)
+    dead = f"{process.me().split(':')[0]}:999999998:1"
+    leases.forget_workers(leases.workers_gone())  # what other tests left behind
+    leases.mark_broker_intact()
+    leases.worker_lost.clear()
+    try:
+        client.hset(leases.ROLL_KEY, dead, client.time()[0])
+        leases._answer_roll_call()
+        assert leases.worker_lost.is_set()
+        reconcile(django_capture_on_commit_callbacks)
+        assert ("run_subtask", sub.pk) in sent
+    finally:
+        client.hdel(leases.ROLL_KEY, dead, process.me())
+        leases.worker_lost.clear()
+
+
 def test_queued_work_is_sent_again_at_once_after_redis_lost_its_data(
     sent, django_capture_on_commit_callbacks, settings
 ):
