@@ -400,6 +400,11 @@ WEBHOOK_RETRY_BASE_S = envfloat("WEBHOOK_RETRY_BASE_S", 1.0, minimum=0.0)
 WEBHOOK_TIMEOUT_S = envfloat("WEBHOOK_TIMEOUT_S", 10, minimum=0.1)
 # Server-Sent Events (/api/v1/events): a comment this often keeps idle connections open.
 SSE_KEEPALIVE_S = envfloat("SSE_KEEPALIVE_S", 15, minimum=0.1)
+# Streams one web process holds, in all and per user (beyond: 429 with Retry-After); a
+# client resuming more than SSE_REPLAY_MAX events back gets `resync` instead of a replay.
+SSE_MAX_STREAMS = envint("SSE_MAX_STREAMS", 1000, minimum=1)
+SSE_MAX_PER_USER = envint("SSE_MAX_PER_USER", 10, minimum=1)
+SSE_REPLAY_MAX = envint("SSE_REPLAY_MAX", 1000, minimum=1)
 
 # Observability. GET /metrics answers only a scraper bearing METRICS_TOKEN (unset: no
 # /metrics at all). Counters of every process on this host (web, workers) are files in
@@ -418,11 +423,6 @@ LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or "text"
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 
-# Streams one web process holds, in all and per user (beyond: 429 with Retry-After); a
-# client resuming more than SSE_REPLAY_MAX events back gets `resync` instead of a replay.
-SSE_MAX_STREAMS = envint("SSE_MAX_STREAMS", 1000, minimum=1)
-SSE_MAX_PER_USER = envint("SSE_MAX_PER_USER", 10, minimum=1)
-SSE_REPLAY_MAX = envint("SSE_REPLAY_MAX", 1000, minimum=1)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
