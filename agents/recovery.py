@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,6 +26,13 @@ from .outbox import relay_stale
 
 log = logging.getLogger(__name__)
 RECONCILE_BATCH = 500
+# Other apps' recovery, run at the end of each pass (agents imports none of them).
+_pass_hooks: dict[str, Callable[[], int]] = {}
+
+
+def on_pass(kind: str, hook: Callable[[], int]) -> None:
+    """Run `hook` at the end of every reconcile pass; what it returns is counted as `kind`."""
+    _pass_hooks[kind] = hook
 
 
 def _holders_gone() -> list[str]:
@@ -149,6 +157,11 @@ def reconcile() -> dict[str, int]:
     dispatch.resume_jobs_waiting_for_agents()  # an agent enabled some other way (admin)
     dispatch.dispatch_ready()
     counts["events"] = relay_stale()  # left by a process killed before it relayed them
+    for kind, hook in _pass_hooks.items():
+        try:
+            counts[kind] = hook()
+        except Exception:  # one app's recovery must not stop the next pass's
+            log.exception("the %s recovery failed", kind)
     telemetry.redispatched(counts)
     if any(counts.values()):
         log.info("reconcile re-dispatched %s", counts)

@@ -1,5 +1,5 @@
 """Which moves are webhook events, and how they become deliveries: agents.events announces
-each status move after commit; webhooks sends a message only for moves some enabled
+each status move after commit; webhooks makes deliveries only for moves some enabled
 endpoint wants, asking the database at most once per few seconds."""
 
 import json
@@ -77,19 +77,23 @@ def test_with_no_endpoint_a_process_asks_once_in_a_while(django_assert_num_queri
     assert sent == []
 
 
-def test_a_move_some_endpoint_wants_is_sent_to_a_task(sent, django_capture_on_commit_callbacks):
+def test_a_move_some_endpoint_wants_becomes_a_delivery(sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         Endpoint.objects.create(url="https://hooks.example.org/", events=["subtask.failed"])
-    failed = {"job_id": 1, "subtask_id": 7, "status": "failed"}
-    triggers.on_announcements(
-        [
-            events.Announcement("job.status", 1, {"job_id": 1, "status": "completed"}),
-            events.Announcement("subtask.status", 1, failed),
-        ]
-    )
-    [(name, args)] = sent
-    assert name == "webhooks.tasks.announce"
-    assert args[:3] == ("subtask", 7, "failed")
+    parent = job(status=JobStatus.COMPLETED)
+    sub = Subtask.objects.create(job=parent, key="a", type="research", status="failed")
+    failed = {"job_id": parent.pk, "subtask_id": sub.pk, "status": "failed"}
+    with django_capture_on_commit_callbacks(execute=True):
+        triggers.on_announcements(
+            [
+                events.Announcement("job.status", 1, {"job_id": parent.pk, "status": "completed"}),
+                events.Announcement("subtask.status", 1, failed),
+            ]
+        )
+    # Made here, not by a message that could be lost; then sent by its `deliver` task.
+    [delivery] = Delivery.objects.all()
+    assert delivery.event == EventType.SUBTASK_FAILED
+    assert sent == [("webhooks.tasks.deliver", (delivery.pk, 1))]
 
 
 def test_a_disabled_endpoint_wants_nothing(sent):
@@ -111,12 +115,12 @@ def test_a_transition_reaches_the_hook_after_commit(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert moved.transition(JobStatus.WORKING, JobStatus.CANCELLED)
     events.flush_now()
-    assert sent == []  # nothing before the commit
+    assert not Delivery.objects.exists()  # nothing before the commit
     for callback in callbacks:
         callback()
     events.flush_now()
-    [(name, args)] = sent
-    assert (name, args[:3]) == ("webhooks.tasks.announce", ("job", moved.pk, "cancelled"))
+    [delivery] = Delivery.objects.filter(job=moved)
+    assert delivery.event == EventType.JOB_CANCELLED
 
 
 def test_deliveries_go_to_each_subscribed_endpoint_once(sent, django_capture_on_commit_callbacks):

@@ -143,10 +143,16 @@ def message_id(key: str, endpoint_id: int, event: str) -> str:
     return "msg_" + hashlib.sha256(f"{key}:{endpoint_id}:{event}".encode()).hexdigest()[:32]
 
 
-def send_on_commit(delivery_id: int, attempt: int) -> None:
-    """Queue attempt `attempt` of a delivery once the transaction commits (by task name)."""
+def send_on_commit(delivery_id: int, attempt: int, countdown: float | None = None) -> None:
+    """Queue attempt `attempt` of a delivery once the transaction commits (by task name).
+
+    Robust: a broker that cannot take the message only logs it; the delivery stays pending
+    and a reconciler pass re-sends it (webhooks.recovery)."""
     args = (delivery_id, attempt)
-    transaction.on_commit(lambda: current_app.send_task("webhooks.tasks.deliver", args=args))
+    transaction.on_commit(
+        lambda: current_app.send_task("webhooks.tasks.deliver", args=args, countdown=countdown),
+        robust=True,
+    )
 
 
 def backoff_s(attempt: int) -> float:
@@ -180,6 +186,8 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # Attempts made before the latest re-send: each (re-)send has WEBHOOK_MAX_ATTEMPTS.
     round_start = models.PositiveSmallIntegerField(default=0)
+    # Messages of this round a reconciler pass presumed lost and sent again (webhooks.recovery).
+    messages_lost = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -192,7 +200,15 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint")]
+        indexes = [
+            models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint"),
+            # Each reconciler pass looks for pending deliveries whose message was lost.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="delivery_pending",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event} → {self.endpoint_id} ({self.status})"
@@ -317,6 +333,7 @@ class Delivery(models.Model):
             rows.update(
                 status=DeliveryStatus.PENDING,
                 round_start=current.attempts,
+                messages_lost=0,
                 next_attempt_at=None,
                 finished_at=None,
                 updated_at=timezone.now(),

@@ -1,6 +1,6 @@
-"""Celery tasks: ids in. `announce` turns a status move into deliveries; `deliver` makes one
-attempt and, when it failed in a way worth another, schedules the next (Celery's retry with a
-countdown: 2, 4, 8, 16 s plus jitter by default)."""
+"""Celery tasks: ids in. `deliver` makes one attempt and, when it failed in a way worth
+another, schedules the next (Celery's retry with a countdown: 2, 4, 8, 16 s plus jitter by
+default). A message that is lost on the way is re-sent by a reconciler pass (recovery.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def announce(kind: str, object_id: int, status: str, key: str) -> None:
+    """Messages queued before the hook made deliveries itself (triggers.on_announcements)."""
     triggers.create_deliveries(kind, object_id, status, key)
 
 

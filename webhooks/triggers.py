@@ -1,22 +1,23 @@
 """From status moves to deliveries.
 
 `on_announcements` is registered with agents.events: it runs in the flusher thread after
-commit, and only asks the database (once per SUBSCRIPTIONS_TTL_S per process, models.py)
-when a move could be an event; it sends one `announce` message per event some endpoint wants. The
-task (`create_deliveries`) reads the job, builds the payload and makes one delivery per
-subscribed endpoint, each then sent by its own `deliver` task.
+commit (or in a reconciler pass relaying what a killed process left in the outbox), and only
+asks the database (once per SUBSCRIPTIONS_TTL_S per process, models.py) when a move could be
+an event. For each event some endpoint wants it reads the job, builds the payload and makes
+one delivery per subscribed endpoint (`create_deliveries`), all in one transaction, each then
+sent by its own `deliver` task on commit. So the outbox row is deleted only once its
+deliveries exist: no Celery message stands between the two to be lost.
 
 `wanted` tells agents.events, in the moving transaction, which moves some endpoint wants:
 those go through the outbox (agents.outbox) and reach us even if their process is killed
-before its flusher runs. The message's key is the announcement's id, so an event relayed
-twice makes no second delivery.
+before its flusher runs. The announcement's id keys the deliveries (`message_id`, unique),
+so an event relayed twice makes no second delivery.
 """
 
 from __future__ import annotations
 
 import json
 
-from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -55,8 +56,9 @@ def wanted(announcement: Announcement) -> bool:
 
 
 def on_announcements(announcements: list[Announcement]) -> None:
-    """The agents.events hook: a message for each move that some endpoint may want."""
+    """The agents.events hook: the deliveries of each move that some endpoint wants."""
     wanted = None
+    moves = []
     for announcement in announcements:
         possible = triggers(announcement)
         if not possible:
@@ -70,9 +72,12 @@ def on_announcements(announcements: list[Announcement]) -> None:
                 if announcement.event == "subtask.status"
                 else ("job", data["job_id"])
             )
-            # The key makes a redelivered message, or a relayed-twice event, create nothing twice.
-            args = (kind, object_id, data["status"], announcement.id)
-            current_app.send_task("webhooks.tasks.announce", args=args)
+            moves.append((kind, object_id, data["status"], announcement.id))
+    if moves:
+        # One transaction: should it fail, the hook raises and the outbox row stays.
+        with transaction.atomic():
+            for move in moves:
+                create_deliveries(*move)
 
 
 def events_for(job: Job, status: str) -> list[str]:
