@@ -45,7 +45,7 @@ from bench import baton, chaos_events, chaos_timeline, host_loss, report, simula
 
 ROOT = baton.ROOT
 LOGS = ROOT / "var" / "bench" / "chaos"
-WORKERS, THREADS, CAP = 2, 8, baton.CAP
+WORKERS, CAP = 2, baton.CAP
 KILLS, KILL_EVERY_S = 10, 3.0
 FLUSH_AT_S, PG_RESTART_AT_S = 12.0, 25.0
 # After a Redis loss, slots come back at their holders' next renewal (limiter.RENEW_S) and
@@ -65,24 +65,7 @@ class Workers:
     def start(self) -> None:
         n = self.started
         self.started += 1
-        cmd = [
-            simulator.PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "orchestrator_site",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(THREADS),
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-            "-n",
-            f"chaos{n}@%h",
-        ]
+        cmd = host_loss.worker_cmd(f"chaos{n}")
         self.live.append(simulator.spawn(cmd, self.env, self.logs / f"worker{n}.log"))
 
     def kill_one(self, rng: random.Random) -> None:

@@ -25,7 +25,8 @@ POLL_S = 0.1
 THREADS = 8
 
 
-def _worker_cmd(name: str) -> list[str]:
+def worker_cmd(name: str) -> list[str]:
+    """A `celery worker` of the bench: threads pool, no gossip or mingle."""
     return [
         simulator.PYTHON,
         "-m",
@@ -49,8 +50,8 @@ def _worker_cmd(name: str) -> list[str]:
 def start_workers(env: dict, logs: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
     """(the survivor, here; the worker on the other host). `exec` keeps the worker's pid the
     one SIGKILL reaches."""
-    survivor = simulator.spawn(_worker_cmd("survivor"), env, logs / "survivor.log")
-    inner = " ".join(_worker_cmd("lost"))
+    survivor = simulator.spawn(worker_cmd("survivor"), env, logs / "survivor.log")
+    inner = " ".join(worker_cmd("lost"))
     lost = simulator.spawn(
         ["unshare", "--uts", "sh", "-c", f"hostname {LOST_HOST} && exec {inner}"],
         env,
