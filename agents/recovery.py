@@ -54,7 +54,7 @@ def _longest_recent_call_s() -> float:
     longest = LLMCall.objects.filter(created_at__gte=since).aggregate(s=Max("latency_s"))["s"]
     if longest is None:
         return float(settings.LLM_TIMEOUT_S)
-    return min(float(settings.LLM_TIMEOUT_S), 1.5 * longest + 1.0)
+    return min(float(settings.LLM_TIMEOUT_S), 1.5 * longest + 0.25)
 
 
 def _resend(rows, send, now, what: str) -> int:
