@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.db import connection, transaction
 
-from .limiter import redis_client
+from .redisconn import redis_client
 
 DIRTY_KEY = "baton:dispatch:dirty"
 LOCK_ID = 0x6261746F6E  # "baton"

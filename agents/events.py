@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
-from .limiter import redis_client
+from .redisconn import redis_client
 
 log = logging.getLogger(__name__)
 

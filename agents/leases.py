@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import limiter, process, takebacks
+from . import process, redisconn, takebacks
 from .models import Job, Subtask
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def start_roll_call() -> None:
 
 
 def _answer_roll_call() -> None:
-    client = limiter.redis_client(settings.REDIS_URL)
+    client = redisconn.redis_client(settings.REDIS_URL)
     client.hset(ROLL_KEY, process.me(), client.time()[0])
     if workers_gone():
         worker_lost.set()
@@ -112,7 +112,7 @@ def broker_intact() -> bool:
     keeps its queues on disk; a Redis flush loses none of them)."""
     if not broker_is_redis():
         return True
-    return bool(limiter.redis_client(settings.REDIS_URL).exists(MARKER_KEY))
+    return bool(redisconn.redis_client(settings.REDIS_URL).exists(MARKER_KEY))
 
 
 def broker_is_redis() -> bool:
@@ -122,13 +122,13 @@ def broker_is_redis() -> bool:
 
 def mark_broker_intact() -> None:
     if broker_is_redis():
-        limiter.redis_client(settings.REDIS_URL).set(MARKER_KEY, 1)
+        redisconn.redis_client(settings.REDIS_URL).set(MARKER_KEY, 1)
 
 
 def leave_roll_call() -> None:
     """A worker stopping in good order: it left nothing behind."""
     if settings.REDIS_URL:
-        limiter.redis_client(settings.REDIS_URL).hdel(ROLL_KEY, process.me())
+        redisconn.redis_client(settings.REDIS_URL).hdel(ROLL_KEY, process.me())
 
 
 def workers_gone() -> list[str]:
@@ -136,7 +136,7 @@ def workers_gone() -> list[str]:
     (elsewhere). Reported until `forget_workers` strikes them off."""
     if not settings.REDIS_URL:
         return []
-    client = limiter.redis_client(settings.REDIS_URL)
+    client = redisconn.redis_client(settings.REDIS_URL)
     now = client.time()[0]
     return [
         holder.decode()
@@ -147,7 +147,7 @@ def workers_gone() -> list[str]:
 
 def forget_workers(gone: list[str]) -> None:
     if gone:
-        limiter.redis_client(settings.REDIS_URL).hdel(ROLL_KEY, *gone)
+        redisconn.redis_client(settings.REDIS_URL).hdel(ROLL_KEY, *gone)
 
 
 def _renew_forever() -> None:

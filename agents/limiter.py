@@ -25,6 +25,7 @@ import redis
 from django.conf import settings
 
 from agents import process
+from agents.redisconn import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,6 @@ return restored
 
 _lock = threading.Lock()
 _local: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_clients: dict[str, redis.Redis] = {}
 _held_lock = threading.Lock()
 _held: dict[str, tuple[str, str]] = {}  # this process's slots: member -> (Redis URL, key)
 _renewer: threading.Thread | None = None
@@ -107,15 +107,6 @@ def llm_slot(name: str = "default") -> Iterator[None]:
         semaphore = _local_semaphore(name, limit)
         with semaphore:
             yield
-
-
-def redis_client(url: str) -> redis.Redis:
-    """One connection pool per process and URL."""
-    with _lock:
-        client = _clients.get(url)
-        if client is None:
-            client = _clients[url] = redis.Redis.from_url(url)
-        return client
 
 
 def _local_semaphore(name: str, limit: int) -> threading.BoundedSemaphore:

@@ -35,8 +35,8 @@ from django.template.loader import render_to_string
 from agents import events
 from agents import state as shared_state
 from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
-from agents.limiter import redis_client
 from agents.models import Agent, Job
+from agents.redisconn import redis_client
 
 from .queries import agents_with_metrics, board_jobs, job_activity, job_subtasks
 

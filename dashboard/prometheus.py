@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from agents import leases, limiter
+from agents import leases, limiter, redisconn
 from agents.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def queue_depth() -> tuple[str, int] | None:
         except Exception:
             log.warning("/metrics: the broker's queue depth left out", exc_info=True)
             return None
-    return queue, limiter.redis_client(settings.REDIS_URL).llen(queue)
+    return queue, redisconn.redis_client(settings.REDIS_URL).llen(queue)
 
 
 def _authorized(request: HttpRequest) -> bool:

@@ -25,7 +25,7 @@ import redis.asyncio
 from django.conf import settings
 
 from agents.events import Announcement
-from agents.limiter import redis_client
+from agents.redisconn import redis_client
 
 STREAM_KEY = "baton:events"
 FEED_MAXLEN = 10_000

@@ -19,7 +19,7 @@ import redis.asyncio
 from django.conf import settings
 
 from agents.events import Announcement
-from agents.limiter import redis_client
+from agents.redisconn import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -126,7 +126,7 @@ def _live_batches_pending() -> bool:
     """Live changes forwarded to a web process and not yet taken by its renderer."""
     if not settings.REDIS_URL:
         return False
-    from agents.limiter import redis_client
+    from agents.redisconn import redis_client
     from dashboard.live import BATCHES_KEY
 
     return bool(redis_client(settings.REDIS_URL).llen(BATCHES_KEY))

@@ -5,8 +5,8 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from agents.events import BOARD_GROUP
-from agents.limiter import redis_client
 from agents.models import Job, JobStatus
+from agents.redisconn import redis_client
 from dashboard.live import SEQ_PREFIX
 
 from .browser import not_reloaded, user_page
