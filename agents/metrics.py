@@ -3,6 +3,8 @@
 
 import random
 
+# An agent's average latency: 0.7 x old + 0.3 x new, the first sample taken as it is.
+# Applied in SQL, one UPDATE per call, by Agent.objects.record_outcome.
 MOVING_AVERAGE_KEEP = 0.7
 
 
@@ -10,13 +12,6 @@ def success_rate(completed: int, failed: int) -> float:
     """completed / (completed + failed); 1.0 before any outcome."""
     total = completed + failed
     return completed / total if total else 1.0
-
-
-def moving_average(old: float, new: float, samples: int) -> float:
-    """0.7 × old + 0.3 × new, seconds; the first sample is taken as it is."""
-    if samples == 0:
-        return new
-    return MOVING_AVERAGE_KEEP * old + (1 - MOVING_AVERAGE_KEEP) * new
 
 
 def retry_delay(retry_count: int, jitter: float | None = None) -> float:

@@ -16,15 +16,6 @@ def test_the_success_rate_is_completed_over_all_outcomes():
     assert metrics.success_rate(0, 4) == 0.0
 
 
-def test_the_first_latency_sample_is_taken_as_it_is():
-    assert metrics.moving_average(0.0, 12.5, samples=0) == 12.5
-
-
-def test_later_latency_samples_weigh_the_old_average_by_0_7():
-    assert metrics.moving_average(10.0, 20.0, samples=1) == pytest.approx(0.7 * 10 + 0.3 * 20)
-    assert metrics.moving_average(10.0, 20.0, samples=50) == pytest.approx(13.0)
-
-
 def test_the_retry_delay_doubles_2_4_8_plus_the_jitter():
     assert [metrics.retry_delay(n, jitter=0.0) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
     assert metrics.retry_delay(2, jitter=0.25) == 4.25
@@ -45,8 +36,10 @@ def test_record_outcome_updates_counts_and_the_moving_average():
     Agent.objects.record_outcome(a.pk, ok=False, latency_s=30.0)
     a.refresh_from_db()
     assert (a.completed_count, a.failed_count, a.latency_samples) == (2, 1, 3)
-    first_two = metrics.moving_average(10.0, 20.0, samples=1)
-    assert a.avg_latency_s == pytest.approx(metrics.moving_average(first_two, 30.0, samples=2))
+    # The first sample as it is (10), then 0.7 x old + 0.3 x new: 13, then 18.1.
+    first_two = 0.7 * 10.0 + 0.3 * 20.0
+    assert a.avg_latency_s == pytest.approx(0.7 * first_two + 0.3 * 30.0)
+    assert a.avg_latency_s == pytest.approx(18.1)
 
 
 @pytest.mark.django_db(transaction=True)
