@@ -12,7 +12,9 @@ from agents import team
 from agents.models import Job, Subtask
 from agents.roles import ensure_roles
 
+from .inprocess import capture_messages
 from .stack import start_stack
+from .webhook_receiver import capture_sent_tasks
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -75,6 +77,20 @@ def member_of(role: str | None, username: str) -> User:
     user = User.objects.create_user(username, password=f"pw-{username}-123")
     user.groups.set(Group.objects.filter(name=role))
     return user
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, tuple]]:
+    """The steps' Celery messages, (short name, args), kept instead of sent: `inprocess.deliver`
+    runs them."""
+    return capture_messages(monkeypatch)
+
+
+@pytest.fixture
+def sent_tasks(monkeypatch) -> list[tuple[str, tuple]]:
+    """Every Celery message by its full task name (webhooks' `deliver` too), kept instead of
+    sent."""
+    return capture_sent_tasks(monkeypatch)
 
 
 @pytest.fixture

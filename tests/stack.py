@@ -35,7 +35,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_database_url() -> str:
+def database_url_of_tests() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{Path(db['NAME']).resolve()}"
@@ -185,7 +185,7 @@ def start_stack(
     sim_port, web_port = free_port(), free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": database_url_of_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "false",
@@ -347,3 +347,13 @@ def wait_until(predicate, what: str, timeout: float = 60, poll_s: float = 0.1):
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def finished(title: str):
+    """The newest job titled `title`, once it has ended (a test may submit a title twice)."""
+    from agents.models import JOB_TERMINAL, Job
+
+    return wait_until(
+        lambda: Job.objects.filter(title=title, status__in=JOB_TERMINAL).order_by("-pk").first(),
+        f"job {title!r} to end",
+    )

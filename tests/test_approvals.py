@@ -25,7 +25,7 @@ from agents.models import (
     ToolCall,
 )
 
-from .inprocess import TASKS, capture_messages, run_job, simulated_llm, team_on_a_model_of_its_own
+from .inprocess import deliver, run_job, simulated_llm, team_on_a_model_of_its_own
 
 pytestmark = pytest.mark.django_db
 
@@ -38,23 +38,8 @@ def _fresh_rules():
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    return capture_messages(monkeypatch)
-
-
-@pytest.fixture
 def bob() -> User:
     return User.objects.create_user("bob", password="pw-bob-123")
-
-
-def deliver(sent, capture) -> None:
-    """Deliver the Celery messages the steps sent, and those they send in turn."""
-    for _ in range(100):
-        if not sent:
-            return
-        name, args = sent.pop(0)
-        with capture(execute=True):
-            TASKS[name](*args)
 
 
 def coder_needs_approval() -> None:

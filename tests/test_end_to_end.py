@@ -5,20 +5,13 @@ import time
 
 import pytest
 
-from agents.models import JOB_TERMINAL, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
+from agents.models import JobStatus, LLMCall, Subtask, SubtaskStatus
 from orchestrator_site.celery import app
 
 from .conftest import PASSWORD
-from .stack import login, submit, wait_until
+from .stack import finished, login, submit
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
-
-
-def finished(title: str) -> Job:
-    return wait_until(
-        lambda: Job.objects.filter(title=title, status__in=JOB_TERMINAL).first(),
-        f"job {title!r} to end",
-    )
 
 
 def test_it_completes_a_job_submitted_in_the_form(stack, seeded, django_db_blocker):

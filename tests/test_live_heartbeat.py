@@ -55,34 +55,36 @@ def group(new_group) -> str:
 
 
 @pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, str]]:
+def pushed(monkeypatch) -> list[tuple[str, str]]:
     messages: list[tuple[str, str]] = []
     monkeypatch.setattr(live, "_group_send", lambda group, html: messages.append((group, html)))
     return messages
 
 
-def marks(sent: list[tuple[str, str]], group: str) -> list[tuple[str, str, int]]:
+def marks(pushed: list[tuple[str, str]], group: str) -> list[tuple[str, str, int]]:
     """(kind, epoch, number) of each message sent to `group`."""
     found = []
-    for to, html in sent:
+    for to, html in pushed:
         if to == group:
             kind, epoch, number = html.removeprefix("<!--").split("-->")[0].split()
             found.append((kind, epoch, int(number)))
     return found
 
 
-def test_it_numbers_each_groups_fragments_in_order(group, new_group, sent):
+def test_it_numbers_each_groups_fragments_in_order(group, new_group, pushed):
     other = new_group()
     live.send(group, "<p>one</p>")
     live.send(group, "<p>two</p>")
     live.send(other, "<p>elsewhere</p>")
-    (_, epoch, _), *_ = marks(sent, group)
-    assert sent[0] == (group, f"<!--live {epoch} 1--><p>one</p>")
-    assert marks(sent, group) == [("live", epoch, 1), ("live", epoch, 2)]
-    assert marks(sent, other) == [("live", epoch, 1)]
+    (_, epoch, _), *_ = marks(pushed, group)
+    assert pushed[0] == (group, f"<!--live {epoch} 1--><p>one</p>")
+    assert marks(pushed, group) == [("live", epoch, 1), ("live", epoch, 2)]
+    assert marks(pushed, other) == [("live", epoch, 1)]
 
 
-def test_a_heartbeat_tells_a_watched_group_the_number_of_its_last_fragment(group, new_group, sent):
+def test_a_heartbeat_tells_a_watched_group_the_number_of_its_last_fragment(
+    group, new_group, pushed
+):
     unwatched = new_group()
     live.send(unwatched, "<p>for nobody</p>")
     events.watch(group, +1)
@@ -90,28 +92,28 @@ def test_a_heartbeat_tells_a_watched_group_the_number_of_its_last_fragment(group
     live.send(group, "<p>two</p>")
     live.beat()
     events.watch(group, -1)
-    (_, epoch, _), *_ = marks(sent, group)
-    assert marks(sent, group)[-1] == ("beat", epoch, 2)
-    assert [kind for kind, _, _ in marks(sent, unwatched)] == ["live"]
+    (_, epoch, _), *_ = marks(pushed, group)
+    assert marks(pushed, group)[-1] == ("beat", epoch, 2)
+    assert [kind for kind, _, _ in marks(pushed, unwatched)] == ["live"]
 
 
-def test_a_group_without_fragments_beats_zero(group, sent):
+def test_a_group_without_fragments_beats_zero(group, pushed):
     events.watch(group, +1)
     live.beat()
     events.watch(group, -1)
-    [(kind, _, number)] = marks(sent, group)
+    [(kind, _, number)] = marks(pushed, group)
     assert (kind, number) == ("beat", 0)
 
 
-def test_a_page_that_left_is_not_beaten_for(group, sent):
+def test_a_page_that_left_is_not_beaten_for(group, pushed):
     events.watch(group, +1)
     events.watch(group, -1)
     live.beat()
-    assert marks(sent, group) == []
+    assert marks(pushed, group) == []
 
 
 @pytest.mark.parametrize("mode", ["redis"], indirect=True)
-def test_the_next_heartbeat_tells_a_flushed_redis_who_watches(group, sent):
+def test_the_next_heartbeat_tells_a_flushed_redis_who_watches(group, pushed):
     events.watch(group, +1)
     assert events.watched(group) == [True]
     redis.Redis.from_url(REDIS_URL).delete(events.WATCHED_PREFIX + group)  # what FLUSHDB does
@@ -122,7 +124,7 @@ def test_the_next_heartbeat_tells_a_flushed_redis_who_watches(group, sent):
 
 
 @pytest.mark.parametrize("mode", ["redis"], indirect=True)
-def test_a_flushed_redis_numbers_in_a_new_epoch(group, sent):
+def test_a_flushed_redis_numbers_in_a_new_epoch(group, pushed):
     live.send(group, "<p>before</p>")
     client = redis.Redis.from_url(REDIS_URL)
     epoch = client.get(live.EPOCH_KEY)
@@ -132,5 +134,5 @@ def test_a_flushed_redis_numbers_in_a_new_epoch(group, sent):
         live.send(group, "<p>after</p>")
     finally:
         client.set(live.EPOCH_KEY, epoch)
-    (_, before, _), (_, after, number) = marks(sent, group)
+    (_, before, _), (_, after, number) = marks(pushed, group)
     assert after != before and number == 1

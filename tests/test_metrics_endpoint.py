@@ -15,16 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from agents import recovery, telemetry
 from agents.models import Agent, Job, JobStatus, LLMCall
 
-from .inprocess import capture_messages, run_job, simulated_llm, team_on_a_model_of_its_own
+from .inprocess import run_job, simulated_llm, team_on_a_model_of_its_own
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = "s3cret-metrics-token"
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, tuple]]:
-    return capture_messages(monkeypatch)
 
 
 @pytest.fixture

@@ -7,20 +7,9 @@ import pytest
 from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 from .conftest import PASSWORD
-from .stack import login, post, start_stack, submit, wait_until
+from .stack import finished, login, post, start_stack, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
-
-
-def finished(title: str) -> Job:
-    return wait_until(
-        lambda: (
-            Job.objects.filter(title=title, status__in=("completed", "failed", "cancelled"))
-            .order_by("-pk")
-            .first()
-        ),
-        f"job {title!r} to end",
-    )
 
 
 def successful_calls(job: Job) -> dict[str, int]:

@@ -24,8 +24,6 @@ from stream import feed, readers
 from webhooks import models as webhook_models
 from webhooks.models import Delivery, Endpoint
 
-from .webhook_receiver import capture_sent_tasks
-
 pytestmark = pytest.mark.django_db
 
 
@@ -41,11 +39,6 @@ def nobody_subscribed(settings):
     yield
     webhook_models.forget_subscriptions()
     readers.forget()
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple]:
-    return capture_sent_tasks(monkeypatch)
 
 
 def feed_data(settings) -> list[tuple[str, dict]]:
@@ -96,7 +89,7 @@ def test_with_nobody_subscribed_a_completion_costs_no_statement_more(monkeypatch
 
 
 def test_a_move_a_webhook_wants_is_kept_in_its_transaction_until_relayed(
-    sent, django_capture_on_commit_callbacks
+    sent_tasks, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         Endpoint.objects.create(url="https://hooks.example.org/", events=["job.completed"])
@@ -121,7 +114,7 @@ def test_a_move_a_webhook_wants_is_kept_in_its_transaction_until_relayed(
     )
 
 
-def test_an_event_relayed_twice_makes_one_delivery(settings, sent):
+def test_an_event_relayed_twice_makes_one_delivery(settings, sent_tasks):
     Endpoint.objects.create(url="https://hooks.example.org/", events=["job.completed"])
     job = Job.objects.create(title="T", description="D", status=JobStatus.COMPLETED)
     data = {"job_id": job.pk, "status": "completed"}
@@ -143,7 +136,7 @@ def test_an_event_relayed_twice_makes_one_delivery(settings, sent):
     assert served == [{**data, "event_id": left.event_id}] * 2  # subscribers de-duplicate
 
 
-def test_a_row_whose_relay_failed_is_kept_for_the_next_pass(settings, sent):
+def test_a_row_whose_relay_failed_is_kept_for_the_next_pass(settings, sent_tasks):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens: the feed cannot take it
     stale = timezone.now() - timedelta(seconds=10)
     OutboxEvent.objects.create(

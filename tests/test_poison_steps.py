@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents import enqueue, leases, planning, recovery, steps, tools
+from agents import leases, planning, recovery, steps, tools
 from agents.models import (
     Agent,
     Job,
@@ -33,13 +33,6 @@ BOUND = 3
 @pytest.fixture(autouse=True)
 def bound(settings):
     settings.STEP_MAX_TAKEBACKS = BOUND
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple]:
-    messages: list[tuple] = []
-    monkeypatch.setattr(enqueue, "send_now", lambda *args, **opts: messages.append(args))
-    return messages
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from dashboard.reruns import line_diff
 
 from .conftest import member_of
 from .inprocess import (
-    capture_messages,
     deliver,
     run_job,
     simulated_llm,
@@ -33,11 +32,6 @@ from .inprocess import (
 pytestmark = pytest.mark.django_db
 
 NEW_INPUT = "Implement it as a shell script, in ten lines at most."
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, tuple]]:
-    return capture_messages(monkeypatch)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from agents import enqueue, llm, steps, tools
+from agents import llm, steps, tools
 from agents.models import (
     Agent,
     Job,
@@ -52,13 +52,6 @@ def test_clean_json_cleans_every_string_keys_included_however_deep():
 def test_an_llm_error_quoting_a_nul_is_storable():
     exc = llm.LLMError("HTTP 500: \x00", body="\x00body")
     assert str(exc) == "HTTP 500: " and exc.body == "body"
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple]:
-    messages: list[tuple] = []
-    monkeypatch.setattr(enqueue, "send_now", lambda *args, **opts: messages.append(args))
-    return messages
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from agents import actions, approvals, enqueue, jobs, models, recovery, steps, telemetry
+from agents import actions, approvals, jobs, models, recovery, steps, telemetry
 from agents.models import (
     Agent,
     Job,
@@ -28,15 +28,6 @@ from .simulator_fixture import running_simulator
 from .test_tracing import attributes, collector  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, tuple]]:
-    messages: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(
-        enqueue, "send_now", lambda name, *args, **opts: messages.append((name, args))
-    )
-    return messages
 
 
 @pytest.fixture

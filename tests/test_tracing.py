@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from agents import telemetry
 from agents.models import Agent, JobStatus, LLMCall
 
-from .inprocess import capture_messages, run_job, simulated_llm, team_on_a_model_of_its_own
+from .inprocess import run_job, simulated_llm, team_on_a_model_of_its_own
 from .stack import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -93,11 +93,6 @@ def collector(settings):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple[str, tuple]]:
-    return capture_messages(monkeypatch)
 
 
 def test_each_call_is_a_genai_span_inside_its_step(

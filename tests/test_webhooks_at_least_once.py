@@ -50,14 +50,9 @@ def receiver(settings):
         yield running
 
 
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple]:
-    return capture_sent_tasks(monkeypatch)
-
-
-def run_deliver_messages(sent: list[tuple]) -> None:
+def run_deliver_messages(sent_tasks: list[tuple]) -> None:
     """What a worker does with the `deliver` messages sent so far (a retry runs at once)."""
-    messages, sent[:] = list(sent), []
+    messages, sent_tasks[:] = list(sent_tasks), []
     for name, args in messages:
         assert name == "webhooks.tasks.deliver"
         tasks.deliver.apply(args=args)
@@ -86,13 +81,13 @@ def reconcile_pass(django_capture_on_commit_callbacks) -> dict[str, int]:
 
 
 def test_a_delivery_whose_message_was_never_sent_is_delivered_after_a_pass(
-    receiver, sent, django_capture_on_commit_callbacks
+    receiver, sent_tasks, django_capture_on_commit_callbacks
 ):
     delivery = a_delivery()
     assert reconcile_pass(django_capture_on_commit_callbacks)["deliveries"] == 0  # may be queued
     age(delivery, lost_messages.LOST_AFTER_S + 1)
     assert reconcile_pass(django_capture_on_commit_callbacks)["deliveries"] == 1
-    run_deliver_messages(sent)
+    run_deliver_messages(sent_tasks)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
     [request] = receiver.received
@@ -101,7 +96,7 @@ def test_a_delivery_whose_message_was_never_sent_is_delivered_after_a_pass(
 
 
 def test_an_attempt_whose_worker_died_counts_as_made_and_the_next_is_sent(
-    receiver, sent, django_capture_on_commit_callbacks, settings
+    receiver, sent_tasks, django_capture_on_commit_callbacks, settings
 ):
     delivery = a_delivery()
     assert Delivery.objects.claim(delivery.pk, 1) is not None  # a worker took attempt 1 ...
@@ -111,7 +106,7 @@ def test_an_attempt_whose_worker_died_counts_as_made_and_the_next_is_sent(
     tasks.deliver.apply(args=(delivery.pk, 1))  # its message, redelivered: refused
     assert receiver.received == []
     assert reconcile_pass(django_capture_on_commit_callbacks)["deliveries"] == 1
-    run_deliver_messages(sent)
+    run_deliver_messages(sent_tasks)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
     log = list(delivery.attempt_log.values_list("number", "outcome"))
@@ -120,20 +115,20 @@ def test_an_attempt_whose_worker_died_counts_as_made_and_the_next_is_sent(
     assert len(receiver.received) == 1
 
 
-def test_a_resend_with_the_original_message_alive_sends_once(receiver, sent):
+def test_a_resend_with_the_original_message_alive_sends_once(receiver, sent_tasks):
     delivery = a_delivery()
     later = timezone.now() + timedelta(minutes=1)
     assert lost_messages.resend_lost(later) == 1
     # The original message turns up after all; then the re-sent one: the claim decides.
     tasks.deliver.apply(args=(delivery.pk, 1))
-    run_deliver_messages(sent)
+    run_deliver_messages(sent_tasks)
     assert len(receiver.received) == 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
     assert list(delivery.attempt_log.values_list("number", flat=True)) == [1]
 
 
-def test_a_delivery_whose_messages_are_always_lost_gives_up(receiver, sent, settings):
+def test_a_delivery_whose_messages_are_always_lost_gives_up(receiver, sent_tasks, settings):
     settings.STEP_MAX_TAKEBACKS = 2
     delivery = a_delivery()
     now = timezone.now()
@@ -149,7 +144,7 @@ def test_a_delivery_whose_messages_are_always_lost_gives_up(receiver, sent, sett
 
 
 def test_a_delivery_whose_worker_always_dies_gives_up(
-    sent, settings, django_capture_on_commit_callbacks
+    sent_tasks, settings, django_capture_on_commit_callbacks
 ):
     settings.STEP_MAX_TAKEBACKS = 2
     Endpoint.objects.create(url="https://hooks.example.org/", events=["job.completed"])
@@ -163,10 +158,10 @@ def test_a_delivery_whose_worker_always_dies_gives_up(
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     assert "worker lost 3 times" in delivery.last_error
-    assert [args for _, args in sent] == [(delivery.pk, 2), (delivery.pk, 3)]
+    assert [args for _, args in sent_tasks] == [(delivery.pk, 2), (delivery.pk, 3)]
 
 
-def test_a_relayed_announcement_makes_its_delivery_without_a_message(sent):
+def test_a_relayed_announcement_makes_its_delivery_without_a_message(sent_tasks):
     Endpoint.objects.create(url="https://hooks.example.org/", events=["job.completed"])
     job = completed_job()
     done = events.Announcement("job.status", job.pk, {"job_id": job.pk, "status": "completed"})
@@ -200,9 +195,9 @@ def test_with_the_broker_unreachable_a_completion_is_still_delivered(
     [delivery] = Delivery.objects.filter(job=job)
     assert delivery.status == DeliveryStatus.PENDING
 
-    sent = capture_sent_tasks(monkeypatch)  # the broker is back
+    sent_tasks = capture_sent_tasks(monkeypatch)  # the broker is back
     age(delivery, lost_messages.LOST_AFTER_S + 1)
     assert reconcile_pass(django_capture_on_commit_callbacks)["deliveries"] == 1
-    run_deliver_messages(sent)
+    run_deliver_messages(sent_tasks)
     [request] = receiver.received
     assert request.headers["webhook-id"] == delivery.message_id

@@ -52,7 +52,7 @@ def delivery_to(receiver, job: Job | None = None, **endpoint) -> Delivery:
     return Delivery.objects.get(pk=delivery_id)
 
 
-def deliver(delivery: Delivery) -> Delivery:
+def run_delivery(delivery: Delivery) -> Delivery:
     """As a worker runs it: the task, its retries included (applied at once)."""
     tasks.deliver.apply(args=(delivery.pk, 1))
     delivery.refresh_from_db()
@@ -61,7 +61,7 @@ def deliver(delivery: Delivery) -> Delivery:
 
 def test_it_delivers_a_message_signed_the_standard_webhooks_way(receiver, outcomes):
     delivery = delivery_to(receiver)
-    assert deliver(delivery).status == DeliveryStatus.DELIVERED
+    assert run_delivery(delivery).status == DeliveryStatus.DELIVERED
     [request] = receiver.received
     verified = Webhook(delivery.endpoint.secret).verify(request.body, request.headers)
     assert verified["type"] == "job.completed"
@@ -74,7 +74,7 @@ def test_it_delivers_a_message_signed_the_standard_webhooks_way(receiver, outcom
 
 
 def test_a_wrong_secret_does_not_verify(receiver):
-    deliver(delivery_to(receiver))
+    run_delivery(delivery_to(receiver))
     [request] = receiver.received
     with pytest.raises(Exception, match="signature"):
         Webhook(transport.new_secret()).verify(request.body, request.headers)
@@ -93,7 +93,7 @@ def _utc(seconds: int) -> datetime:
 
 def test_a_500_is_tried_again_until_it_is_delivered(receiver, outcomes):
     receiver.answer(500, 200)
-    delivery = deliver(delivery_to(receiver))
+    delivery = run_delivery(delivery_to(receiver))
     assert delivery.status == DeliveryStatus.DELIVERED
     assert delivery.attempts == 2
     log = list(delivery.attempt_log.values_list("number", "outcome", "status_code"))
@@ -106,7 +106,7 @@ def test_a_500_is_tried_again_until_it_is_delivered(receiver, outcomes):
 def test_429_and_silence_are_tried_again_too(receiver, settings):
     settings.WEBHOOK_TIMEOUT_S = 0.3
     receiver.script = [(429, "slow down", 0.0), (200, "late", 1.0), (204, "", 0.0)]
-    delivery = deliver(delivery_to(receiver))
+    delivery = run_delivery(delivery_to(receiver))
     log = list(delivery.attempt_log.values_list("outcome", "status_code"))
     assert log == [(Outcome.FAILED, 429), (Outcome.FAILED, None), (Outcome.DELIVERED, 204)]
     assert "No answer within 0.3 s" in delivery.attempt_log.get(number=2).error
@@ -114,7 +114,7 @@ def test_429_and_silence_are_tried_again_too(receiver, settings):
 
 def test_a_4xx_is_not_tried_again(receiver, outcomes):
     receiver.answer(410, 200)
-    delivery = deliver(delivery_to(receiver))
+    delivery = run_delivery(delivery_to(receiver))
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.attempts == 1 and len(receiver.received) == 1
     assert delivery.attempt_log.get().outcome == Outcome.REJECTED
@@ -124,7 +124,7 @@ def test_a_4xx_is_not_tried_again(receiver, outcomes):
 def test_it_gives_up_after_the_last_attempt(receiver, settings, outcomes):
     settings.WEBHOOK_MAX_ATTEMPTS = 3
     receiver.answer(503)
-    delivery = deliver(delivery_to(receiver))
+    delivery = run_delivery(delivery_to(receiver))
     assert delivery.status == DeliveryStatus.FAILED
     assert len(receiver.received) == 3
     assert outcomes == ["failed", "failed", "gave_up"]
@@ -133,7 +133,7 @@ def test_it_gives_up_after_the_last_attempt(receiver, settings, outcomes):
 
 def test_each_attempt_logs_status_latency_and_at_most_1_kb_of_the_answer(receiver):
     receiver.answer(500, 200, body="é" * 3000)
-    delivery = deliver(delivery_to(receiver))
+    delivery = run_delivery(delivery_to(receiver))
     for attempt in delivery.attempt_log.all():
         assert attempt.latency_s is not None and attempt.latency_s < 2
         assert 500 <= len(attempt.response_excerpt.encode()) <= 1024 + 3
@@ -163,7 +163,7 @@ def test_a_duplicated_message_sends_nothing_twice(receiver):
 def test_a_failed_delivery_is_sent_again_with_fresh_attempts(receiver, settings):
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     receiver.answer(500)
-    delivery = deliver(delivery_to(receiver))
+    delivery = run_delivery(delivery_to(receiver))
     assert delivery.status == DeliveryStatus.FAILED
     receiver.answer(500, 500, 200)  # from the 3rd request on, it answers
     assert delivery.resend()
@@ -178,7 +178,7 @@ def test_a_failed_delivery_is_sent_again_with_fresh_attempts(receiver, settings)
 def test_a_disabled_endpoint_gets_nothing(receiver):
     delivery = delivery_to(receiver)
     Endpoint.objects.update(enabled=False)
-    assert deliver(delivery).status == DeliveryStatus.REFUSED
+    assert run_delivery(delivery).status == DeliveryStatus.REFUSED
     assert receiver.received == []
 
 
@@ -205,5 +205,5 @@ def test_a_delivery_whose_worker_died_can_be_sent_again(receiver):
     assert delivery.stuck and delivery.resend()
     tasks.deliver.apply(args=(delivery.pk, 2))
     tasks.deliver.apply(args=(delivery.pk, 2))  # the lost message, turning up after all
-    assert deliver(delivery).status == DeliveryStatus.DELIVERED
+    assert run_delivery(delivery).status == DeliveryStatus.DELIVERED
     assert len(receiver.received) == 1

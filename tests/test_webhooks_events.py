@@ -13,14 +13,7 @@ from webhooks import models as webhook_models
 from webhooks import triggers
 from webhooks.models import Delivery, Endpoint, EventType
 
-from .webhook_receiver import capture_sent_tasks
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple]:
-    return capture_sent_tasks(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +47,7 @@ def test_which_job_moves_are_events(status, fields, expected):
     assert triggers.events_for(moved, status) == expected
 
 
-def test_moves_that_cannot_be_events_ask_nothing(django_assert_num_queries, sent):
+def test_moves_that_cannot_be_events_ask_nothing(django_assert_num_queries, sent_tasks):
     moves = [
         events.Announcement("job.status", 1, {"job_id": 1, "status": "working"}),
         events.Announcement(
@@ -64,20 +57,22 @@ def test_moves_that_cannot_be_events_ask_nothing(django_assert_num_queries, sent
     ]
     with django_assert_num_queries(0):
         triggers.on_announcements(moves)
-    assert sent == []
+    assert sent_tasks == []
 
 
-def test_with_no_endpoint_a_process_asks_once_in_a_while(django_assert_num_queries, sent):
+def test_with_no_endpoint_a_process_asks_once_in_a_while(django_assert_num_queries, sent_tasks):
     done = [events.Announcement("job.status", 1, {"job_id": 1, "status": "completed"})]
     with django_assert_num_queries(1):
         triggers.on_announcements(done)
     with django_assert_num_queries(0):
         for _ in range(100):
             triggers.on_announcements(done)
-    assert sent == []
+    assert sent_tasks == []
 
 
-def test_a_move_some_endpoint_wants_becomes_a_delivery(sent, django_capture_on_commit_callbacks):
+def test_a_move_some_endpoint_wants_becomes_a_delivery(
+    sent_tasks, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         Endpoint.objects.create(url="https://hooks.example.org/", events=["subtask.failed"])
     parent = job(status=JobStatus.COMPLETED)
@@ -93,21 +88,21 @@ def test_a_move_some_endpoint_wants_becomes_a_delivery(sent, django_capture_on_c
     # Made here, not by a message that could be lost; then sent by its `deliver` task.
     [delivery] = Delivery.objects.all()
     assert delivery.event == EventType.SUBTASK_FAILED
-    assert sent == [("webhooks.tasks.deliver", (delivery.pk, 1))]
+    assert sent_tasks == [("webhooks.tasks.deliver", (delivery.pk, 1))]
 
 
-def test_a_disabled_endpoint_wants_nothing(sent):
+def test_a_disabled_endpoint_wants_nothing(sent_tasks):
     Endpoint.objects.create(
         url="https://hooks.example.org/", events=["job.completed"], enabled=False
     )
     triggers.on_announcements(
         [events.Announcement("job.status", 1, {"job_id": 1, "status": "completed"})]
     )
-    assert sent == []
+    assert sent_tasks == []
 
 
 def test_a_transition_reaches_the_hook_after_commit(
-    settings, sent, django_capture_on_commit_callbacks
+    settings, sent_tasks, django_capture_on_commit_callbacks
 ):
     settings.LIVE_WINDOW_S = 5  # the flusher thread waits; this test flushes itself
     Endpoint.objects.create(url="https://hooks.example.org/", events=["job.cancelled"])
@@ -123,7 +118,9 @@ def test_a_transition_reaches_the_hook_after_commit(
     assert delivery.event == EventType.JOB_CANCELLED
 
 
-def test_deliveries_go_to_each_subscribed_endpoint_once(sent, django_capture_on_commit_callbacks):
+def test_deliveries_go_to_each_subscribed_endpoint_once(
+    sent_tasks, django_capture_on_commit_callbacks
+):
     wants = Endpoint.objects.create(url="https://a.example.org/", events=["job.failed"])
     both = Endpoint.objects.create(
         url="https://b.example.org/", events=["job.failed", "budget.exceeded"]
@@ -142,10 +139,10 @@ def test_deliveries_go_to_each_subscribed_endpoint_once(sent, django_capture_on_
             (both.pk, EventType.BUDGET_EXCEEDED),
         ]
     )
-    assert sorted(sent) == sorted(("webhooks.tasks.deliver", (pk, 1)) for pk in made)
+    assert sorted(sent_tasks) == sorted(("webhooks.tasks.deliver", (pk, 1)) for pk in made)
 
 
-def test_a_failed_subtask_names_itself(sent):
+def test_a_failed_subtask_names_itself(sent_tasks):
     Endpoint.objects.create(url="https://a.example.org/", events=["subtask.failed"])
     parent = job(status=JobStatus.WORKING)
     sub = Subtask.objects.create(

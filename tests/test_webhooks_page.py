@@ -10,7 +10,7 @@ from webhooks.models import Delivery, DeliveryStatus, Endpoint
 from webhooks.tasks import deliver
 
 from .conftest import member_of
-from .webhook_receiver import capture_sent_tasks, running_receiver
+from .webhook_receiver import running_receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +20,6 @@ def operator(client):
     user = member_of("Operators", "bob")
     client.force_login(user)
     return user
-
-
-@pytest.fixture
-def sent(monkeypatch) -> list[tuple]:
-    return capture_sent_tasks(monkeypatch)
 
 
 def register(client, **fields):
@@ -96,7 +91,7 @@ def test_an_endpoint_can_be_edited_and_disabled(client, operator, settings):
 
 
 def test_the_delivery_log_shows_each_attempt_and_resends(
-    client, operator, settings, sent, django_capture_on_commit_callbacks
+    client, operator, settings, sent_tasks, django_capture_on_commit_callbacks
 ):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     settings.WEBHOOK_RETRY_BASE_S = 0.01
@@ -116,7 +111,7 @@ def test_the_delivery_log_shows_each_attempt_and_resends(
         answer = client.post(f"/webhooks/deliveries/{delivery_id}/resend/")
     assert answer.status_code == 302
     assert Delivery.objects.get(pk=delivery_id).status == DeliveryStatus.PENDING
-    assert sent == [("webhooks.tasks.deliver", (delivery_id, 3))]
+    assert sent_tasks == [("webhooks.tasks.deliver", (delivery_id, 3))]
 
 
 def test_a_viewer_cannot_resend(client):
@@ -145,7 +140,7 @@ def test_admin_shows_the_secret_once_and_never_in_a_form(admin_client, settings)
         assert admin_client.get(f"/admin/webhooks/{page}/").status_code == 200
 
 
-def test_admin_resends_deliveries(admin_client, sent):
+def test_admin_resends_deliveries(admin_client, sent_tasks):
     endpoint = Endpoint.objects.create(url="http://127.0.0.1:9/a", events=["job.failed"])
     delivery = Delivery.objects.create(
         endpoint=endpoint, event="job.failed", message_id="msg_1", body="{}", status="failed"
