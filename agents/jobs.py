@@ -15,7 +15,7 @@ from typing import TypeVar
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, QuerySet
 
-from . import enqueue, events, llm, metrics, offline, streaming, telemetry
+from . import enqueue, events, llm, metrics, streaming, telemetry
 from .models import (
     SUBTASK_OPEN,
     Agent,
@@ -27,6 +27,7 @@ from .models import (
     SubtaskStatus,
 )
 from .text import clean, clean_json
+from .tokens import estimate_tokens, messages_text
 
 T = TypeVar("T")
 
@@ -127,7 +128,7 @@ def allowance(job: Job, model: str, messages: list[dict], max_tokens: int) -> in
     """
     if job.over_budget():
         raise BudgetExceeded(BUDGET_EXCEEDED)
-    prompt = offline.estimate_tokens(offline.messages_text(messages))
+    prompt = estimate_tokens(messages_text(messages))
     allowed = max_tokens
     if job.budget_tokens is not None:
         allowed = min(allowed, job.budget_tokens - job.total_tokens - prompt)

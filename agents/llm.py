@@ -20,7 +20,7 @@ import httpx
 import redis
 from django.conf import settings
 
-from agents import limiter, offline
+from agents import limiter, offline, tokens
 from agents.text import clean
 
 BODY_CHARS = 2000
@@ -139,8 +139,8 @@ def _complete_offline(
             on_text(piece)
     return Completion(
         text=text,
-        prompt_tokens=offline.estimate_tokens(offline.messages_text(messages)),
-        completion_tokens=offline.estimate_tokens(text or json.dumps(calls)),
+        prompt_tokens=tokens.estimate_tokens(tokens.messages_text(messages)),
+        completion_tokens=tokens.estimate_tokens(text or json.dumps(calls)),
         latency_s=time.monotonic() - started,
         http_status=None,
         finish_reason="tool_calls" if calls else "stop",
@@ -369,7 +369,7 @@ def _parse_completion(text: str, messages: list[dict], latency: float) -> Comple
     try:
         data = json.loads(text)
         choice = data["choices"][0]
-        content = offline.content_text(choice["message"].get("content"))
+        content = tokens.content_text(choice["message"].get("content"))
         tool_calls = _tool_calls(choice["message"].get("tool_calls"))
         usage = data.get("usage") or {}
         finish_reason = choice.get("finish_reason")
@@ -398,10 +398,10 @@ def _completion(
         text=content,
         prompt_tokens=prompt_tokens
         if isinstance(prompt_tokens, int)
-        else offline.estimate_tokens(offline.messages_text(messages)),
+        else tokens.estimate_tokens(tokens.messages_text(messages)),
         completion_tokens=completion_tokens
         if isinstance(completion_tokens, int)
-        else offline.estimate_tokens(content),
+        else tokens.estimate_tokens(content),
         latency_s=latency,
         http_status=200,
         # Some providers leave it null; the text is all there is either way.

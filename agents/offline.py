@@ -6,30 +6,12 @@ end to end without a provider. Every answer says plainly that no model was calle
 
 import json
 import time
-from typing import Any
 
-DECOMPOSITION_MARKER = "task-decomposition expert"
+from .planning import DECOMPOSITION_MARKER
+from .tokens import content_text
 
 _GIST_CHARS = 160
 _TASK_CHARS = 300
-
-
-def content_text(content: Any) -> str:
-    """The text of a message's content: a string, or OpenAI-style content parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
-
-
-def messages_text(messages: list[dict]) -> str:
-    return "\n".join(content_text(message.get("content")) for message in messages)
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters per token, the usual rule of thumb for English text."""
-    return (len(text) + 3) // 4
 
 
 def pieces(text: str, count: int = 8) -> list[str]:

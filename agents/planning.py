@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import json_repair
 
-from .offline import DECOMPOSITION_MARKER
-
+# The offline model and the simulator recognise a planning call by this phrase.
+DECOMPOSITION_MARKER = "task-decomposition expert"
 SYSTEM_PROMPT = f"""You are a {DECOMPOSITION_MARKER} coordinating a team of specialist agents.
 Break the user's job into a small number of concrete subtasks (at most {{max_subtasks}}).
 Answer with JSON only, no prose, in exactly this shape:

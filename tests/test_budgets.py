@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from agents import jobs, offline
+from agents import jobs, tokens
 from agents.jobs import BudgetExceeded
 from agents.models import Agent, Job, LLMCall, ModelPrice
 
@@ -14,7 +14,7 @@ from .simulator_fixture import running_simulator
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "x" * 400}]  # 100 tokens, estimated
-PROMPT = offline.estimate_tokens(offline.messages_text(MESSAGES))
+PROMPT = tokens.estimate_tokens(tokens.messages_text(MESSAGES))
 
 
 @pytest.fixture

@@ -80,12 +80,6 @@ def test_it_reads_content_parts():
     assert "part one" in offline.respond(messages)
 
 
-def test_it_estimates_about_four_characters_per_token():
-    assert offline.estimate_tokens("") == 0
-    assert offline.estimate_tokens("abcd") == 1
-    assert offline.estimate_tokens("a" * 400) == 100
-
-
 @given(st.text(), st.booleans())
 def test_it_is_deterministic_and_plans_are_valid_json(job: str, planning: bool):
     messages = [PLANNER] if planning else []

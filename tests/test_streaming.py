@@ -19,7 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from agents import events, jobs, llm, models, offline, streaming
+from agents import events, jobs, llm, models, offline, streaming, tokens
 from agents.models import Agent, Job, LLMCall, ModelPrice, Subtask
 from tests.simulator_fixture import running_simulator
 
@@ -209,8 +209,8 @@ def test_a_stream_without_usage_has_its_tokens_estimated():
         completion, pieces = streamed(messages=MESSAGES)
     assert pieces == ["Partition ", "tolerance."]
     assert completion.text == "Partition tolerance."
-    assert completion.completion_tokens == offline.estimate_tokens("Partition tolerance.")
-    assert completion.prompt_tokens == offline.estimate_tokens(offline.messages_text(MESSAGES))
+    assert completion.completion_tokens == tokens.estimate_tokens("Partition tolerance.")
+    assert completion.prompt_tokens == tokens.estimate_tokens(tokens.messages_text(MESSAGES))
     assert completion.finish_reason == "stop"
 
 

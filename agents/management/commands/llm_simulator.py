@@ -30,7 +30,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from agents import offline
+from agents import offline, tokens
 
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 WRAPS = ("none", "prose", "fence")
@@ -307,7 +307,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if server.chance(config.truncate_rate):
             text, finish_reason = text[: len(text) // 2], "length"
         message = {"role": "assistant", "content": text}
-        return _answer(model, messages, message, finish_reason, offline.estimate_tokens(text))
+        return _answer(model, messages, message, finish_reason, tokens.estimate_tokens(text))
 
     def _error(self, status: int, message: str) -> None:
         self.server.stats.add("errors")
@@ -345,7 +345,7 @@ def _answer(
     model: str, messages: list, message: dict, finish_reason: str, completion_tokens: int
 ) -> dict[str, Any]:
     """A chat completion in the OpenAI format, its prompt's tokens estimated."""
-    prompt_tokens = offline.estimate_tokens(offline.messages_text(messages))
+    prompt_tokens = tokens.estimate_tokens(tokens.messages_text(messages))
     return {
         "id": f"chatcmpl-sim-{time.monotonic_ns()}",
         "object": "chat.completion",
