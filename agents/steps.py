@@ -69,7 +69,7 @@ def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
         _write_plan(job, orchestrator, plan)
         first = dispatch.dispatch_and_take()
         if first is not None:  # this thread's slot goes on with the plan's first subtask
-            run_subtasks(first)
+            run_subtask_and_continue(first)
 
 
 def _recorded_plan(job: Job) -> planning.Plan | None:
@@ -175,7 +175,7 @@ def _retry_job_step(
 # Subtasks
 
 
-def run_subtasks(subtask_id: int) -> None:
+def run_subtask_and_continue(subtask_id: int) -> None:
     """Run a subtask, then go on with one that the slot it freed was given, and so on.
 
     Each continuation saves a broker message, as does synthesising in this thread the job

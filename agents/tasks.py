@@ -36,7 +36,7 @@ def plan_job(job_id: int) -> None:
 
 @shared_task(**STEP)
 def run_subtask(subtask_id: int) -> None:
-    steps.run_subtasks(subtask_id)
+    steps.run_subtask_and_continue(subtask_id)
 
 
 @shared_task(**STEP)

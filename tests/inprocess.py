@@ -14,7 +14,7 @@ from .simulator_fixture import running_simulator
 
 TASKS = {
     "plan_job": steps.plan_job,
-    "run_subtask": steps.run_subtasks,
+    "run_subtask": steps.run_subtask_and_continue,
     "synthesize_job": steps.synthesize_job,
     "dispatch_ready": dispatch.dispatch_ready,
 }
