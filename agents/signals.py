@@ -1,4 +1,5 @@
-"""What the transitions do not announce: a job's creation and each recorded LLM call.
+"""What the transitions do not announce: a job's creation and each recorded LLM call,
+announced by the domain itself whatever faces (the event stream, webhooks) listen.
 
 A call is recorded by `agents.jobs.call_llm` (one row per attempt, never saved twice as a
 new row), so its creation is the moment the call finished.
@@ -6,8 +7,8 @@ new row), so its creation is the moment the call finished.
 
 from __future__ import annotations
 
-from agents import events
-from agents.models import Job, LLMCall
+from . import events
+from .models import Job, LLMCall
 
 
 def job_created(sender: type, instance: Job, created: bool, **kwargs: object) -> None:
