@@ -1,5 +1,4 @@
-"""Operator actions: one plain function each, which changes the rows, writes the audit
-entry and sends the events after commit (as Zulip's `do_*` actions)."""
+"""Submitting, cancelling and retrying jobs and subtasks."""
 
 from __future__ import annotations
 
@@ -13,24 +12,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import dispatch, enqueue, events, jobs, state
-from .models import (
+from .. import dispatch, enqueue, events, jobs
+from ..models import (
     JOB_TERMINAL,
     SUBTASK_RETRYABLE,
-    Agent,
-    AuditEntry,
     Job,
     JobStatus,
     SharedState,
     Subtask,
     SubtaskStatus,
 )
-
-
-def audit(action: str, *, actor=None, job=None, subtask=None, agent=None, detail="") -> None:
-    AuditEntry.objects.create(
-        action=action, actor=actor, job=job, subtask=subtask, agent=agent, detail=detail[:2000]
-    )
+from ._audit import audit
 
 
 def submit_job(
@@ -188,88 +180,4 @@ def retry_job(job: Job, *, user=None) -> bool:
             enqueue.dispatch_ready()
         audit("retry_job", actor=user, job=job)
         events.job_changed(job.pk, moved=True)
-    return True
-
-
-def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
-    with transaction.atomic():
-        Agent.objects.filter(pk=agent.pk).update(enabled=enabled)
-        agent.enabled = enabled
-        audit("enable_agent" if enabled else "disable_agent", actor=user, agent=agent)
-        if enabled:
-            # Work may have been waiting for exactly this agent, or for any agent at all.
-            dispatch.resume_jobs_waiting_for_agents()
-            enqueue.dispatch_ready()
-
-
-def edit_subtask(
-    sub: Subtask, *, description: str, type: str, agent: Agent | None, user=None
-) -> bool:
-    """Change a planned subtask before approval; `agent` None leaves the choice to the score."""
-    if not sub.job.awaiting_review:
-        return False
-    sub.payload = {**sub.payload, "description": description}
-    sub.type = type
-    sub.assign_hint = agent.slug if agent else ""
-    sub.save(update_fields=["payload", "type", "assign_hint", "updated_at"])
-    audit("edit_subtask", actor=user, job=sub.job, subtask=sub, detail=f"{type}: {description}")
-    return True
-
-
-def delete_subtask(sub: Subtask, *, user=None) -> bool:
-    if not sub.job.awaiting_review:
-        return False
-    audit("delete_subtask", actor=user, job=sub.job, detail=sub.key)
-    sub.delete()
-    return True
-
-
-def add_subtask(
-    job: Job,
-    *,
-    key: str,
-    type: str,
-    description: str,
-    depends_on: list[Subtask],
-    agent: Agent | None,
-    user=None,
-) -> Subtask | None:
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job.pk)  # one addition at a time
-        if not job.awaiting_review or job.subtasks.count() >= settings.PLAN_MAX_SUBTASKS:
-            return None
-        sub = Subtask.objects.create(
-            job=job,
-            key=key,
-            type=type,
-            payload={"description": description},
-            assign_hint=agent.slug if agent else "",
-            priority=job.priority,
-        )
-        sub.depends_on.set(depends_on)
-        audit("add_subtask", actor=user, job=job, subtask=sub, detail=f"{type}: {description}")
-    return sub
-
-
-def approve_plan(job: Job, *, user=None) -> bool:
-    """Send the reviewed plan to the specialists: nothing ran before this."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job.pk)
-        if not job.awaiting_review or not job.subtasks.exists():
-            return False
-        job.transition(JobStatus.WAITING, JobStatus.WORKING, status_reason="")
-        pending = [
-            {
-                "id": s.key,
-                "type": s.type,
-                "description": s.description,
-                "depends_on": [d.key for d in s.depends_on.all()],
-            }
-            for s in job.subtasks.prefetch_related("depends_on").order_by("pk")
-        ]
-        author = f"{user.username if user else 'operator'}/review"
-        state.write(job.pk, {"pending_tasks": pending}, author=author)
-        audit("approve_plan", actor=user, job=job)
-        events.job_changed(job.pk, moved=True)
-    dispatch.dispatch_ready()
     return True

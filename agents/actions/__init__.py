@@ -1,0 +1,22 @@
+"""Operator actions: one plain function per write, which checks, changes the rows, writes
+the audit entry and sends the events after commit, in one transaction (as Zulip's `do_*`
+actions). Every face (pages, API, admin) calls these and writes no AuditEntry itself."""
+
+from ._audit import audit
+from .agents import set_agent_enabled
+from .jobs import SubmissionLimit, cancel_job, retry_job, retry_subtask, submit_job
+from .plans import add_subtask, approve_plan, delete_subtask, edit_subtask
+
+__all__ = [
+    "SubmissionLimit",
+    "add_subtask",
+    "approve_plan",
+    "audit",
+    "cancel_job",
+    "delete_subtask",
+    "edit_subtask",
+    "retry_job",
+    "retry_subtask",
+    "set_agent_enabled",
+    "submit_job",
+]
