@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: dev test test-fast lint bench chaos simulator worker web clean
+.PHONY: dev test test-fast lint imports bench chaos simulator worker web clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(VENV)/.installed
 test: lint
 	$(VENV)/bin/pytest -m "not browser" -q
 	DJANGO_ALLOW_ASYNC_UNSAFE=true $(VENV)/bin/pytest -m browser -q
+
+# Which package imports which, the lazy imports and any circle of modules (tests/layers.py).
+imports:
+	$(PYTHON) -m tests.layers
 
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/pytest -m "not browser and not stack" -q

@@ -111,6 +111,8 @@ INSTALLED_APPS = [
     "api",
     "stream",
     "webhooks",
+    # The site itself, for `runstandalone`: the one command that wires every face together.
+    "orchestrator_site",
 ]
 
 MIDDLEWARE = [
