@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import enqueue, events, jobs, planning
+from . import enqueue, events, lifecycle, planning
 from .models import (
     Approval,
     ApprovalRule,
@@ -378,7 +378,7 @@ def _decide(
         )
         events.job_changed(locked.job_id)
         if failing:
-            transaction.on_commit(lambda: jobs.settle_job_locked(locked.job_id))
+            transaction.on_commit(lambda: lifecycle.settle_job_locked(locked.job_id))
         else:
             enqueue.run_subtask(sub.pk)
     return locked

@@ -7,7 +7,7 @@ from dataclasses import replace
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from . import coalesce, enqueue, jobs
+from . import coalesce, enqueue, lifecycle
 from .allocation import Candidate, choose
 from .models import SUBTASK_OPEN, Agent, Job, JobStatus, Subtask, SubtaskStatus
 
@@ -68,7 +68,7 @@ def _dispatch(keep: int) -> tuple[int, list[int]]:
             assigned += _dispatch_pass(settle, kept, keep)
         # After the pass has committed: a job's row lock is never taken under subtask locks.
         for job_id in settle:
-            jobs.settle_job_locked(job_id)
+            lifecycle.settle_job_locked(job_id)
         if not coalesce.take_dirty():
             return assigned, kept
 

@@ -640,7 +640,7 @@ class LLMCall(models.Model):
     tool_calls = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
-    # Who counts this call's usage when its step changed hands (agents.jobs.adopt_recorded):
+    # Who counts this call's usage when its step changed hands (agents.calls.adopt_recorded):
     # a later attempt that finished from its answer (its worker died after the provider
     # answered), or the attempt that made it, having lost the step. Never both.
     adopted = models.PositiveSmallIntegerField(default=0, choices=Reuse.choices)

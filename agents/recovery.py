@@ -11,7 +11,17 @@ from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from . import approvals, dispatch, enqueue, jobs, leases, limiter, process, takebacks, telemetry
+from . import (
+    approvals,
+    dispatch,
+    enqueue,
+    leases,
+    lifecycle,
+    limiter,
+    process,
+    takebacks,
+    telemetry,
+)
 from .models import (
     SUBTASK_OPEN,
     Agent,
@@ -140,7 +150,7 @@ def reconcile() -> dict[str, int]:
         )
     # Acted on: the re-sends are committed.
     for job_id in unsettled_by_failure:
-        jobs.settle_job_locked(job_id)
+        lifecycle.settle_job_locked(job_id)
     leases.forget_workers(workers_gone)
     if broker_lost:
         leases.mark_broker_intact()
@@ -153,7 +163,7 @@ def reconcile() -> dict[str, int]:
         subtasks__status__in=SUBTASK_OPEN
     )
     for job_id in unsettled.values_list("pk", flat=True)[:RECONCILE_BATCH]:
-        jobs.settle_job_locked(job_id)
+        lifecycle.settle_job_locked(job_id)
     dispatch.resume_jobs_waiting_for_agents()  # an agent enabled some other way (admin)
     dispatch.dispatch_ready()
     counts["events"] = relay_stale()  # left by a process killed before it relayed them

@@ -1,7 +1,7 @@
 """What the transitions do not announce: a job's creation and each recorded LLM call,
 announced by the domain itself whatever faces (the event stream, webhooks) listen.
 
-A call is recorded by `agents.jobs.call_llm` (one row per attempt, never saved twice as a
+A call is recorded by `agents.calls.call_llm` (one row per attempt, never saved twice as a
 new row), so its creation is the moment the call finished.
 """
 

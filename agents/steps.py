@@ -16,8 +16,20 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import approvals, dispatch, enqueue, jobs, leases, llm, planning, state, telemetry, toolloop
-from .jobs import BudgetExceeded
+from . import (
+    approvals,
+    calls,
+    dispatch,
+    enqueue,
+    leases,
+    lifecycle,
+    llm,
+    planning,
+    state,
+    telemetry,
+    toolloop,
+)
+from .calls import BudgetExceeded
 from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 log = logging.getLogger(__name__)
@@ -60,9 +72,9 @@ def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
         plan = (tried_before and _recorded_plan(job)) or _ask_for_plan(job, orchestrator)
     except planning.PlanError as exc:
         error = f"The plan could not be used after one repair: {exc}"
-        jobs.fail_job(job.pk, JobStatus.PLANNING, error)
+        lifecycle.fail_job(job.pk, JobStatus.PLANNING, error)
     except BudgetExceeded as exc:
-        jobs.end_job(job.pk, JobStatus.FAILED, str(exc))
+        lifecycle.end_job(job.pk, JobStatus.FAILED, str(exc))
     except llm.LLMError as exc:
         _retry_job_step(job, JobStatus.PLANNING, LLMCall.Purpose.PLAN, exc, orchestrator)
     else:
@@ -74,7 +86,7 @@ def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
 
 def _recorded_plan(job: Job) -> planning.Plan | None:
     """The plan an earlier attempt was paid for but did not write (its worker died)."""
-    answer = jobs.adopt_recorded(job.calls.filter(purpose=LLMCall.Purpose.PLAN))
+    answer = calls.adopt_recorded(job.calls.filter(purpose=LLMCall.Purpose.PLAN))
     if answer is None:
         return None
     try:
@@ -91,7 +103,7 @@ def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
     messages = planning.decomposition_messages(job.title, job.description, team, limit)
 
     def ask(messages: list[dict]) -> LLMCall:
-        return jobs.call_llm(
+        return calls.call_llm(
             agent=orchestrator,
             job_id=job.pk,
             purpose=LLMCall.Purpose.PLAN,
@@ -139,7 +151,7 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
         state.write(job.pk, {"pending_tasks": pending}, author=f"{orchestrator.slug}/plan")
         notes = "; ".join(plan.notes)
         if job.review_plan:
-            notes = f"{jobs.AWAITS_REVIEW} " + notes
+            notes = f"{lifecycle.AWAITS_REVIEW} " + notes
         job.transition(
             JobStatus.PLANNING,
             JobStatus.WAITING if job.review_plan else JobStatus.WORKING,
@@ -158,11 +170,13 @@ def _retry_job_step(
     failed = job.calls.filter(purpose=purpose).exclude(error="")
     pauses = failed.filter(http_status=429).count() - int(exc.rate_limited)
     failures = failed.exclude(http_status=429).count() - int(not exc.rate_limited)
-    delay = jobs.next_attempt_in(exc, failures=failures, pauses=pauses, retries=MAX_STEP_RETRIES)
+    delay = lifecycle.next_attempt_in(
+        exc, failures=failures, pauses=pauses, retries=MAX_STEP_RETRIES
+    )
     with transaction.atomic():
         if delay is None:
             what = "Planning" if status == JobStatus.PLANNING else "Synthesis"
-            if jobs.fail_job(job.pk, status, f"{what} failed: {exc}") and orchestrator:
+            if lifecycle.fail_job(job.pk, status, f"{what} failed: {exc}") and orchestrator:
                 Agent.objects.record_outcome(orchestrator.pk, ok=False, latency_s=exc.latency_s)
         elif status == JobStatus.PLANNING:
             job.transition(status, JobStatus.QUEUED, status_reason=str(exc)[:300])
@@ -231,13 +245,13 @@ def _run_claimed(sub: Subtask) -> Ran:
             attempt=sub.attempts,
             error=str(exc),
         )
-        jobs.end_job(sub.job_id, JobStatus.FAILED, str(exc))
+        lifecycle.end_job(sub.job_id, JobStatus.FAILED, str(exc))
     except toolloop.StepCapReached as exc:
         _fail_subtask(sub, str(exc), latency_s=0.0)  # asking again would end the same way
     except llm.LLMError as exc:
         _subtask_failed(sub, exc)
     else:
-        if jobs.db_retry(lambda: _complete_subtask(sub, answer)):
+        if calls.db_retry(lambda: _complete_subtask(sub, answer)):
             return Ran(ready_job_id=sub.job_id)
     return Ran()
 
@@ -246,13 +260,13 @@ def _answer(sub: Subtask) -> LLMCall | None:
     """The answer of an agent without tools: one call, or None when the subtask is now
     paused awaiting approval."""
     if sub.attempts > 1:  # a later attempt first looks for an answer an earlier one paid for
-        recorded = jobs.adopt_recorded(sub.calls.all())
+        recorded = calls.adopt_recorded(sub.calls.all())
         if recorded is not None:
             return recorded
     messages = approvals.gate(sub, _prompt(sub))
     if messages is None:
         return None
-    return jobs.call_llm(
+    return calls.call_llm(
         agent=sub.agent,
         job_id=sub.job_id,
         subtask_id=sub.pk,
@@ -321,7 +335,7 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
     usage = {"tokens": F("tokens") + answer.total_tokens, "cost": F("cost") + answer.cost}
     with transaction.atomic():
         # First: the job's row lock orders this completion after its siblings' (settle_job).
-        jobs.add_usage(sub.job_id, answer.total_tokens, answer.cost)
+        calls.add_usage(sub.job_id, answer.total_tokens, answer.cost)
         completed = sub.transition(
             SubtaskStatus.WORKING,
             SubtaskStatus.COMPLETED,
@@ -342,7 +356,7 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
             return False
         author = f"{sub.agent.slug}/{sub.key}"
         state.record_result(sub.job_id, sub.key, text, author=author)
-        ready = jobs.settle_job(sub.job_id)
+        ready = lifecycle.settle_job(sub.job_id)
     # Outside the transaction: the agent's row is shared by all its subtasks' completions.
     Agent.objects.record_outcome(
         sub.agent_id,
@@ -358,7 +372,7 @@ def _subtask_failed(sub: Subtask, exc: llm.LLMError) -> None:
     sub.refresh_from_db(fields=["attempts", "retry_count"])
     pauses = sub.attempts - sub.retry_count - 1
     retries = sub.max_retries
-    delay = jobs.next_attempt_in(exc, failures=sub.retry_count, pauses=pauses, retries=retries)
+    delay = lifecycle.next_attempt_in(exc, failures=sub.retry_count, pauses=pauses, retries=retries)
     if delay is None:
         _fail_subtask(sub, str(exc), latency_s=exc.latency_s)
         return
@@ -389,7 +403,7 @@ def _fail_subtask(sub: Subtask, error: str, *, latency_s: float) -> None:
         )
     if failed:
         Agent.objects.record_outcome(sub.agent_id, ok=False, latency_s=latency_s)
-        jobs.settle_job_locked(sub.job_id)
+        lifecycle.settle_job_locked(sub.job_id)
 
 
 # Synthesis
@@ -416,7 +430,7 @@ def synthesize_job(job_id: int) -> None:
 
 def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
     try:
-        answer = (tried_before and _recorded_synthesis(job)) or jobs.call_llm(
+        answer = (tried_before and _recorded_synthesis(job)) or calls.call_llm(
             agent=orchestrator,
             job_id=job.pk,
             purpose=LLMCall.Purpose.SYNTHESIS,
@@ -424,7 +438,7 @@ def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
             budgeted=job.has_budget,
         )
     except BudgetExceeded as exc:
-        jobs.end_job(job.pk, JobStatus.FAILED, str(exc))
+        lifecycle.end_job(job.pk, JobStatus.FAILED, str(exc))
         return
     except llm.LLMError as exc:
         _retry_job_step(job, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, exc, orchestrator)
@@ -438,7 +452,7 @@ def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
                 author = f"{orchestrator.slug}/synthesis"
                 state.write(job.pk, {"final": answer.response}, author=author)
 
-    jobs.db_retry(finish)
+    calls.db_retry(finish)
 
 
 def _recorded_synthesis(job: Job) -> LLMCall | None:
@@ -447,7 +461,7 @@ def _recorded_synthesis(job: Job) -> LLMCall | None:
     last_result = job.subtasks.aggregate(at=Max("finished_at"))["at"]
     if last_result is not None:
         calls = calls.filter(created_at__gt=last_result)
-    return jobs.adopt_recorded(calls)
+    return calls.adopt_recorded(calls)
 
 
 def _synthesis_messages(job: Job) -> list[dict]:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import jobs
+from . import lifecycle
 from .models import Job, JobStatus, Subtask, SubtaskStatus
 from .text import described
 
@@ -63,7 +63,7 @@ def take_back(lapsed: Q, lost_at) -> set[int]:
     working.filter(takebacks__lt=bound).move(SubtaskStatus.WORKING, SubtaskStatus.QUEUED, **again)
 
     for job in (planning | synthesis).filter(takebacks__gte=bound):
-        jobs.fail_job(job.pk, job.status, cause(job.takebacks, job.last_crash))
+        lifecycle.fail_job(job.pk, job.status, cause(job.takebacks, job.last_crash))
     settle = set()
     for sub in working.filter(takebacks__gte=bound):
         error = cause(sub.takebacks, sub.last_crash)

@@ -1,6 +1,6 @@
 """Telemetry: Prometheus counters, OpenTelemetry GenAI traces, the ids in structured logs.
 
-A leaf: the steps and `jobs.call_llm` wear its decorators, and it imports nothing from
+A leaf: the steps and `calls.call_llm` wear its decorators, and it imports nothing from
 `agents`. Per LLM call it only bumps counters and a histogram (no SQL, no Redis). Counters
 live in files under PROMETHEUS_MULTIPROC_DIR, one per process, which the web process sums at
 scrape (dashboard.prometheus); the settings set that variable before prometheus_client is
@@ -226,7 +226,7 @@ def step(name: str) -> Callable[[F], F]:
 
 
 def observes_llm_calls(failure: type[Exception]) -> Callable[[F], F]:
-    """Decorate `jobs.call_llm`: every call it makes is counted, timed and, with tracing on,
+    """Decorate `calls.call_llm`: every call it makes is counted, timed and, with tracing on,
     a GenAI `chat` span. `failure` is the error a failed call raises (llm.LLMError); any
     other exception (a spent budget) means no call was made."""
 

@@ -1,6 +1,6 @@
 """The text of chat messages and its token estimate.
 
-Used by the budget check before a call (jobs.allowance), by the LLM client when a provider
+Used by the budget check before a call (calls.allowance), by the LLM client when a provider
 reports no usage, and by the offline model and the simulator to report theirs.
 """
 

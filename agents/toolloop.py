@@ -1,7 +1,7 @@
 """A subtask whose agent has tools: the model asks for tool calls, Baton runs them and asks
 again, until the model answers in text.
 
-Every model call goes through `jobs.call_llm` (the job's budget is checked before each, and
+Every model call goes through `calls.call_llm` (the job's budget is checked before each, and
 each is an LLMCall row) and every tool call the model asks for is a ToolCall row. The
 records are the loop's checkpoint: a later attempt (its worker died) or the run that follows
 an operator's decision picks the conversation up from them instead of paying again. A tool
@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import approvals, events, jobs, telemetry, tools
+from . import approvals, calls, events, telemetry, tools
 from .models import Agent, LLMCall, Subtask, ToolCall
 from .text import clean_json
 
@@ -40,7 +40,7 @@ class StepCapReached(Exception):
 
 def run(sub: Subtask, prompt: Prompt) -> LLMCall | None:
     """The subtask's final answer (a call with no tool calls), or None when it is now paused
-    awaiting an operator's approval. Raises what `jobs.call_llm` raises, and StepCapReached."""
+    awaiting an operator's approval. Raises what `calls.call_llm` raises, and StepCapReached."""
     agent = sub.agent
     grants = tuple(agent.tools)
     context = tools.Context(job_id=sub.job_id, author=f"{agent.slug}/{sub.key}", grants=grants)
@@ -51,7 +51,7 @@ def run(sub: Subtask, prompt: Prompt) -> LLMCall | None:
         if asked is not None:
             _count(sub, asked)
             later = later.filter(pk__gt=asked.pk)
-        final = jobs.adopt_recorded(later)
+        final = calls.adopt_recorded(later)
         if final is not None:
             return final  # its worker died after the provider answered
     if asked is None:
@@ -64,12 +64,12 @@ def run(sub: Subtask, prompt: Prompt) -> LLMCall | None:
             steps = model_calls(asked.messages) + 1
             if steps >= agent.max_tool_steps:
                 _tool_calls_of(sub, asked)  # on record (and run, should the cap be raised)
-                calls = f"{steps} model call{'s' if steps > 1 else ''}"
-                raise StepCapReached(STEP_CAP.format(calls=calls, agent=agent.slug))
+                made = f"{steps} model call{'s' if steps > 1 else ''}"
+                raise StepCapReached(STEP_CAP.format(calls=made, agent=agent.slug))
             messages = _answer_tools(sub, asked, context)
             if messages is None:
                 return None
-        answer = jobs.call_llm(
+        answer = calls.call_llm(
             agent=agent,
             job_id=sub.job_id,
             subtask_id=sub.pk,
@@ -104,14 +104,14 @@ def _count(sub: Subtask, call: LLMCall) -> None:
             mine = LLMCall.objects.filter(pk=call.pk, adopted__lt=LLMCall.Reuse.COUNTED)
             if not mine.update(adopted=LLMCall.Reuse.COUNTED):
                 return False
-            jobs.add_usage(sub.job_id, call.total_tokens, call.cost)
+            calls.add_usage(sub.job_id, call.total_tokens, call.cost)
             Subtask.objects.filter(pk=sub.pk).update(
                 tokens=F("tokens") + call.total_tokens, cost=F("cost") + call.cost
             )
             events.subtask_changed(sub.pk, sub.job_id)
             return True
 
-    if jobs.db_retry(count) and call.agent_id:
+    if calls.db_retry(count) and call.agent_id:
         Agent.objects.filter(pk=call.agent_id).update(
             total_tokens=F("total_tokens") + call.total_tokens,
             total_cost=F("total_cost") + call.cost,
@@ -174,7 +174,7 @@ def _run_tool(sub: Subtask, row: ToolCall, context: tools.Context) -> None:
     # Each run is counted before it starts: runs that never recorded an outcome lost their
     # worker, and past STEP_MAX_TAKEBACKS of them the tool is not run again.
     lost = row.attempts
-    jobs.db_retry(lambda: ToolCall.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1))
+    calls.db_retry(lambda: ToolCall.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1))
     row.attempts = lost + 1
     if lost > settings.STEP_MAX_TAKEBACKS:
         error = LOST.format(lost=lost)
@@ -189,7 +189,7 @@ def _run_tool(sub: Subtask, row: ToolCall, context: tools.Context) -> None:
         "latency_s": outcome.latency_s,
         "finished_at": timezone.now(),
     }
-    jobs.db_retry(lambda: ToolCall.objects.filter(pk=row.pk, status__in=UNFINISHED).update(**done))
+    calls.db_retry(lambda: ToolCall.objects.filter(pk=row.pk, status__in=UNFINISHED).update(**done))
     for field, value in done.items():
         setattr(row, field, value)
     events.subtask_changed(sub.pk, sub.job_id)

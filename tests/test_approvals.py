@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from agents import actions, approvals, dispatch, jobs, recovery, steps
+from agents import actions, approvals, dispatch, lifecycle, recovery, steps
 from agents.approvals import ApprovalError
 from agents.models import (
     Agent,
@@ -207,7 +207,7 @@ def test_dependents_wait_for_a_step_awaiting_approval_and_others_keep_running(
         assert job.status == JobStatus.WORKING
 
         # Settling and the reconciler leave it be.
-        jobs.settle_job_locked(job.pk)
+        lifecycle.settle_job_locked(job.pk)
         recovery.reconcile()
         review = job.subtasks.get(type="review")
         assert review.status == SubtaskStatus.AWAITING_APPROVAL
@@ -242,7 +242,7 @@ def test_a_job_with_a_step_awaiting_approval_is_not_settled():
     job.subtasks.create(key="a", type="coding", status=SubtaskStatus.COMPLETED)
     job.subtasks.create(key="b", type="coding", status=SubtaskStatus.AWAITING_APPROVAL)
     job.subtasks.create(key="c", type="coding", status=SubtaskStatus.FAILED)
-    jobs.settle_job_locked(job.pk)
+    lifecycle.settle_job_locked(job.pk)
     assert Job.objects.get(pk=job.pk).status == JobStatus.WORKING
 
 

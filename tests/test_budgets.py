@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from agents import jobs, tokens
-from agents.jobs import BudgetExceeded
+from agents import calls, tokens
+from agents.calls import BudgetExceeded
 from agents.models import Agent, Job, LLMCall, ModelPrice
 
 from .simulator_fixture import running_simulator
@@ -32,8 +32,8 @@ def job(**budgets) -> Job:
 
 def test_a_call_asks_for_no_more_tokens_than_the_budget_has_left():
     budgeted = job(budget_tokens=1000, total_tokens=600)
-    assert jobs.allowance(budgeted, "m", MESSAGES, 2048) == 1000 - 600 - PROMPT
-    assert jobs.allowance(job(), "m", MESSAGES, 2048) == 2048
+    assert calls.allowance(budgeted, "m", MESSAGES, 2048) == 1000 - 600 - PROMPT
+    assert calls.allowance(job(), "m", MESSAGES, 2048) == 2048
 
 
 def test_a_prompt_that_does_not_fit_what_is_left_is_never_sent(provider):
@@ -42,7 +42,7 @@ def test_a_prompt_that_does_not_fit_what_is_left_is_never_sent(provider):
     Job.objects.filter(pk=budgeted.pk).update(total_tokens=60)
 
     with pytest.raises(BudgetExceeded):
-        jobs.call_llm(agent=agent, job_id=budgeted.pk, purpose="plan", messages=MESSAGES)
+        calls.call_llm(agent=agent, job_id=budgeted.pk, purpose="plan", messages=MESSAGES)
     assert provider.stats.snapshot()["requests"] == 0
     assert not LLMCall.objects.exists()
 
@@ -54,7 +54,7 @@ def test_a_money_budget_caps_the_completion_at_the_models_price(settings):
     )
     budgeted = job(budget_cost=Decimal("0.01"), total_cost=Decimal("0.005"))
     # $0.005 left, the prompt costs 100 × $10 / 1M = $0.001: $0.004 buys 200 output tokens.
-    assert jobs.allowance(budgeted, "priced", MESSAGES, 2048) == 200
+    assert calls.allowance(budgeted, "priced", MESSAGES, 2048) == 200
 
 
 def test_a_money_budget_refuses_a_model_with_no_price(settings, provider):
@@ -62,7 +62,7 @@ def test_a_money_budget_refuses_a_model_with_no_price(settings, provider):
     budgeted = Job.objects.create(title="J", description="d", budget_cost=Decimal("5"))
 
     with pytest.raises(BudgetExceeded, match="unpriced-x has no price"):
-        jobs.call_llm(agent=agent, job_id=budgeted.pk, purpose="plan", messages=MESSAGES)
+        calls.call_llm(agent=agent, job_id=budgeted.pk, purpose="plan", messages=MESSAGES)
     assert provider.stats.snapshot()["requests"] == 0
     # A token budget alone does not need a price.
-    assert jobs.allowance(job(budget_tokens=10_000), "unpriced-x", MESSAGES, 50) == 50
+    assert calls.allowance(job(budget_tokens=10_000), "unpriced-x", MESSAGES, 50) == 50

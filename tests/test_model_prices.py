@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from agents import jobs
+from agents import calls
 from agents.models import Job, ModelPrice
 
 pytestmark = pytest.mark.django_db
@@ -16,10 +16,10 @@ MESSAGES = [{"role": "user", "content": "x" * 400}]
 def test_a_new_price_is_seen_at_once(settings):
     settings.LLM_API_KEY = "sk-test"  # the offline model costs nothing: no price needed
     budgeted = Job(title="J", description="d", budget_cost=Decimal("1"))
-    with pytest.raises(jobs.BudgetExceeded, match="local-llama has no price"):
-        jobs.allowance(budgeted, "local-llama", MESSAGES, 100)  # read, and cached
+    with pytest.raises(calls.BudgetExceeded, match="local-llama has no price"):
+        calls.allowance(budgeted, "local-llama", MESSAGES, 100)  # read, and cached
     ModelPrice.objects.create(model="local-llama")  # free, as an admin may say
-    assert jobs.allowance(budgeted, "local-llama", MESSAGES, 100) == 100
+    assert calls.allowance(budgeted, "local-llama", MESSAGES, 100) == 100
 
 
 def test_a_changed_or_deleted_price_is_seen_at_once(django_capture_on_commit_callbacks):
@@ -36,4 +36,4 @@ def test_a_changed_or_deleted_price_is_seen_at_once(django_capture_on_commit_cal
 def test_the_offline_model_needs_no_price(settings):
     settings.LLM_API_KEY = ""
     budgeted = Job(title="J", description="d", budget_cost=Decimal("1"))
-    assert jobs.allowance(budgeted, "no-such-price", MESSAGES, 100) == 100
+    assert calls.allowance(budgeted, "no-such-price", MESSAGES, 100) == 100

@@ -19,7 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from agents import events, jobs, llm, models, offline, streaming, tokens
+from agents import calls, events, llm, models, offline, streaming, tokens
 from agents.models import Agent, Job, LLMCall, ModelPrice, Subtask
 from tests.simulator_fixture import running_simulator
 
@@ -362,10 +362,10 @@ def test_a_watched_subtask_call_stores_what_a_plain_call_stores(settings, monkey
     with running_simulator(latency_ms=300) as sim:
         settings.LLM_BASE_URL, settings.LLM_API_KEY, settings.REDIS_URL = sim.base_url, KEY, ""
         call = dict(agent=agent, job_id=job.pk, purpose="subtask", subtask_id=sub.pk)
-        plain = jobs.call_llm(messages=MESSAGES, **call)
+        plain = calls.call_llm(messages=MESSAGES, **call)
         events.watch(group, +1)
         try:
-            live = jobs.call_llm(messages=MESSAGES, **call)
+            live = calls.call_llm(messages=MESSAGES, **call)
         finally:
             events.watch(group, -1)
         stats = sim.stats.snapshot()

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from agents import actions, approvals, jobs, models, recovery, steps, telemetry
+from agents import actions, approvals, calls, models, recovery, steps, telemetry
 from agents.models import (
     Agent,
     Job,
@@ -351,7 +351,7 @@ def test_a_final_answer_paid_after_the_tools_is_adopted(
 def test_an_answer_that_asked_for_tools_is_never_adopted_as_a_final_answer(model):
     sub = died_after_asking(agent_with(model, []), "read_state", {}, text="Let me look.")
 
-    assert jobs.adopt_recorded(LLMCall.objects.filter(subtask=sub)) is None
+    assert calls.adopt_recorded(LLMCall.objects.filter(subtask=sub)) is None
 
 
 # Tools that need an operator's approval (agents.approvals)

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from agents import events, jobs
+from agents import calls, events
 from agents.models import Job, JobStatus, Subtask, SubtaskStatus
 from webhooks import models as webhook_models
 from webhooks import triggers
@@ -33,8 +33,8 @@ def job(**fields) -> Job:
         ("completed", {}, ["job.completed"]),
         ("cancelled", {}, ["job.cancelled"]),
         ("failed", {"error": "1 of 2 subtasks failed."}, ["job.failed"]),
-        ("failed", {"error": jobs.BUDGET_EXCEEDED}, ["job.failed", "budget.exceeded"]),
-        ("failed", {"error": jobs.UNPRICED.format(model="m")}, ["job.failed", "budget.exceeded"]),
+        ("failed", {"error": calls.BUDGET_EXCEEDED}, ["job.failed", "budget.exceeded"]),
+        ("failed", {"error": calls.UNPRICED.format(model="m")}, ["job.failed", "budget.exceeded"]),
         ("waiting", {"review_plan": True, "planned": True}, ["job.awaiting_review"]),
         ("waiting", {"review_plan": True}, []),  # no agent yet, not a plan to review
         ("waiting", {"planned": True}, []),
@@ -126,7 +126,7 @@ def test_deliveries_go_to_each_subscribed_endpoint_once(
         url="https://b.example.org/", events=["job.failed", "budget.exceeded"]
     )
     Endpoint.objects.create(url="https://c.example.org/", events=["job.completed"])
-    failed = job(status=JobStatus.FAILED, error=jobs.BUDGET_EXCEEDED)
+    failed = job(status=JobStatus.FAILED, error=calls.BUDGET_EXCEEDED)
     with django_capture_on_commit_callbacks(execute=True):
         made = triggers.create_deliveries("job", failed.pk, "failed", "key-1")
         again = triggers.create_deliveries("job", failed.pk, "failed", "key-1")  # redelivered

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents.calls import BUDGET_EXCEEDED
 from agents.events import Announcement
-from agents.jobs import BUDGET_EXCEEDED
 from agents.models import Job, JobStatus, Subtask, SubtaskStatus
 
 from .models import Delivery, Endpoint, EventType, message_id, send_on_commit
@@ -87,7 +87,7 @@ def events_for(job: Job, status: str) -> list[str]:
     if status == JobStatus.CANCELLED:
         return [EventType.JOB_CANCELLED]
     if status == JobStatus.FAILED:
-        # agents.jobs.BUDGET_EXCEEDED starts every budget error (UNPRICED included).
+        # agents.calls.BUDGET_EXCEEDED starts every budget error (UNPRICED included).
         over_budget = job.error.startswith(BUDGET_EXCEEDED)
         return [EventType.JOB_FAILED, *([EventType.BUDGET_EXCEEDED] if over_budget else [])]
     if status == JobStatus.WAITING and job.review_plan and job.planned_at is not None:

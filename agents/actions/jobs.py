@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import dispatch, enqueue, events, jobs
+from .. import dispatch, enqueue, events, lifecycle
 from ..models import (
     JOB_TERMINAL,
     SUBTASK_RETRYABLE,
@@ -99,7 +99,7 @@ def cancel_job(job: Job, *, user=None) -> bool:
         return False
     with transaction.atomic():
         # end_job checks again under the job's row lock: another may have ended it since.
-        if not jobs.end_job(job.pk, JobStatus.CANCELLED, "Cancelled by an operator."):
+        if not lifecycle.end_job(job.pk, JobStatus.CANCELLED, "Cancelled by an operator."):
             return False
         audit("cancel", actor=user, job=job)
     return True
@@ -130,7 +130,7 @@ def _reopen(job: Job, subtask_ids: set[int], resume: str = JobStatus.WORKING) ->
         finished_at=None,
     )
     if job.status in JOB_TERMINAL:
-        reason = jobs.AWAITS_REVIEW if resume == JobStatus.WAITING else ""
+        reason = lifecycle.AWAITS_REVIEW if resume == JobStatus.WAITING else ""
         job.transition(job.status, resume, error="", status_reason=reason, finished_at=None)
     events.job_changed(job.pk, moved=True)
     return len(reopened)

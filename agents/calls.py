@@ -1,7 +1,11 @@
-"""What happens to a job as a whole: its calls and usage, its roll-up, its end.
+"""LLM-call recording: every model call a step makes, its budget check and its usage.
 
-The steps (agents.steps, agents.dispatch, agents.recovery) and operator actions call these;
-they call only the models and the leaf modules below them.
+`call_llm` records one LLMCall row per attempt (and refuses, before any call, once the job's
+budget is spent: `allowance`); `adopt_recorded` finishes a step from an answer already paid
+for; `db_retry` writes a record again through a database restart; `add_usage` rolls a call's
+tokens and cost up to its job. The steps (agents.steps, agents.toolloop) call these; they
+call only the models and the leaf modules below them. A job's roll-up and end are in
+agents.lifecycle.
 """
 
 from __future__ import annotations
@@ -13,19 +17,10 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import F, QuerySet
 
-from . import enqueue, events, llm, metrics, streaming, telemetry
-from .models import (
-    SUBTASK_OPEN,
-    Agent,
-    Job,
-    JobStatus,
-    LLMCall,
-    ModelPrice,
-    Subtask,
-    SubtaskStatus,
-)
+from . import events, llm, streaming, telemetry
+from .models import Agent, Job, LLMCall, ModelPrice
 from .text import clean, clean_json
 from .tokens import estimate_tokens, messages_text
 
@@ -36,9 +31,6 @@ UNPRICED = (
     "budget exceeded: the model {model} has no price, so a money budget cannot be kept "
     "(an admin sets one under Model prices)"
 )
-AWAITS_REVIEW = "The plan awaits an operator's review."
-# 429s pause a step without using up its retries, but not forever.
-MAX_RATE_LIMIT_PAUSES = 20
 # How long a step waits for the database to come back (a restart) before giving up.
 DB_RETRY_S = 30.0
 
@@ -191,7 +183,7 @@ def add_usage(job_id: int, tokens: int, cost: Decimal) -> None:
     """Roll a call's tokens and cost up to its job (budgets read them).
 
     Inside a transaction this also takes the job's row lock, which orders every completion
-    of the job's subtasks (see settle_job).
+    of the job's subtasks (see lifecycle.settle_job).
     """
     Job.objects.filter(pk=job_id).update(
         total_tokens=F("total_tokens") + tokens, total_cost=F("total_cost") + cost
@@ -211,69 +203,3 @@ def add_step_usage(call: LLMCall) -> None:
         tokens=call.total_tokens,
         cost=call.cost,
     )
-
-
-def settle_job(job_id: int) -> bool:
-    """Roll a working job up from its subtasks; True when it is now ready for synthesis.
-
-    Call inside a transaction that holds the job's row lock (add_usage or
-    select_for_update), so two subtasks finishing at once cannot both miss the other. The
-    caller starts the synthesis: at once in its own thread, or by message.
-    """
-    counts = dict(
-        Subtask.objects.filter(job_id=job_id).values_list("status").annotate(n=Count("id"))
-    )
-    total = sum(counts.values())
-    completed = counts.get(SubtaskStatus.COMPLETED, 0)
-    still_open = sum(counts.get(s, 0) for s in SUBTASK_OPEN)
-    failed = counts.get(SubtaskStatus.FAILED, 0) + counts.get(SubtaskStatus.CANCELLED, 0)
-    job = Job(pk=job_id)
-    events.job_changed(job_id)  # its progress
-    if total and completed == total:
-        return job.transition(JobStatus.WORKING, JobStatus.SYNTHESIZING, claimed_at=None)
-    if failed and not still_open:
-        job.transition(
-            JobStatus.WORKING, JobStatus.FAILED, error=f"{failed} of {total} subtasks failed."
-        )
-    return False
-
-
-def settle_job_locked(job_id: int) -> None:
-    """settle_job in a transaction of its own, under the job's row lock."""
-    with transaction.atomic():
-        if Job.objects.select_for_update().filter(pk=job_id).exists() and settle_job(job_id):
-            enqueue.synthesize_job(job_id)
-
-
-def fail_job(job_id: int, expected: str, error: str) -> bool:
-    return Job(pk=job_id).transition(expected, JobStatus.FAILED, error=error, claimed_at=None)
-
-
-def end_job(job_id: int, status: str, error: str) -> bool:
-    """End a job early (cancelled, or failed on its budget), keeping what it has.
-
-    Calls in flight finish and keep their results; nothing new starts: every waiting,
-    queued or awaiting approval subtask is cancelled (its approval can no longer be decided),
-    and a queued message meets a claim that no longer holds.
-    """
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.is_terminal or not job.transition(job.status, status, error=error):
-            return False
-        stopped = (SubtaskStatus.WAITING, SubtaskStatus.QUEUED, SubtaskStatus.AWAITING_APPROVAL)
-        job.subtasks.move(stopped, SubtaskStatus.CANCELLED, error=error)
-    return True
-
-
-def next_attempt_in(exc: llm.LLMError, *, failures: int, pauses: int, retries: int) -> float | None:
-    """Seconds before another try of a failed step, or None when it fails for good.
-
-    The one retry rule for every step: a 429 pauses for Retry-After without using a retry
-    (up to MAX_RATE_LIMIT_PAUSES times); a permanent error never retries; anything else
-    waits 2^n s plus jitter while fewer than `retries` earlier `failures` were counted.
-    """
-    if exc.rate_limited and pauses < MAX_RATE_LIMIT_PAUSES:
-        return exc.retry_after or metrics.retry_delay(1)
-    if exc.permanent or failures >= retries:
-        return None
-    return metrics.retry_delay(failures + 1)
