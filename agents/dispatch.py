@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from . import coalesce, enqueue, lifecycle
 from .allocation import Candidate, choose
-from .models import SUBTASK_OPEN, Agent, Job, JobStatus, Subtask, SubtaskStatus
+from .models import SUBTASK_OPEN, Agent, Job, JobStatus, Subtask, SubtaskStatus, WaitingFor
 
 NO_AGENT = "No agent is enabled: waiting until one is."
 NO_SPECIALIST = (
@@ -130,7 +130,10 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
                 enqueue.run_subtask(pk)
     if stranded:
         Job.objects.filter(pk__in=stranded).move(
-            JobStatus.WORKING, JobStatus.WAITING, status_reason=NO_SPECIALIST
+            JobStatus.WORKING,
+            JobStatus.WAITING,
+            waiting_for=WaitingFor.SPECIALIST,
+            status_reason=NO_SPECIALIST,
         )
     return assigned
 
@@ -159,20 +162,23 @@ def _wait_for_agents() -> None:
     agentless = Job.objects.filter(
         status=JobStatus.WORKING, subtasks__status=SubtaskStatus.WAITING
     ).distinct()
-    agentless.move(JobStatus.WORKING, JobStatus.WAITING, status_reason=NO_AGENT)
+    agentless.move(
+        JobStatus.WORKING, JobStatus.WAITING, waiting_for=WaitingFor.AGENT, status_reason=NO_AGENT
+    )
 
 
 def resume_jobs_waiting_for_agents() -> None:
     """Jobs that waited for an agent go back to work once one that may run them is enabled:
-    any agent for NO_AGENT; for NO_SPECIALIST, any but the orchestrator, or an orchestrator
-    with the type of one of the job's waiting subtasks."""
+    any agent for WaitingFor.AGENT; for SPECIALIST, any but the orchestrator, or an
+    orchestrator with the type of one of the job's waiting subtasks."""
     enabled = list(Agent.objects.filter(enabled=True).only("specialties"))
     if not enabled:
         return
-    Job.objects.filter(status_reason=NO_AGENT).move(
+    waiting = Job.objects.filter(status=JobStatus.WAITING)
+    waiting.filter(waiting_for=WaitingFor.AGENT).move(
         JobStatus.WAITING, JobStatus.WORKING, status_reason=""
     )
-    stranded = Job.objects.filter(status_reason=NO_SPECIALIST)
+    stranded = waiting.filter(waiting_for=WaitingFor.SPECIALIST)
     if all(agent.is_orchestrator for agent in enabled):
         kinds = {kind for agent in enabled for kind in agent.specialties}
         runnable = Subtask.objects.filter(status=SubtaskStatus.WAITING, type__in=kinds)

@@ -48,6 +48,16 @@ class SubtaskStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class WaitingFor(models.TextChoices):
+    """What a waiting job waits for: what resumes it is chosen by this code, never by the
+    sentence in `status_reason`, which only tells the operator."""
+
+    AGENT = "agent", "An enabled agent"
+    SPECIALIST = "specialist", "An enabled agent that may run its subtasks"
+    ORCHESTRATOR = "orchestrator", "An enabled orchestrator to plan it"
+    REVIEW = "review", "An operator's review of its plan"
+
+
 JOB_TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 SUBTASK_IN_FLIGHT = (SubtaskStatus.QUEUED, SubtaskStatus.WORKING)
 SUBTASK_TERMINAL = (SubtaskStatus.COMPLETED, SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
@@ -217,12 +227,20 @@ def _set_fields(instance: models.Model, fields: dict) -> None:
             setattr(instance, name, value)
 
 
+def _job_defaults(new: str, fields: dict) -> None:
+    """What a job's move to `new` also sets unless told: when it finished; a job that stops
+    waiting waits for nothing."""
+    if new in JOB_TERMINAL:
+        fields.setdefault("finished_at", timezone.now())
+    if new != JobStatus.WAITING:
+        fields.setdefault("waiting_for", "")
+
+
 class JobQuerySet(models.QuerySet):
     def move(self, expected: str | tuple[str, ...], new: str, **fields: object) -> list[int]:
         """Bulk `Job.transition`: move the jobs that still say `expected`, announce each."""
         expected = (expected,) if isinstance(expected, str) else expected
-        if new in JOB_TERMINAL:
-            fields.setdefault("finished_at", timezone.now())
+        _job_defaults(new, fields)
         ids = list(self.filter(status__in=expected).values_list("pk", flat=True))
         if ids:
             Job.objects.filter(pk__in=ids, status__in=expected).update(
@@ -289,16 +307,21 @@ class JobQuerySet(models.QuerySet):
         return ids, counts
 
 
+PRIORITY_HIGHEST, PRIORITY_LOWEST = 0, 9
+
+
 class Job(models.Model):
     title = models.CharField(max_length=200)
     description = models.TextField(max_length=20000)
     priority = models.PositiveSmallIntegerField(
         default=5,
-        validators=[MinValueValidator(0), MaxValueValidator(9)],
+        validators=[MinValueValidator(PRIORITY_HIGHEST), MaxValueValidator(PRIORITY_LOWEST)],
         help_text="0 is the highest priority, 9 the lowest.",
     )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     status_reason = models.CharField(max_length=300, blank=True)
+    # Set with the status when the job waits ("" otherwise): see WaitingFor.
+    waiting_for = models.CharField(max_length=16, choices=WaitingFor.choices, blank=True)
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -368,8 +391,7 @@ class Job(models.Model):
         announced to live pages once the transaction commits.
         """
         expected = (expected,) if isinstance(expected, str) else expected
-        if new in JOB_TERMINAL:
-            fields.setdefault("finished_at", timezone.now())
+        _job_defaults(new, fields)
         updated = Job.objects.filter(pk=self.pk, status__in=expected).update(
             status=new, updated_at=timezone.now(), **fields
         )
@@ -446,6 +468,9 @@ class SubtaskQuerySet(models.QuerySet):
             for pk, job_id in rows:
                 events.subtask_changed(pk, job_id, status=new)
         return [pk for pk, _ in rows]
+
+
+SUBTASK_DESCRIPTION_CHARS = 4000  # what an operator may write for a step (its payload's)
 
 
 class Subtask(models.Model):

@@ -31,6 +31,7 @@ from .models import (
     LLMCall,
     Subtask,
     SubtaskStatus,
+    WaitingFor,
 )
 from .outbox import relay_stale
 
@@ -119,11 +120,10 @@ def reconcile() -> dict[str, int]:
     counts = {}
     with transaction.atomic():
         # Every move here goes through the bulk transitions, so open pages see it.
-        unplanned = Job.objects.filter(planned_at__isnull=True)
-        if (
-            unplanned.filter(status=JobStatus.WAITING).exists()
-            and Agent.objects.orchestrator() is not None
-        ):
+        unplanned = Job.objects.filter(
+            status=JobStatus.WAITING, waiting_for=WaitingFor.ORCHESTRATOR
+        )
+        if unplanned.exists() and Agent.objects.orchestrator() is not None:
             unplanned.move(JobStatus.WAITING, JobStatus.QUEUED, status_reason="", updated_at=lost)
         # A worker that died mid-step stopped renewing its lease: take the step back, or
         # fail it when it was taken back too often (it crashes whoever runs it).

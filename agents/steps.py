@@ -30,7 +30,7 @@ from . import (
     toolloop,
 )
 from .calls import BudgetExceeded
-from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
+from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus, WaitingFor
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,12 @@ def plan_job(job_id: int) -> None:
     orchestrator = Agent.objects.orchestrator()
     if orchestrator is None:
         reason = "Waiting for an enabled orchestrator agent to plan this job."
-        job.transition(JobStatus.PLANNING, JobStatus.WAITING, status_reason=reason)
+        job.transition(
+            JobStatus.PLANNING,
+            JobStatus.WAITING,
+            waiting_for=WaitingFor.ORCHESTRATOR,
+            status_reason=reason,
+        )
         return
     with leases.holding(job):
         _plan(job, orchestrator, tried_before)
@@ -159,6 +164,7 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
             claimed_at=None,
             lease_owner="",  # a synthesis claimed by no one yet (see synthesize_job)
             takebacks=0,  # the synthesis has its own STEP_MAX_TAKEBACKS
+            waiting_for=WaitingFor.REVIEW if job.review_plan else "",
             status_reason=notes.strip()[:300],
         )
 

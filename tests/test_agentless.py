@@ -3,7 +3,7 @@
 import pytest
 
 from agents import actions, dispatch
-from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus
+from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus, WaitingFor
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +22,7 @@ def test_it_says_why_a_job_waits_when_no_agent_is_enabled():
     job.refresh_from_db()
     assert job.status == JobStatus.WAITING
     assert job.status_reason == dispatch.NO_AGENT
+    assert job.waiting_for == WaitingFor.AGENT
     assert job.subtasks.get().status == SubtaskStatus.WAITING
 
 
@@ -38,5 +39,19 @@ def test_it_resumes_when_an_agent_is_enabled(django_capture_on_commit_callbacks)
     job.refresh_from_db()
     assert job.status == JobStatus.WORKING
     assert job.status_reason == ""
+    assert job.waiting_for == ""
     assert job.subtasks.get().agent == agent
     assert job.audit.count() == 0 and agent.audit.get().action == "enable_agent"
+
+
+def test_what_resumes_a_waiting_job_is_its_code_not_its_sentence():
+    agent = Agent.objects.create(name="R", slug="r", specialties=["research"], enabled=False)
+    job = working_job()
+    dispatch.dispatch_ready()
+    Job.objects.filter(pk=job.pk).update(status_reason="Reworded for operators.")
+
+    actions.set_agent_enabled(agent, True)
+    dispatch.dispatch_ready()
+    job.refresh_from_db()
+    assert job.status == JobStatus.WORKING
+    assert job.waiting_for == ""
