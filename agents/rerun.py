@@ -14,6 +14,7 @@ from . import dispatch, events, state
 from .actions import audit
 from .allocation import Candidate, eligible
 from .models import (
+    SUBTASK_DESCRIPTION_CHARS,
     Agent,
     Job,
     JobStatus,
@@ -157,9 +158,9 @@ def rerun_from(
             description = description.strip()
             if not description:
                 raise RerunRefused("Give the step a description.")
-            if len(description) > DESCRIPTION_CHARS:
+            if len(description) > SUBTASK_DESCRIPTION_CHARS:
                 raise RerunRefused(
-                    f"Keep the description to {DESCRIPTION_CHARS} characters "
+                    f"Keep the description to {SUBTASK_DESCRIPTION_CHARS} characters "
                     f"(it has {len(description)})."
                 )
             if description != chosen.description:

@@ -1,6 +1,6 @@
 """What the API reads and writes. Output serializers describe rows the domain returns;
-input serializers check types, and the pages' forms (dashboard/forms.py) then apply the same
-rules as the pages (views.py)."""
+input serializers check types, and the domain's forms (agents/forms.py) then apply the same
+rules as the pages: the fields and limits here are taken from those forms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, ToolCall
+from agents.forms import AgentForm, JobForm, NewSubtaskForm
+from agents.models import (
+    PRIORITY_HIGHEST,
+    PRIORITY_LOWEST,
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    Subtask,
+    ToolCall,
+)
 
 MONEY = {"max_digits": None, "decimal_places": 6, "read_only": True}
 
@@ -164,17 +174,25 @@ class JobDetailSerializer(JobSerializer):
 class JobCreateSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
-        fields = ["title", "description", "priority", "budget_tokens", "budget_cost", "review_plan"]
+        fields = JobForm.Meta.fields
         # Blank text is the board form's to refuse, in its own words.
         text = {"allow_blank": True, "trim_whitespace": False}
         extra_kwargs = {"title": text, "description": text}
 
 
+# The plan review form's limits, as the API checks the types before the form.
+SUBTASK_CHARS = {
+    name: field.max_length
+    for name, field in NewSubtaskForm.base_fields.items()
+    if name in ("key", "type", "description")
+}
+
+
 class SubtaskEditSerializer(serializers.Serializer):
     """Plan review: what a planned subtask does and who may do it. Omitted fields stay."""
 
-    description = serializers.CharField(max_length=4000, required=False)
-    type = serializers.CharField(max_length=50, required=False)
+    description = serializers.CharField(max_length=SUBTASK_CHARS["description"], required=False)
+    type = serializers.CharField(max_length=SUBTASK_CHARS["type"], required=False)
     agent = serializers.CharField(
         allow_null=True,
         required=False,
@@ -183,11 +201,15 @@ class SubtaskEditSerializer(serializers.Serializer):
 
 
 class SubtaskAddSerializer(serializers.Serializer):
-    key = serializers.CharField(max_length=64, help_text="The subtask's id in the plan.")
-    type = serializers.CharField(max_length=50)
-    description = serializers.CharField(max_length=4000)
+    key = serializers.CharField(
+        max_length=SUBTASK_CHARS["key"], help_text="The subtask's id in the plan."
+    )
+    type = serializers.CharField(max_length=SUBTASK_CHARS["type"])
+    description = serializers.CharField(max_length=SUBTASK_CHARS["description"])
     depends_on = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, help_text="Keys in the plan."
+        child=serializers.CharField(max_length=SUBTASK_CHARS["key"]),
+        required=False,
+        help_text="Keys in the plan.",
     )
     agent = serializers.CharField(allow_null=True, required=False)
 
@@ -200,20 +222,7 @@ class SeriesSerializer(serializers.Serializer):
     calls = serializers.ListField(child=serializers.IntegerField(), help_text="Calls per bucket.")
 
 
-AGENT_FIELDS = [
-    "name",
-    "slug",
-    "specialties",
-    "model",
-    "system_prompt",
-    "temperature",
-    "max_tokens",
-    "max_concurrency",
-    "enabled",
-    "tools",
-    "max_tool_steps",
-    "needs_approval",
-]
+AGENT_FIELDS = AgentForm.Meta.fields
 TOOLS_HELP = (
     'Tools the agent may call: built-in names (e.g. "read_state") and MCP tools as '
     '"<server slug>/<tool name>".'
@@ -403,7 +412,9 @@ class JobFilterSerializer(serializers.Serializer):
 
     q = serializers.CharField(required=False, help_text="Text in the title or description.")
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
-    priority = serializers.IntegerField(min_value=0, max_value=9, required=False)
+    priority = serializers.IntegerField(
+        min_value=PRIORITY_HIGHEST, max_value=PRIORITY_LOWEST, required=False
+    )
     submitter = serializers.CharField(required=False, help_text="A username.")
 
 

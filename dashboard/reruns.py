@@ -3,43 +3,18 @@
 from __future__ import annotations
 
 import difflib
-import uuid
 
-from django import forms
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from agents import rerun
-from agents.models import Agent, Job, Subtask
+from agents.forms import RerunForm
+from agents.models import Job, Subtask
 
 from .access import read_required
 
 DIFF_LINES = 400  # a result past this many lines is compared by its first ones
-
-
-class RerunForm(forms.Form):
-    description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4}),
-        max_length=rerun.DESCRIPTION_CHARS,
-        help_text="What this step is asked to do in the re-run.",
-    )
-    agent = forms.ModelChoiceField(
-        queryset=Agent.objects.none(),
-        required=False,
-        to_field_name="slug",
-        help_text="Enabled agents that may run a step of this type.",
-    )
-    submit_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
-
-    def __init__(self, *args, sub: Subtask, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if not self.is_bound:
-            self.initial["submit_token"] = uuid.uuid4()
-        allowed = [a.pk for a in rerun.eligible_agents(sub.type)]
-        field = self.fields["agent"]
-        field.queryset = Agent.objects.filter(pk__in=allowed).order_by("name")
-        field.empty_label = f"As the plan chose ({sub.assign_hint or 'best by score'})"
 
 
 def _rerun_page(request: HttpRequest, sub: Subtask, form: RerunForm, status: int = 200):

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from agents import actions, state
+from agents.forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from agents.models import (
     Agent,
     AuditEntry,
@@ -22,7 +23,6 @@ from agents.models import (
 )
 
 from .access import read_required
-from .forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from .graph import plan_graph
 from .queries import TRACE_PAGE, agents_with_metrics, job_activity, job_subtasks, subtask_calls
 

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import actions
+from agents.forms import AgentForm
 from agents.models import Agent
-from dashboard.forms import AgentForm
 from dashboard.queries import agents_with_metrics
 
 from .. import permissions as perm

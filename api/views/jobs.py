@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import actions
+from agents.forms import JobForm, NewSubtaskForm, SubtaskForm
 from agents.models import Job, Subtask
-from dashboard.forms import JobForm, NewSubtaskForm, SubtaskForm
 from dashboard.queries import board_jobs, job_subtasks
 
 from .. import permissions as perm

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import rerun
-from dashboard.reruns import RerunForm
+from agents.forms import RerunForm
 
 from .. import permissions as perm
 from ..errors import Conflict
@@ -23,7 +23,9 @@ class RerunSerializer(serializers.Serializer):
     """What the re-run changes in the chosen step; omitted, it runs as before."""
 
     description = serializers.CharField(
-        max_length=rerun.DESCRIPTION_CHARS, required=False, help_text="The step's new input."
+        max_length=RerunForm.base_fields["description"].max_length,
+        required=False,
+        help_text="The step's new input.",
     )
     agent = serializers.CharField(
         allow_null=True,
