@@ -26,7 +26,6 @@ from .models import (
 from .tools import RESERVED_KEYS
 
 COPY_AUTHOR = "rerun/copy"
-DESCRIPTION_CHARS = 4000  # as plan review's SubtaskForm
 TITLE_CHARS = Job._meta.get_field("title").max_length
 
 
