@@ -49,6 +49,8 @@ REJECTED_TOOL = "An operator rejected this tool call: {feedback}"
 TIMED_OUT_TOOL = "This tool call was not approved within {seconds:g} s: it did not run."
 EXPIRE_BATCH = 100
 FEEDBACK_CHARS = Approval._meta.get_field("feedback").max_length
+# A tool call may be asked about while requested, or again while still awaiting.
+ASKABLE = (ToolCall.Status.REQUESTED, ToolCall.Status.AWAITING_APPROVAL)
 RULE_NAME_CHARS = ApprovalRule._meta.get_field("name").max_length
 
 
@@ -173,9 +175,7 @@ def _await(sub: Subtask, approval: Approval) -> bool:
             return False
         Approval.objects.filter(pk=approval.pk).update(expires_at=_expires_at())
         if approval.tool_call_id:
-            ToolCall.objects.filter(pk=approval.tool_call_id).update(
-                status=ToolCall.Status.AWAITING_APPROVAL
-            )
+            _await_tool_call(ToolCall(pk=approval.tool_call_id))
         events.job_changed(sub.job_id)  # the count of steps awaiting approval (board, header)
     return True
 
@@ -199,10 +199,7 @@ def request(
         if not _pause(sub):
             return None
         if tool_call is not None:
-            ToolCall.objects.filter(pk=tool_call.pk).update(
-                status=ToolCall.Status.AWAITING_APPROVAL
-            )
-            tool_call.status = ToolCall.Status.AWAITING_APPROVAL
+            _await_tool_call(tool_call)
         approval = Approval.objects.create(
             job_id=sub.job_id,
             subtask=sub,
@@ -213,6 +210,13 @@ def request(
         )
         events.job_changed(sub.job_id)
     return approval
+
+
+def _await_tool_call(tool_call: ToolCall) -> None:
+    """The tool call awaits the operator with its subtask; one that moved on (it ran, or was
+    decided) is not asked about: ApprovalError, and the pause is rolled back."""
+    if not tool_call.transition(ASKABLE, ToolCall.Status.AWAITING_APPROVAL):
+        raise ApprovalError(f"Tool call {tool_call.pk} moved on: it is not asked about.")
 
 
 def last_user_text(messages: list) -> str:
@@ -386,18 +390,15 @@ def _decide(
 
 def _decide_tool_call(tool_call: ToolCall, action: str, edited: object, reason: str) -> None:
     """The tool call approved (with its edited arguments), or rejected: `reason` is then the
-    error the model reads as the call's result."""
-    fields: dict[str, object] = {}
+    error the model reads as the call's result. A call that is no longer awaiting (it ran
+    meanwhile) keeps its own outcome: the subtask goes on from it."""
+    awaiting = ToolCall.Status.AWAITING_APPROVAL
     if action == "reject":
-        fields["status"] = ToolCall.Status.REJECTED
-        fields["error"] = reason
+        tool_call.transition(awaiting, ToolCall.Status.REJECTED, error=reason)
+    elif action == "edit":
+        tool_call.transition(awaiting, ToolCall.Status.APPROVED, arguments=json.dumps(edited))
     else:
-        fields["status"] = ToolCall.Status.APPROVED
-        if action == "edit":
-            fields["arguments"] = json.dumps(edited)
-    ToolCall.objects.filter(pk=tool_call.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(tool_call, name, value)
+        tool_call.transition(awaiting, ToolCall.Status.APPROVED)
 
 
 def _audit_detail(approval: Approval, timed_out: bool) -> str:

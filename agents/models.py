@@ -857,6 +857,19 @@ class ToolCall(models.Model):
     def ok(self) -> bool:
         return self.status == self.Status.DONE and not self.error
 
+    def transition(self, expected: str | tuple[str, ...], new: str, **fields: object) -> bool:
+        """Move to `new` only if the row still says `expected`; False if another got there
+        (a decision never reopens a call that ran). The only way a tool call's status
+        changes; its callers announce it with their subtask or job."""
+        expected = (expected,) if isinstance(expected, str) else expected
+        updated = ToolCall.objects.filter(pk=self.pk, status__in=expected).update(
+            status=new, **fields
+        )
+        if updated:
+            self.status = new
+            _set_fields(self, fields)
+        return bool(updated)
+
 
 class ApprovalRule(models.Model):
     """Subtasks of a type, or calls of a tool, that wait for an operator's approval (agents

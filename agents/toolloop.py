@@ -183,15 +183,13 @@ def _run_tool(sub: Subtask, row: ToolCall, context: tools.Context) -> None:
         outcome = tools.run(row.name, row.arguments, context)
     telemetry.tool_called(row.name, row.call_id, started_ns, outcome.error)
     done = {
-        "status": ToolCall.Status.DONE,
         "result": outcome.result,
         "error": outcome.error,
         "latency_s": outcome.latency_s,
         "finished_at": timezone.now(),
     }
-    calls.db_retry(lambda: ToolCall.objects.filter(pk=row.pk, status__in=UNFINISHED).update(**done))
-    for field, value in done.items():
-        setattr(row, field, value)
+    if not calls.db_retry(lambda: row.transition(UNFINISHED, ToolCall.Status.DONE, **done)):
+        row.refresh_from_db()  # recorded by another attempt meanwhile: the model reads that
     events.subtask_changed(sub.pk, sub.job_id)
 
 

@@ -361,6 +361,28 @@ def test_a_rejected_tool_call_keeps_the_reason_for_the_model(bob):
     assert Approval.objects.get(pk=approval.pk).feedback == "Not that key."
 
 
+def test_a_decision_never_reopens_a_tool_call_that_already_ran(bob):
+    approval, row = paused_tool_call()
+    ToolCall.objects.filter(pk=row.pk).update(status=ToolCall.Status.DONE, result="ran once")
+    approvals.decide(approval, bob, "approve")
+    row.refresh_from_db()
+    assert (row.status, row.result) == (ToolCall.Status.DONE, "ran once")  # not run again
+    assert Subtask.objects.get(pk=row.subtask_id).status == SubtaskStatus.QUEUED
+
+
+def test_a_tool_call_that_moved_on_is_not_asked_about(bob):
+    agent = Agent.objects.create(name="Coder", slug="coder", specialties=["coding"])
+    sub = claimed(agent)
+    row = ToolCall.objects.create(
+        job_id=sub.job_id, subtask=sub, name="write_state", status=ToolCall.Status.DONE
+    )
+    with pytest.raises(ApprovalError, match="moved on"):
+        approvals.request(sub, proposed={}, why="tool write_state needs approval", tool_call=row)
+    assert Subtask.objects.get(pk=sub.pk).status == SubtaskStatus.WORKING  # the pause undone
+    assert ToolCall.objects.get(pk=row.pk).status == ToolCall.Status.DONE
+    assert not Approval.objects.exists()
+
+
 # Timeouts
 
 
