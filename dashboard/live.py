@@ -36,9 +36,8 @@ from agents import events
 from agents import state as shared_state
 from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
 from agents.models import Agent, Job
+from agents.queries import agents_with_metrics, board_jobs, job_activity, job_subtasks
 from agents.redisconn import redis_client
-
-from .queries import agents_with_metrics, board_jobs, job_activity, job_subtasks
 
 log = logging.getLogger(__name__)
 BATCHES_KEY = "baton:live:batches"

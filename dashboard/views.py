@@ -5,7 +5,7 @@ from axes.helpers import get_cool_off
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -21,30 +21,22 @@ from agents.models import (
     LLMCall,
     Subtask,
 )
+from agents.queries import (
+    TRACE_PAGE,
+    agents_with_metrics,
+    filter_board,
+    job_activity,
+    job_subtasks,
+    subtask_calls,
+)
 
 from .access import read_required
 from .graph import plan_graph
-from .queries import TRACE_PAGE, agents_with_metrics, job_activity, job_subtasks, subtask_calls
 
 BOARD_CARDS_PER_COLUMN = 25
 BOARD_PAGE_SIZE = 50
 CARD_UNUSED = ("description", "result", "error")  # a card shows none of these, nor its submitter
 SPEND_WINDOW = timedelta(hours=24)
-
-
-def _filtered(jobs: QuerySet[Job], filters: BoardFilterForm) -> QuerySet[Job]:
-    if not filters.is_valid():
-        return jobs
-    data = filters.cleaned_data
-    if data["q"]:
-        jobs = jobs.matching(data["q"])
-    if data["priority"] is not None:
-        jobs = jobs.filter(priority=data["priority"])
-    if data["submitter"]:
-        jobs = jobs.filter(submitted_by__username=data["submitter"])
-    if data["status"]:
-        jobs = jobs.filter(status=data["status"])
-    return jobs
 
 
 def _board_context(request: HttpRequest, form: JobForm) -> dict:
@@ -57,11 +49,11 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
     context = {"form": form, "filters": filters, "query": query.urlencode()}
     cards = Job.objects.for_board().select_related(None).defer(*CARD_UNUSED)
     if chosen.get("status"):
-        page = Paginator(_filtered(cards, filters), BOARD_PAGE_SIZE)
+        page = Paginator(filter_board(cards, **chosen), BOARD_PAGE_SIZE)
         context["page"] = page.get_page(request.GET.get("page"))
         context["status_label"] = JobStatus(chosen["status"]).label
         return context
-    jobs = _filtered(Job.objects.all(), filters)
+    jobs = filter_board(Job.objects.all(), **chosen)
     if narrowed:  # a search reads each match once, not once per column
         newest, counts = jobs.newest_per_status(BOARD_CARDS_PER_COLUMN)
     else:  # the whole board: column by column, from the (status, created_at) index

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from agents import actions
 from agents.forms import AgentForm
 from agents.models import Agent
-from dashboard.queries import agents_with_metrics
+from agents.queries import agents_with_metrics
 
 from .. import permissions as perm
 from ..forms import checked, form_data

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from agents import actions
 from agents.forms import JobForm, NewSubtaskForm, SubtaskForm
 from agents.models import Job, Subtask
-from dashboard.queries import board_jobs, job_subtasks
+from agents.queries import board_jobs, filter_board, job_subtasks
 
 from .. import permissions as perm
 from ..errors import Conflict, InvalidQuery, SubmissionLimitReached, get_or_404
@@ -59,17 +59,7 @@ class JobList(generics.ListCreateAPIView):
         filters = JobFilterSerializer(data=self.request.query_params)
         if not filters.is_valid():
             raise InvalidQuery(filters.errors)
-        chosen = filters.validated_data
-        jobs = board_jobs().defer(*CARD_UNUSED)
-        if chosen.get("q"):
-            jobs = jobs.matching(chosen["q"])
-        if chosen.get("status"):
-            jobs = jobs.filter(status=chosen["status"])
-        if chosen.get("priority") is not None:
-            jobs = jobs.filter(priority=chosen["priority"])
-        if chosen.get("submitter"):
-            jobs = jobs.filter(submitted_by__username=chosen["submitter"])
-        return jobs
+        return filter_board(board_jobs().defer(*CARD_UNUSED), **filters.validated_data)
 
     @extend_schema(
         summary="List jobs, newest first",

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from agents import state
 from agents.models import Job, LLMCall, SharedState, SharedStateVersion
-from dashboard.queries import spend
+from agents.queries import spend
 
 from .. import permissions as perm
 from ..errors import InvalidQuery, get_or_404

@@ -29,7 +29,7 @@ def approval_timeout_action() -> str:
 
 @register.simple_tag
 def pending_approval(sub):
-    """The approval a subtask awaits: prefetched on a job's page (dashboard.queries), read
+    """The approval a subtask awaits: prefetched on a job's page (agents.queries), read
     here for a subtask alone; None unless it awaits one."""
     if sub.status != SubtaskStatus.AWAITING_APPROVAL:
         return None

@@ -1,11 +1,12 @@
-"""Querysets that a page and its live fragments share, defined once."""
+"""The reads every face shares, defined once: the board's cards and filters, a job's
+subtasks and activity, a subtask's trace, agents with their metrics, spend."""
 
 from __future__ import annotations
 
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Length, Substr
 
-from agents.models import (
+from .models import (
     Agent,
     Approval,
     AuditEntry,
@@ -15,7 +16,8 @@ from agents.models import (
     ToolCall,
     count_of,
 )
-from agents.series import agent_series
+from .series import agent_series
+from .tools import RESULT_CHARS
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
 
@@ -27,7 +29,7 @@ TRACE_SHOWN = 3
 TRACE_PAGE = 10
 # Characters of a tool call's arguments and result a job page shows (its subtask's page, all).
 TOOL_PREVIEW = 160
-TOOL_WHOLE = 4000  # agents.tools.RESULT_CHARS
+TOOL_WHOLE = RESULT_CHARS  # all a tool call's result keeps
 # What an awaiting subtask shows (templates/dashboard/_approval.html).
 PENDING_APPROVALS = Approval.objects.filter(decision="").select_related("tool_call").order_by("-pk")
 
@@ -82,6 +84,27 @@ def tool_calls(chars: int) -> QuerySet[ToolCall]:
 def board_jobs() -> QuerySet[Job]:
     """Jobs as their board cards show them."""
     return Job.objects.for_board()
+
+
+def filter_board(
+    jobs: QuerySet[Job],
+    *,
+    q: str = "",
+    status: str = "",
+    priority: int | None = None,
+    submitter: str = "",
+) -> QuerySet[Job]:
+    """The board's filters (the page's BoardFilterForm, the API's query): text in the title
+    or description, a status, a priority, a submitter's username; empty ones are left out."""
+    if q:
+        jobs = jobs.matching(q)
+    if status:
+        jobs = jobs.filter(status=status)
+    if priority is not None:
+        jobs = jobs.filter(priority=priority)
+    if submitter:
+        jobs = jobs.filter(submitted_by__username=submitter)
+    return jobs
 
 
 def agents_with_metrics(agents: QuerySet[Agent]) -> list[Agent]:
