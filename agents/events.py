@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
+from . import threads
 from .redisconn import redis_client
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,8 @@ _hooks: list[AnnouncementHook] = []
 _durable: list[Durable] = []
 _batch = Batch()
 _lock = threading.Lock()
-_wake = threading.Condition(_lock)
-_flusher: threading.Thread | None = None
+_wake = threading.Condition(_lock)  # an announcement, flush_now or a stop: the flusher looks
+_stopping = threading.Event()
 _local_watchers: dict[str, int] = {}
 
 
@@ -228,15 +229,12 @@ def agent_changed(agent_id: int) -> None:
 
 
 def _add(record: Callable[[Batch], None]) -> None:
-    global _flusher
     with _lock:
         record(_batch)
-        if _flusher is None or not _flusher.is_alive():
-            _flusher = threading.Thread(target=_flush_forever, name="baton-live", daemon=True)
-            _flusher.start()
-            # Registered after the publisher's own exit hook, so it runs before it.
-            atexit.register(flush_now)
         _wake.notify()
+    if flusher.start():
+        # Registered after the publisher's own exit hook, so it runs before it.
+        atexit.register(flush_now)
 
 
 def _take() -> Batch:
@@ -246,13 +244,20 @@ def _take() -> Batch:
 
 
 def _flush_forever() -> None:
-    while True:
+    while not _stopping.is_set():
         with _lock:
-            while not _batch:
+            while not _batch and not _stopping.is_set():
                 _wake.wait()
-        # Let the window fill: everything announced meanwhile goes out in one render.
-        time.sleep(settings.LIVE_WINDOW_S)
-        with _lock:
+            # Let the window fill: everything announced meanwhile goes out in one render. The
+            # window is read again at each wake-up, so one shortened meanwhile (a test after
+            # one that set a long window) holds nobody up; flush_now emptying the batch or a
+            # stop ends the wait (a stop still flushes what is pending).
+            began = time.monotonic()
+            while _batch and not _stopping.is_set():
+                left = began + settings.LIVE_WINDOW_S - time.monotonic()
+                if left <= 0:
+                    break
+                _wake.wait(left)
             batch = _take()
         flush_batch(batch)
         with _lock:
@@ -298,7 +303,16 @@ def flush_now() -> None:
     """Publish what is pending at once (a short-lived command before it exits, tests)."""
     with _lock:
         batch = _take()
+        _wake.notify_all()  # a flusher waiting out its window has nothing left to wait for
     flush_batch(batch)
+
+
+def _rouse() -> None:
+    with _lock:
+        _wake.notify_all()
+
+
+flusher = threads.register("baton-live", __name__, _flush_forever, _stopping, _rouse)
 
 
 def watch(group: str, delta: int) -> None:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import process, redisconn, takebacks
+from . import process, redisconn, takebacks, threads
 from .models import Job, Subtask
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ worker_lost = threading.Event()
 
 _lock = threading.Lock()
 _held: dict[type, Counter] = {Job: Counter(), Subtask: Counter()}
-_renewer: threading.Thread | None = None
 
 
 def expiry() -> datetime:
@@ -53,13 +52,10 @@ def claim() -> dict[str, object]:
 def holding(row: Job | Subtask) -> Iterator[None]:
     """Keep the lease on `row` renewed while the block runs; if the block raises, record
     why on the row and let the lease lapse (agents.takebacks)."""
-    global _renewer
     model = type(row)
     with _lock:
         _held[model][row.pk] += 1
-        if _renewer is None or not _renewer.is_alive():
-            _renewer = threading.Thread(target=_renew_forever, name="baton-leases", daemon=True)
-            _renewer.start()
+    renewer.start()
     try:
         yield
     except Exception as exc:
@@ -88,14 +84,10 @@ def start_roll_call() -> None:
     """Answer the roll call from now on (a worker process, with Redis): the reconciler
     learns of this process's death from it even when it held no lease, and re-sends at once
     the queued work whose messages it may have taken with it."""
-    global _renewer
     if not settings.REDIS_URL:
         return
     _answer_roll_call()
-    with _lock:
-        if _renewer is None or not _renewer.is_alive():
-            _renewer = threading.Thread(target=_renew_forever, name="baton-leases", daemon=True)
-            _renewer.start()
+    renewer.start()
 
 
 def _answer_roll_call() -> None:
@@ -172,3 +164,6 @@ def _renew_forever() -> None:
             close_old_connections()
         else:
             connection.close()  # idle: hold no connection (nor a test database) open
+
+
+renewer = threads.register("baton-leases", __name__, _renew_forever)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from agents import process
+from agents import process, threads
 from agents.redisconn import redis_client
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ _lock = threading.Lock()
 _local: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _held_lock = threading.Lock()
 _held: dict[str, tuple[str, str]] = {}  # this process's slots: member -> (Redis URL, key)
-_renewer: threading.Thread | None = None
 
 
 def slot_ttl_s() -> float:
@@ -149,12 +148,9 @@ def _redis_slot(client: redis.Redis, name: str, limit: int) -> Iterator[None]:
 
 
 def _hold(member: str, where: tuple[str, str]) -> None:
-    global _renewer
     with _held_lock:
         _held[member] = where
-        if _renewer is None or not _renewer.is_alive():
-            _renewer = threading.Thread(target=_renew_forever, name="baton-slots", daemon=True)
-            _renewer.start()
+    renewer.start()
 
 
 def renew_held() -> int:
@@ -180,6 +176,9 @@ def _renew_forever() -> None:
             renew_held()
         except Exception:
             logger.warning("could not renew LLM slots", exc_info=True)
+
+
+renewer = threads.register("baton-slots", __name__, _renew_forever)
 
 
 # After `reap`: seconds until a dead holder's slot it left (its call may still run) comes free.

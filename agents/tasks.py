@@ -13,7 +13,7 @@ from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from . import dispatch, leases, limiter, recovery, steps, telemetry
+from . import dispatch, leases, limiter, recovery, steps, telemetry, threads
 
 log = logging.getLogger(__name__)
 
@@ -54,42 +54,37 @@ def reconcile() -> None:
     recovery.reconcile()
 
 
-_reconciler_started = threading.Event()
-
-
 def start_reconciler() -> None:
     """Run the reconciler every RECONCILE_EVERY_S in this process (once per process).
 
     Each worker runs its own: passes are idempotent, so no separate beat process is needed.
     """
-    if _reconciler_started.is_set():
-        return
-    _reconciler_started.set()
+    reconciler.start()
 
-    def loop() -> None:
+
+def _reconcile_forever() -> None:
+    wait = settings.RECONCILE_EVERY_S
+    while not _stop.is_set():
+        leases.worker_lost.wait(wait)  # or at once, when the roll call finds one gone
+        leases.worker_lost.clear()
+        if _stop.is_set():
+            return
+        try:
+            recovery.reconcile()
+        except Exception:
+            log.exception("reconcile pass failed")
+        finally:
+            close_old_connections()
+        # A dead worker's limiter slots come free once its calls cannot still run at
+        # the provider: the next pass then, rather than up to a whole tick later.
+        soon = limiter.next_reap_in_s
         wait = settings.RECONCILE_EVERY_S
-        while not _stop.is_set():
-            leases.worker_lost.wait(wait)  # or at once, when the roll call finds one gone
-            leases.worker_lost.clear()
-            if _stop.is_set():
-                return
-            try:
-                recovery.reconcile()
-            except Exception:
-                log.exception("reconcile pass failed")
-            finally:
-                close_old_connections()
-            # A dead worker's limiter slots come free once its calls cannot still run at
-            # the provider: the next pass then, rather than up to a whole tick later.
-            soon = limiter.next_reap_in_s
-            wait = settings.RECONCILE_EVERY_S
-            if soon is not None:
-                wait = min(soon + 0.05, wait)
-
-    threading.Thread(target=loop, name="baton-reconciler", daemon=True).start()
+        if soon is not None:
+            wait = min(soon + 0.05, wait)
 
 
-_stop = threading.Event()
+_stop = threading.Event()  # seen at its next tick (or at once when a worker is lost)
+reconciler = threads.register("baton-reconciler", __name__, _reconcile_forever, _stop)
 
 
 @worker_ready.connect

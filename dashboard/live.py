@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.template.loader import render_to_string
 
-from agents import events
+from agents import events, threads
 from agents import state as shared_state
 from agents.events import AGENTS_GROUP, BOARD_GROUP, Batch, job_group
 from agents.models import Agent, Job
@@ -52,8 +52,6 @@ SEQ_TTL_S = 86400
 _local_epoch = secrets.token_hex(4)
 _local_seqs: dict[str, int] = {}
 _seq_lock = threading.Lock()
-_renderer: threading.Thread | None = None
-_heartbeat: threading.Thread | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
@@ -70,11 +68,7 @@ def forward(batch: Batch) -> None:
 
 def start_renderer() -> None:
     """Take forwarded batches and render them, in a thread of this (web) process."""
-    global _renderer
-    with _loop_lock:
-        if _renderer is None or not _renderer.is_alive():
-            _renderer = threading.Thread(target=_render_forever, name="baton-render", daemon=True)
-            _renderer.start()
+    renderer.start()
 
 
 def _render_forever() -> None:
@@ -98,13 +92,12 @@ def _render_forever() -> None:
             close_old_connections()
 
 
+renderer = threads.register("baton-render", __name__, _render_forever)
+
+
 def start_heartbeat() -> None:
     """Beat the groups that this (web) process's pages watch, in a thread."""
-    global _heartbeat
-    with _loop_lock:
-        if _heartbeat is None or not _heartbeat.is_alive():
-            _heartbeat = threading.Thread(target=_beat_forever, name="baton-beat", daemon=True)
-            _heartbeat.start()
+    heartbeat.start()
 
 
 def _beat_forever() -> None:
@@ -114,6 +107,9 @@ def _beat_forever() -> None:
             beat()
         except Exception:  # Redis restarting: the pages notice the silence and reconnect
             log.exception("could not send the live heartbeat")
+
+
+heartbeat = threads.register("baton-beat", __name__, _beat_forever)
 
 
 def beat() -> None:
@@ -235,8 +231,15 @@ def _sending_loop(layer) -> asyncio.AbstractEventLoop | None:
     with _loop_lock:
         if _own_loop is None:
             _own_loop = asyncio.new_event_loop()
-            threading.Thread(target=_own_loop.run_forever, name="baton-send", daemon=True).start()
+        sender.start()
     return _own_loop
+
+
+def _run_own_loop() -> None:
+    _own_loop.run_forever()
+
+
+sender = threads.register("baton-send", __name__, _run_own_loop)
 
 
 def send(group: str, html: str) -> None:
