@@ -1,29 +1,15 @@
-"""Users in each role, their tokens and API clients, for the tests of the JSON API."""
+"""API clients with a user's token, and jobs to find, for the tests of the JSON API."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, SubtaskStatus
-from agents.roles import ensure_roles
 from api.models import ApiToken
 
 PROBLEM = "application/problem+json"
-ROLES = {
-    "operator": "Operators",
-    "viewer": "Viewers",
-    "manager": "Agent managers",
-    "nobody": None,  # logged in, in no group
-}
-
-
-def user_in(role: str | None, username: str) -> User:
-    ensure_roles(Group, Permission)
-    user = User.objects.create_user(username, password=f"pw-{username}-123")
-    user.groups.set(Group.objects.filter(name=role))
-    return user
 
 
 def token_client(user: User, name: str = "tests") -> APIClient:
@@ -33,11 +19,6 @@ def token_client(user: User, name: str = "tests") -> APIClient:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     client.secret = secret
     return client
-
-
-def role_users() -> dict[str, User]:
-    """One user per role, named for it: operator, viewer, manager, nobody."""
-    return {name: user_in(role, name) for name, role in ROLES.items()}
 
 
 def make_job(status: str = JobStatus.WORKING, **fields) -> Job:

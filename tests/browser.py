@@ -47,7 +47,7 @@ def close_contexts(browser: Browser) -> None:
 
 def log_in(page: Page, base_url: str, username: str, password: str | None = None) -> None:
     """Log in through the form; wait for the page that says who is logged in."""
-    from .conftest import PASSWORD
+    from .cast import PASSWORD
 
     page.goto(f"{base_url}/login/")
     page.get_by_label("Username").fill(username)

@@ -3,15 +3,15 @@ import time
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.hashers import make_password
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 from django.test import TransactionTestCase
 
 from agents import team
 from agents.models import Job, Subtask
-from agents.roles import ensure_roles
 
+from .api_support import token_client
+from .cast import CAST, person, role_users
 from .inprocess import capture_messages
 from .stack import start_stack
 from .webhook_receiver import capture_sent_tasks
@@ -39,8 +39,6 @@ def _flush_retrying_deadlocks(flush):
 TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(
     TransactionTestCase._fixture_teardown
 )
-PASSWORD = "correct-horse-battery"
-USERS = {"alice": None, "bob": "Operators", "carol": "Viewers", "dave": "Agent managers"}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -71,14 +69,6 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     running.stop()
 
 
-def member_of(role: str | None, username: str) -> User:
-    """A user in one of the roles (None: in no group at all)."""
-    ensure_roles(Group, Permission)
-    user = User.objects.create_user(username, password=f"pw-{username}-123")
-    user.groups.set(Group.objects.filter(name=role))
-    return user
-
-
 @pytest.fixture
 def sent(monkeypatch) -> list[tuple[str, tuple]]:
     """The steps' Celery messages, (short name, args), kept instead of sent: `inprocess.deliver`
@@ -94,32 +84,49 @@ def sent_tasks(monkeypatch) -> list[tuple[str, tuple]]:
 
 
 @pytest.fixture
-def viewer(client) -> User:
-    """carol, a Viewer, logged in: she may read every page."""
-    user = member_of("Viewers", "carol")
+def users(db) -> dict[str, User]:
+    """The cast by role (operator, viewer, manager, nobody), as the API tests name them."""
+    return role_users()
+
+
+@pytest.fixture
+def operator(client) -> User:
+    """bob, an Operator, logged in to the pages."""
+    user = person("bob")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
-def seeded(django_db_blocker):
-    """The default team, the roles and four users, made anew: transactional tests flush.
+def viewer(client) -> User:
+    """carol, a Viewer, logged in: she may read every page."""
+    user = person("carol")
+    client.force_login(user)
+    return user
 
-    alice is a superuser, bob an operator, carol a viewer, dave an agent manager.
-    """
+
+@pytest.fixture
+def manager(client) -> User:
+    """dave, an Agent manager, logged in to the pages."""
+    user = person("dave")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def operator_api(users):
+    """An API client that sends a token of bob's, the operator."""
+    return token_client(users["operator"])
+
+
+@pytest.fixture
+def seeded(django_db_blocker):
+    """The default team, the roles and the cast (tests/cast.py), made anew: transactional
+    tests flush."""
     with django_db_blocker.unblock():
         team.seed()
-        ensure_roles(Group, Permission)
-        users = {}
-        for name, role in USERS.items():
-            superuser = role is None
-            user, _ = User.objects.get_or_create(
-                username=name, defaults={"is_staff": superuser, "is_superuser": superuser}
-            )
-            user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
-            user.save()
-            user.groups.set(Group.objects.filter(name=role))
-            users[name] = user
+        # The stack's processes log them in, and know only PBKDF2.
+        users = {name: person(name, hasher="pbkdf2_sha256") for name in CAST}
     yield users
     # Let the stack finish what the test started: flushing tables under a worker that is
     # still writing deadlocks.

@@ -3,14 +3,13 @@ the API, checked against the tools there are; the seeded researcher reads the sh
 so a job of the default team on the offline model shows a tool call in its trace."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from agents import team
 from agents.models import Agent, JobStatus, MCPServer, ToolCall
 
-from .api_support import role_users, token_client
-from .conftest import member_of
+from .api_support import token_client
+from .cast import person
 from .inprocess import capture_messages, run_job
 
 pytestmark = pytest.mark.django_db
@@ -21,13 +20,6 @@ UNKNOWN = "There is no tool nope: grant a built-in tool or a tool of a registere
 @pytest.fixture
 def coder() -> Agent:
     return Agent.objects.create(name="Coder", slug="coder", specialties=["coding"])
-
-
-@pytest.fixture
-def manager(client) -> User:
-    user = member_of("Agent managers", "dave")
-    client.force_login(user)
-    return user
 
 
 def edit_form(agent: Agent, **changes) -> dict:
@@ -121,7 +113,7 @@ def test_the_admin_grants_tools_with_checkboxes(admin_client, coder):
 
 
 def test_the_api_reads_and_sets_tools(coder):
-    manager = token_client(role_users()["manager"])
+    manager = token_client(person("dave"))
     response = manager.patch(
         f"/api/v1/agents/{coder.slug}",
         {"tools": ["read_state"], "max_tool_steps": 2, "needs_approval": True},

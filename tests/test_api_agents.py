@@ -1,20 +1,14 @@
 """Agents through the API: live metrics for readers; agent managers register and edit."""
 
 import pytest
-from django.contrib.auth.models import User
 
 from agents.models import Agent, AuditEntry, Job, LLMCall, Subtask
 
-from .api_support import PROBLEM, role_users, token_client
+from .api_support import PROBLEM, token_client
 
 pytestmark = pytest.mark.django_db
 
 NEW_AGENT = {"name": "Translator", "slug": "translator", "specialties": ["Translation"]}
-
-
-@pytest.fixture
-def users() -> dict[str, User]:
-    return role_users()
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from playwright.sync_api import expect
 
 from agents.models import Job, JobStatus
 
-from .api_support import make_job, user_in
+from .api_support import make_job
 from .browser import screenshot
+from .cast import PASSWORD, person
 
 
 @pytest.mark.django_db
@@ -43,7 +44,7 @@ def test_swagger_ui_renders_and_tries_calls_with_the_session(
 ):
     """In Chromium, under the site's CSP: every operation listed, and "Try it out" works with
     the logged-in session, a POST included (it carries the CSRF token)."""
-    user_in("Operators", "bob")
+    person("bob")
     job = make_job(JobStatus.WORKING)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     violations: list[str] = []
@@ -52,7 +53,7 @@ def test_swagger_ui_renders_and_tries_calls_with_the_session(
     page = context.new_page()
     page.goto(f"{live_server.url}/login/")
     page.get_by_label("Username").fill("bob")
-    page.get_by_label("Password").fill("pw-bob-123")
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="API docs").click()
 

@@ -5,50 +5,39 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents.models import Agent, AuditEntry, Job, JobStatus, Subtask, SubtaskStatus
 
-from .api_support import PROBLEM, make_job, planned_job, role_users, token_client
+from .api_support import PROBLEM, make_job, planned_job
 
 pytestmark = pytest.mark.django_db
 
 NEW_JOB = {"title": "Compare queues", "description": "Celery or RQ for a small team?"}
 
 
-@pytest.fixture
-def users() -> dict[str, User]:
-    return role_users()
-
-
-@pytest.fixture
-def operator(users):
-    return token_client(users["operator"])
-
-
-def test_an_operator_submits_a_job(operator, users):
+def test_an_operator_submits_a_job(operator_api, users):
     body = {**NEW_JOB, "priority": 2, "budget_tokens": 5000, "budget_cost": "0.5"}
-    response = operator.post("/api/v1/jobs", {**body, "review_plan": True})
+    response = operator_api.post("/api/v1/jobs", {**body, "review_plan": True})
     assert response.status_code == 201, response.content
     job = Job.objects.get()
     assert response["Location"] == f"http://testserver/api/v1/jobs/{job.pk}"
     data = response.json()
     assert data["id"] == job.pk and data["status"] == "queued"
-    assert data["submitted_by"] == "operator"
+    assert data["submitted_by"] == "bob"
     assert (data["priority"], data["budget_tokens"], data["budget_cost"]) == (2, 5000, "0.5000")
     assert data["review_plan"] is True and data["subtasks"] == []
     assert (job.submitted_by, job.priority, job.review_plan) == (users["operator"], 2, True)
     assert AuditEntry.objects.filter(job=job, action="submit", actor=users["operator"]).exists()
 
 
-def test_a_job_takes_the_defaults_the_form_has(operator):
-    data = operator.post("/api/v1/jobs", NEW_JOB).json()
+def test_a_job_takes_the_defaults_the_form_has(operator_api):
+    data = operator_api.post("/api/v1/jobs", NEW_JOB).json()
     assert (data["priority"], data["review_plan"], data["budget_cost"]) == (5, False, None)
 
 
-def test_the_boards_rules_apply_to_a_submitted_job(operator):
-    response = operator.post("/api/v1/jobs", {"title": "   ", "description": "too short"})
+def test_the_boards_rules_apply_to_a_submitted_job(operator_api):
+    response = operator_api.post("/api/v1/jobs", {"title": "   ", "description": "too short"})
     assert response.status_code == 422
     assert response["Content-Type"] == PROBLEM
     problem = response.json()
@@ -62,15 +51,15 @@ def test_the_boards_rules_apply_to_a_submitted_job(operator):
     assert not Job.objects.exists()
 
 
-def test_types_are_checked_before_the_rules(operator):
-    response = operator.post("/api/v1/jobs", {**NEW_JOB, "priority": 12, "budget_cost": "x"})
+def test_types_are_checked_before_the_rules(operator_api):
+    response = operator_api.post("/api/v1/jobs", {**NEW_JOB, "priority": 12, "budget_cost": "x"})
     assert response.status_code == 422
     pointers = {e["pointer"] for e in response.json()["errors"]}
     assert pointers == {"#/priority", "#/budget_cost"}
 
 
-def test_a_body_that_is_not_json_is_a_400(operator):
-    response = operator.generic(
+def test_a_body_that_is_not_json_is_a_400(operator_api):
+    response = operator_api.generic(
         "POST", "/api/v1/jobs", "{not json", content_type="application/json"
     )
     assert response.status_code == 400
@@ -78,14 +67,14 @@ def test_a_body_that_is_not_json_is_a_400(operator):
     assert response.json()["title"] == "Bad Request"
 
 
-def test_over_the_submission_limit_is_a_429_with_retry_after(operator, users, settings):
+def test_over_the_submission_limit_is_a_429_with_retry_after(operator_api, users, settings):
     settings.JOB_SUBMISSIONS_PER_HOUR = 2
     for minutes_ago in (50, 10):
         job = make_job(submitted_by=users["operator"])
         Job.objects.filter(pk=job.pk).update(
             created_at=timezone.now() - timedelta(minutes=minutes_ago)
         )
-    response = operator.post("/api/v1/jobs", NEW_JOB)
+    response = operator_api.post("/api/v1/jobs", NEW_JOB)
     assert response.status_code == 429
     assert response["Content-Type"] == PROBLEM
     assert 9 * 60 <= int(response["Retry-After"]) <= 10 * 60  # the older one leaves in 10 min
@@ -94,13 +83,13 @@ def test_over_the_submission_limit_is_a_429_with_retry_after(operator, users, se
     assert Job.objects.count() == 2
 
 
-def test_the_list_filters_as_the_board_does(operator, users):
+def test_the_list_filters_as_the_board_does(operator_api, users):
     make_job(JobStatus.FAILED, title="Translate the manual", priority=1)
     make_job(JobStatus.WORKING, title="Summarise", description="The manual, in brief.")
     make_job(JobStatus.WORKING, title="Unrelated", submitted_by=users["operator"])
 
     def titles(**query) -> list[str]:
-        response = operator.get("/api/v1/jobs", query)
+        response = operator_api.get("/api/v1/jobs", query)
         assert response.status_code == 200
         return [job["title"] for job in response.json()["results"]]
 
@@ -108,29 +97,29 @@ def test_the_list_filters_as_the_board_does(operator, users):
     assert titles(q="MANUAL") == ["Summarise", "Translate the manual"]
     assert titles(status="working", q="manual") == ["Summarise"]
     assert titles(priority=1) == ["Translate the manual"]
-    assert titles(submitter="operator") == ["Unrelated"]
+    assert titles(submitter="bob") == ["Unrelated"]
 
 
-def test_a_bad_filter_is_a_422_naming_the_parameter(operator):
-    response = operator.get("/api/v1/jobs", {"status": "sleeping", "priority": "high"})
+def test_a_bad_filter_is_a_422_naming_the_parameter(operator_api):
+    response = operator_api.get("/api/v1/jobs", {"status": "sleeping", "priority": "high"})
     assert response.status_code == 422
     assert {e["parameter"] for e in response.json()["errors"]} == {"status", "priority"}
 
 
-def test_the_list_pages_with_a_cursor(operator):
+def test_the_list_pages_with_a_cursor(operator_api):
     for n in range(7):
         make_job(title=f"job {n}")
     seen, url, pages = [], "/api/v1/jobs?limit=3", 0
     while url:
-        page = operator.get(url).json()
+        page = operator_api.get(url).json()
         seen += [job["title"] for job in page["results"]]
         url, pages = page["next"], pages + 1
     assert pages == 3
     assert seen == [f"job {n}" for n in reversed(range(7))]
     # A job submitted meanwhile does not shift the pages already handed out.
-    first = operator.get("/api/v1/jobs?limit=3").json()
+    first = operator_api.get("/api/v1/jobs?limit=3").json()
     make_job(title="newer")
-    second = operator.get(first["next"]).json()
+    second = operator_api.get(first["next"]).json()
     assert [job["title"] for job in second["results"]] == ["job 3", "job 2", "job 1"]
     cursor = parse_qs(urlparse(first["next"]).query)["cursor"][0]
     assert base64.b64decode(cursor)  # opaque, but a cursor rather than a page number
@@ -140,16 +129,16 @@ def test_the_list_pages_with_a_cursor(operator):
     "cursor",
     ["a", base64.b64encode(b"p=not-a-date").decode(), base64.b64encode(b"o=x").decode()],
 )
-def test_a_cursor_that_is_not_one_is_a_422(operator, cursor):
+def test_a_cursor_that_is_not_one_is_a_422(operator_api, cursor):
     make_job()
-    response = operator.get("/api/v1/jobs", {"cursor": cursor})
+    response = operator_api.get("/api/v1/jobs", {"cursor": cursor})
     assert response.status_code == 422
     assert response.json()["errors"][0]["parameter"] == "cursor"
 
 
-def test_a_job_reads_with_its_plan_allocation_and_cost(operator):
+def test_a_job_reads_with_its_plan_allocation_and_cost(operator_api):
     job = planned_job()
-    response = operator.get(f"/api/v1/jobs/{job.pk}")
+    response = operator_api.get(f"/api/v1/jobs/{job.pk}")
     assert response.status_code == 200
     data = response.json()
     assert data["description"] == job.description
@@ -165,55 +154,55 @@ def test_a_job_reads_with_its_plan_allocation_and_cost(operator):
     assert data["page"] == f"http://testserver/jobs/{job.pk}/"
 
 
-def test_an_unknown_job_is_a_404_problem(operator):
-    response = operator.get("/api/v1/jobs/999")
+def test_an_unknown_job_is_a_404_problem(operator_api):
+    response = operator_api.get("/api/v1/jobs/999")
     assert response.status_code == 404
     assert response["Content-Type"] == PROBLEM
     assert response.json()["detail"] == "No job 999."
 
 
-def test_cancel_then_cancel_again_is_a_409(operator):
+def test_cancel_then_cancel_again_is_a_409(operator_api):
     job = planned_job()
-    response = operator.post(f"/api/v1/jobs/{job.pk}/cancel")
+    response = operator_api.post(f"/api/v1/jobs/{job.pk}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
     assert response.json()["controls"] == ["retry"]
-    again = operator.post(f"/api/v1/jobs/{job.pk}/cancel")
+    again = operator_api.post(f"/api/v1/jobs/{job.pk}/cancel")
     assert again.status_code == 409
     assert again["Content-Type"] == PROBLEM
     assert again.json()["detail"] == f"Job #{job.pk} is cancelled: there is nothing to cancel."
     assert again.json()["type"].endswith("/api/v1/problems/conflict")
 
 
-def test_retry_resumes_a_failed_job_and_refuses_a_working_one(operator):
+def test_retry_resumes_a_failed_job_and_refuses_a_working_one(operator_api):
     working = planned_job()
-    assert operator.post(f"/api/v1/jobs/{working.pk}/retry").status_code == 409
+    assert operator_api.post(f"/api/v1/jobs/{working.pk}/retry").status_code == 409
     failed = planned_job(JobStatus.FAILED)
     Subtask.objects.filter(job=failed, key="check").update(status=SubtaskStatus.FAILED)
-    response = operator.post(f"/api/v1/jobs/{failed.pk}/retry")
+    response = operator_api.post(f"/api/v1/jobs/{failed.pk}/retry")
     assert response.status_code == 200
     assert response.json()["status"] == "working"
     assert AuditEntry.objects.filter(job=failed, action="retry_job").exists()
 
 
-def test_a_failed_subtask_is_retried(operator):
+def test_a_failed_subtask_is_retried(operator_api):
     job = planned_job(JobStatus.FAILED)
     check = job.subtasks.get(key="check")
     check.status = SubtaskStatus.FAILED
     check.save()
-    response = operator.post(f"/api/v1/subtasks/{check.pk}/retry")
+    response = operator_api.post(f"/api/v1/subtasks/{check.pk}/retry")
     assert response.status_code == 200
     assert response.json()["status"] in ("waiting", "queued")
     assert response.json()["retry_count"] == 0
     completed = job.subtasks.get(key="draft")
-    refused = operator.post(f"/api/v1/subtasks/{completed.pk}/retry")
+    refused = operator_api.post(f"/api/v1/subtasks/{completed.pk}/retry")
     assert refused.status_code == 409
     assert "cannot be retried now" in refused.json()["detail"]
 
 
-def test_a_subtask_reads_alone(operator):
+def test_a_subtask_reads_alone(operator_api):
     draft = planned_job().subtasks.get(key="draft")
-    data = operator.get(f"/api/v1/subtasks/{draft.pk}").json()
+    data = operator_api.get(f"/api/v1/subtasks/{draft.pk}").json()
     assert (data["key"], data["job"], data["agent"]) == ("draft", draft.job_id, "coder")
 
 
@@ -224,9 +213,9 @@ def in_review() -> Job:
     return job
 
 
-def test_a_plan_under_review_is_edited(operator, in_review):
+def test_a_plan_under_review_is_edited(operator_api, in_review):
     draft = in_review.subtasks.get(key="draft")
-    response = operator.patch(
+    response = operator_api.patch(
         f"/api/v1/subtasks/{draft.pk}", {"description": "Draft it twice", "agent": "researcher"}
     )
     assert response.status_code == 200, response.content
@@ -236,38 +225,40 @@ def test_a_plan_under_review_is_edited(operator, in_review):
         "coding",
         "researcher",
     )
-    cleared = operator.patch(f"/api/v1/subtasks/{draft.pk}", {"agent": None, "type": "Research"})
+    cleared = operator_api.patch(
+        f"/api/v1/subtasks/{draft.pk}", {"agent": None, "type": "Research"}
+    )
     assert (cleared.json()["assign_hint"], cleared.json()["type"]) == ("", "research")
 
 
-def test_an_edit_names_an_enabled_agent(operator, in_review):
+def test_an_edit_names_an_enabled_agent(operator_api, in_review):
     draft = in_review.subtasks.get(key="draft")
-    response = operator.patch(f"/api/v1/subtasks/{draft.pk}", {"agent": "nobody-here"})
+    response = operator_api.patch(f"/api/v1/subtasks/{draft.pk}", {"agent": "nobody-here"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["pointer"] == "#/agent"
 
 
-def test_a_subtask_is_added_and_deleted_under_review(operator, in_review):
-    response = operator.post(
+def test_a_subtask_is_added_and_deleted_under_review(operator_api, in_review):
+    response = operator_api.post(
         f"/api/v1/jobs/{in_review.pk}/subtasks",
         {"key": "Polish It", "type": "review", "description": "Polish", "depends_on": ["check"]},
     )
     assert response.status_code == 201, response.content
     added = response.json()
     assert (added["key"], added["depends_on"]) == ("polish-it", ["check"])
-    duplicate = operator.post(
+    duplicate = operator_api.post(
         f"/api/v1/jobs/{in_review.pk}/subtasks",
         {"key": "polish-it", "type": "review", "description": "Again"},
     )
     assert duplicate.status_code == 422
     assert duplicate.json()["errors"][0]["pointer"] == "#/key"
-    assert operator.delete(f"/api/v1/subtasks/{added['id']}").status_code == 204
+    assert operator_api.delete(f"/api/v1/subtasks/{added['id']}").status_code == 204
     assert not in_review.subtasks.filter(key="polish-it").exists()
 
 
-def test_a_full_plan_refuses_another_subtask(operator, in_review, settings):
+def test_a_full_plan_refuses_another_subtask(operator_api, in_review, settings):
     settings.PLAN_MAX_SUBTASKS = 2
-    response = operator.post(
+    response = operator_api.post(
         f"/api/v1/jobs/{in_review.pk}/subtasks",
         {"key": "more", "type": "review", "description": "One too many"},
     )
@@ -275,26 +266,26 @@ def test_a_full_plan_refuses_another_subtask(operator, in_review, settings):
     assert response.json()["errors"][0]["pointer"] == "#"
 
 
-def test_approval_sends_the_plan_to_work(operator, in_review):
-    response = operator.post(f"/api/v1/jobs/{in_review.pk}/approve")
+def test_approval_sends_the_plan_to_work(operator_api, in_review):
+    response = operator_api.post(f"/api/v1/jobs/{in_review.pk}/approve")
     assert response.status_code == 200
     assert response.json()["status"] == "working"
     assert in_review.state.versions.get().data["pending_tasks"][0]["id"] == "draft"
-    again = operator.post(f"/api/v1/jobs/{in_review.pk}/approve")
+    again = operator_api.post(f"/api/v1/jobs/{in_review.pk}/approve")
     assert again.status_code == 409
     assert "not awaiting review" in again.json()["detail"]
 
 
-def test_a_plan_not_under_review_cannot_change(operator):
+def test_a_plan_not_under_review_cannot_change(operator_api):
     job = planned_job()
     draft = job.subtasks.get(key="draft")
     for response in (
-        operator.patch(f"/api/v1/subtasks/{draft.pk}", {"description": "Changed"}),
-        operator.delete(f"/api/v1/subtasks/{draft.pk}"),
-        operator.post(
+        operator_api.patch(f"/api/v1/subtasks/{draft.pk}", {"description": "Changed"}),
+        operator_api.delete(f"/api/v1/subtasks/{draft.pk}"),
+        operator_api.post(
             f"/api/v1/jobs/{job.pk}/subtasks", {"key": "x", "type": "review", "description": "x"}
         ),
-        operator.post(f"/api/v1/jobs/{job.pk}/approve"),
+        operator_api.post(f"/api/v1/jobs/{job.pk}/approve"),
     ):
         assert response.status_code == 409, response.content
     draft.refresh_from_db()
@@ -302,11 +293,11 @@ def test_a_plan_not_under_review_cannot_change(operator):
 
 
 def test_a_jobs_detail_takes_the_same_few_queries_however_large_its_plan(
-    operator, django_assert_max_num_queries
+    operator_api, django_assert_max_num_queries
 ):
     job = planned_job()
     for n in range(10):
         job.subtasks.create(key=f"extra-{n}", type="review", result="r" * 5000)
     with django_assert_max_num_queries(13):  # 12, and the tool calls of the newest calls
-        data = operator.get(f"/api/v1/jobs/{job.pk}").json()
+        data = operator_api.get(f"/api/v1/jobs/{job.pk}").json()
     assert len(data["subtasks"]) == 12 and data["subtasks"][-1]["result"] == "r" * 5000

@@ -1,12 +1,12 @@
 """The API asks for what the pages ask for: each endpoint against each role, and tokens."""
 
 import pytest
-from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from agents.models import Agent, JobStatus, SubtaskStatus
 
-from .api_support import PROBLEM, planned_job, role_users, token_client
+from .api_support import PROBLEM, planned_job, token_client
+from .cast import person
 
 pytestmark = pytest.mark.django_db
 
@@ -50,11 +50,6 @@ IDS = [f"{method.upper()} {path}" for method, path, _, _ in ENDPOINTS]
 
 
 @pytest.fixture
-def users() -> dict[str, User]:
-    return role_users()
-
-
-@pytest.fixture
 def objects() -> dict[str, int]:
     review = planned_job(JobStatus.WAITING, review=True)
     failed = planned_job(JobStatus.FAILED)
@@ -92,7 +87,7 @@ def test_anonymous_requests_are_asked_to_authenticate(objects, method, path, bod
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), ENDPOINTS, ids=IDS)
 def test_a_superuser_may_do_everything(objects, method, path, body, allowed):
-    root = User.objects.create_superuser("root", password="pw-root-123")
+    root = person("alice")
     response = call(token_client(root), method, path, body, objects)
     assert response.status_code in (200, 201, 204), response.content
 

@@ -3,20 +3,14 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents import state
 from agents.models import Agent, LLMCall, SharedStateVersion
 
-from .api_support import make_job, planned_job, role_users, token_client
+from .api_support import make_job, planned_job, token_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def users() -> dict[str, User]:
-    return role_users()
 
 
 @pytest.fixture

@@ -2,30 +2,19 @@
 lineage in the job's detail."""
 
 import pytest
-from django.contrib.auth.models import User
 
 from agents.models import Agent, AuditEntry, Job, JobStatus
 
-from .api_support import PROBLEM, planned_job, role_users, token_client
+from .api_support import PROBLEM, planned_job, token_client
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def users() -> dict[str, User]:
-    return role_users()
-
-
-@pytest.fixture
-def operator(users):
-    return token_client(users["operator"])
-
-
-def test_an_operator_reruns_a_failed_job_from_its_failed_step(operator, users):
+def test_an_operator_reruns_a_failed_job_from_its_failed_step(operator_api, users):
     job = planned_job(JobStatus.FAILED)
     check = job.subtasks.get(key="check")
     Agent.objects.create(name="Reviewer", slug="reviewer", specialties=["review"])
-    response = operator.post(
+    response = operator_api.post(
         f"/api/v1/subtasks/{check.pk}/rerun",
         {"description": "Check it twice", "agent": "reviewer"},
         format="json",
@@ -44,13 +33,13 @@ def test_an_operator_reruns_a_failed_job_from_its_failed_step(operator, users):
     assert steps["check"]["assign_hint"] == "reviewer"
     assert rerun.submitted_by == users["operator"]
     assert AuditEntry.objects.filter(action="job.rerun", job=rerun).exists()
-    assert operator.get(f"/api/v1/jobs/{job.pk}").json()["reruns"] == [rerun.pk]
+    assert operator_api.get(f"/api/v1/jobs/{job.pk}").json()["reruns"] == [rerun.pk]
 
 
-def test_with_no_body_the_step_runs_as_before(operator):
+def test_with_no_body_the_step_runs_as_before(operator_api):
     job = planned_job(JobStatus.COMPLETED)
     draft = job.subtasks.get(key="draft")
-    response = operator.post(f"/api/v1/subtasks/{draft.pk}/rerun")
+    response = operator_api.post(f"/api/v1/subtasks/{draft.pk}/rerun")
     assert response.status_code == 201
     steps = {s["key"]: s for s in response.json()["subtasks"]}
     assert steps["draft"]["description"] == "Draft it"
@@ -58,20 +47,20 @@ def test_with_no_body_the_step_runs_as_before(operator):
     assert steps["check"]["copied_from"] is None
 
 
-def test_a_running_job_is_a_409_and_nothing_is_made(operator):
+def test_a_running_job_is_a_409_and_nothing_is_made(operator_api):
     draft = planned_job(JobStatus.WORKING).subtasks.get(key="draft")
-    response = operator.post(f"/api/v1/subtasks/{draft.pk}/rerun")
+    response = operator_api.post(f"/api/v1/subtasks/{draft.pk}/rerun")
     assert response.status_code == 409
     assert response["Content-Type"] == PROBLEM
     assert "once it has ended" in response.json()["detail"]
     assert Job.objects.count() == 1
 
 
-def test_an_agent_that_may_not_run_the_step_is_a_422(operator):
+def test_an_agent_that_may_not_run_the_step_is_a_422(operator_api):
     Agent.objects.create(name="Orchestrator", slug="orchestrator", specialties=["planning"])
     draft = planned_job(JobStatus.COMPLETED).subtasks.get(key="draft")
     for agent in ("orchestrator", "nobody-by-that-name"):
-        response = operator.post(
+        response = operator_api.post(
             f"/api/v1/subtasks/{draft.pk}/rerun", {"agent": agent}, format="json"
         )
         assert response.status_code == 422

@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import User
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -16,14 +15,14 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from agents.models import JobStatus
 
-from .api_support import planned_job, role_users, token_client
+from .api_support import planned_job, token_client
+from .cast import person
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
 
 
 @pytest.fixture
 def operator_token(db) -> Iterator[str]:
-    users: dict[str, User] = role_users()
     # Something to find, so that some generated ids and slugs hit rows.
     planned_job(JobStatus.WAITING, review=True)
     planned_job(JobStatus.FAILED)
@@ -31,7 +30,7 @@ def operator_token(db) -> Iterator[str]:
     # transaction: Django's own test client stops that the same way.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield token_client(users["operator"]).secret
+    yield token_client(person("bob")).secret
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 

@@ -4,7 +4,6 @@ the job page or the Approvals page (plain POST and htmx), the rules, and who may
 import json
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents import approvals, enqueue, steps
@@ -22,8 +21,6 @@ from agents.models import (
 )
 from dashboard.live import render_job
 
-from .conftest import member_of
-
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -33,13 +30,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def _no_broker(monkeypatch):
     monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
     approvals._rules.forget()
-
-
-@pytest.fixture
-def operator(client) -> User:
-    user = member_of("Operators", "bob")
-    client.force_login(user)
-    return user
 
 
 def paused(description: str = "Write a haiku about the sea", *, title: str = "Haiku") -> Approval:

@@ -10,7 +10,7 @@ from agents.redisconn import redis_client
 from dashboard.live import SEQ_PREFIX
 
 from .browser import not_reloaded, user_page
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, submit, wait_until
 
 pytestmark = [

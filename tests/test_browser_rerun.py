@@ -8,7 +8,7 @@ from agents.models import Job, JobStatus, LLMCall
 
 from .axe import axe_source
 from .browser import assert_steady, mark_page, screenshot, user_page
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, start_stack, submit, wait_until_terminal
 from .test_browser_a11y import assert_none_blocking, check
 

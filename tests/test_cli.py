@@ -19,7 +19,7 @@ from api.models import ApiToken
 from baton_cli import follow, output
 from baton_cli.main import main
 
-from .api_support import make_job, planned_job, role_users
+from .api_support import make_job, planned_job
 from .stack import VENV_BIN, free_port, wait_until
 
 
@@ -57,11 +57,6 @@ class DjangoTransport(httpx.BaseTransport):
         return httpx.Response(
             response.status_code, headers=dict(response.items()), content=response.content
         )
-
-
-@pytest.fixture
-def users():
-    return role_users()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from agents.models import JobStatus, LLMCall, Subtask, SubtaskStatus
 from orchestrator_site.celery import app
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import finished, login, submit
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]

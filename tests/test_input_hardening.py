@@ -6,14 +6,13 @@ decoded (400, from a handler that does not read it again)."""
 import json
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from agents import enqueue
 from agents.jsonvalues import JSON_MAX_DEPTH
 from agents.models import Approval
 
-from .api_support import PROBLEM, role_users, token_client
+from .api_support import PROBLEM
 from .test_approval_pages import decide_url, paused, paused_tool_call
 
 pytestmark = pytest.mark.django_db
@@ -23,22 +22,6 @@ HUGE = "99999999999999999999"  # past 2**64
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
     monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
-
-
-@pytest.fixture
-def users() -> dict[str, User]:
-    return role_users()
-
-
-@pytest.fixture
-def operator(users):
-    return token_client(users["operator"])
-
-
-@pytest.fixture
-def operator_session(client, users) -> User:
-    client.force_login(users["operator"])
-    return users["operator"]
 
 
 def nested(depth: int, inner: str = "1") -> str:
@@ -67,28 +50,28 @@ def still_pending(approval: Approval) -> bool:
 # NUL, lone surrogates and non-finite numbers: PostgreSQL cannot store them.
 
 
-def test_a_nul_in_edited_arguments_is_a_422_at_its_pointer(operator):
+def test_a_nul_in_edited_arguments_is_a_422_at_its_pointer(operator_api):
     approval = paused_tool_call()
     url = f"/api/v1/approvals/{approval.pk}/decide"
     body = {"action": "edit", "arguments": {"url": "x\u0000"}}
-    answer = operator.post(url, body, format="json")
+    answer = operator_api.post(url, body, format="json")
     assert pointers(answer) == ["#/arguments/url"]
     assert "NUL" in answer.json()["errors"][0]["detail"]
     as_text = {"action": "edit", "arguments": json.dumps({"list": ["ok", "x\u0000"]})}
-    assert pointers(operator.post(url, as_text, format="json")) == ["#/arguments/list/1"]
+    assert pointers(operator_api.post(url, as_text, format="json")) == ["#/arguments/list/1"]
     in_a_key = '{"action": "edit", "arguments": {"k\\u0000": 1}}'
-    assert pointers(post_raw(operator, url, in_a_key)) == ["#/arguments"]
+    assert pointers(post_raw(operator_api, url, in_a_key)) == ["#/arguments"]
     surrogate = '{"action": "edit", "arguments": {"s": "\\ud800"}}'
-    assert pointers(post_raw(operator, url, surrogate)) == ["#/arguments/s"]
+    assert pointers(post_raw(operator_api, url, surrogate)) == ["#/arguments/s"]
     infinite = '{"action": "edit", "arguments": {"n": 1e999}}'
-    assert pointers(post_raw(operator, url, infinite)) == ["#/arguments/n"]
+    assert pointers(post_raw(operator_api, url, infinite)) == ["#/arguments/n"]
     assert still_pending(approval)
 
 
-def test_a_nul_in_edited_messages_points_at_the_message(operator):
+def test_a_nul_in_edited_messages_points_at_the_message(operator_api):
     approval = paused()
     messages = [{"role": "user", "content": "Say hello\u0000"}]
-    answer = operator.post(
+    answer = operator_api.post(
         f"/api/v1/approvals/{approval.pk}/decide",
         {"action": "edit", "messages": messages},
         format="json",
@@ -97,7 +80,7 @@ def test_a_nul_in_edited_messages_points_at_the_message(operator):
     assert still_pending(approval)
 
 
-def test_the_decide_form_refuses_a_nul_in_words(client, operator_session):
+def test_the_decide_form_refuses_a_nul_in_words(client, operator):
     approval = paused_tool_call()
     page = client.post(
         decide_url(approval), {"action": "edit", "arguments": '{"url": "x\\u0000"}'}, follow=True
@@ -117,7 +100,7 @@ def test_the_decide_form_refuses_a_nul_in_words(client, operator_session):
 
 
 @pytest.mark.parametrize("depth", [JSON_MAX_DEPTH + 1, 1000, 100_000])
-def test_deep_json_is_a_400_on_every_json_entry_point(operator, depth):
+def test_deep_json_is_a_400_on_every_json_entry_point(operator_api, depth):
     approval = paused_tool_call()
     for url, body in [
         ("/api/v1/jobs", nested(depth)),
@@ -127,18 +110,18 @@ def test_deep_json_is_a_400_on_every_json_entry_point(operator, depth):
             '{"action": "edit", "arguments": {"a": ' + nested(depth) + "}}",
         ),
     ]:
-        answer = problem(post_raw(operator, url, body), 400)
+        answer = problem(post_raw(operator_api, url, body), 400)
         assert f"deeper than {JSON_MAX_DEPTH} levels" in answer["detail"]
     as_text = {"action": "edit", "arguments": json.dumps({"a": 1})[:-1] + nested(depth) + "}"}
-    answer = operator.post(f"/api/v1/approvals/{approval.pk}/decide", as_text, format="json")
+    answer = operator_api.post(f"/api/v1/approvals/{approval.pk}/decide", as_text, format="json")
     assert pointers(answer) == ["#/arguments"]
     assert still_pending(approval)
 
 
-def test_json_within_the_bound_is_taken(operator):
+def test_json_within_the_bound_is_taken(operator_api):
     approval = paused_tool_call()
     arguments = {"key": "poem", "value": json.loads(nested(JSON_MAX_DEPTH - 2))}
-    answer = operator.post(
+    answer = operator_api.post(
         f"/api/v1/approvals/{approval.pk}/decide",
         {"action": "edit", "arguments": arguments},
         format="json",
@@ -147,7 +130,7 @@ def test_json_within_the_bound_is_taken(operator):
     assert answer.json()["edited"] == arguments
 
 
-def test_the_decide_form_refuses_deep_arguments_in_words(client, operator_session):
+def test_the_decide_form_refuses_deep_arguments_in_words(client, operator):
     approval = paused_tool_call()
     page = client.post(
         decide_url(approval), {"action": "edit", "arguments": nested(1000)}, follow=True
@@ -159,21 +142,21 @@ def test_the_decide_form_refuses_deep_arguments_in_words(client, operator_sessio
 # Size: DATA_UPLOAD_MAX_MEMORY_SIZE is a 413, for the API and for pages.
 
 
-def test_a_30_mb_body_is_a_413_problem(operator):
+def test_a_30_mb_body_is_a_413_problem(operator_api):
     body = b'{"title": "' + b"x" * (30 << 20) + b'", "description": "long enough text"}'
-    answer = problem(post_raw(operator, "/api/v1/jobs", body), 413)
+    answer = problem(post_raw(operator_api, "/api/v1/jobs", body), 413)
     assert answer["title"] == "Request Entity Too Large"
     assert "larger than 2,621,440 bytes" in answer["detail"]
 
 
-def test_the_bound_is_the_setting(operator, settings):
+def test_the_bound_is_the_setting(operator_api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     small = {"title": "Haiku", "description": "A haiku about the sea."}
-    assert operator.post("/api/v1/jobs", small, format="json").status_code == 201
-    problem(operator.post("/api/v1/jobs", {**small, "description": "y" * 1000}), 413)
+    assert operator_api.post("/api/v1/jobs", small, format="json").status_code == 201
+    problem(operator_api.post("/api/v1/jobs", {**small, "description": "y" * 1000}), 413)
 
 
-def test_a_page_post_over_the_bound_is_a_413_page(client, operator_session, settings):
+def test_a_page_post_over_the_bound_is_a_413_page(client, operator, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     approval = paused()
     answer = client.post(decide_url(approval), {"action": "reject", "feedback": "z" * 2000})
@@ -195,9 +178,9 @@ def test_a_page_post_over_the_bound_is_a_413_page(client, operator_session, sett
         ("/api/v1/jobs?priority=" + HUGE, "priority"),
     ],
 )
-def test_an_id_filter_out_of_range_is_a_422(operator, query, parameter):
+def test_an_id_filter_out_of_range_is_a_422(operator_api, query, parameter):
     job = paused().job_id
-    answer = problem(operator.get(query.format(job=job)), 422)
+    answer = problem(operator_api.get(query.format(job=job)), 422)
     assert [error["parameter"] for error in answer["errors"]] == [parameter]
 
 
@@ -214,16 +197,16 @@ def test_an_id_filter_out_of_range_is_a_422(operator, query, parameter):
         "approvals/{n}",
     ],
 )
-def test_a_path_id_out_of_range_is_a_404(operator, path):
+def test_a_path_id_out_of_range_is_a_404(operator_api, path):
     job = paused().job_id
-    problem(operator.get("/api/v1/" + path.format(n=HUGE, job=job)), 404)
+    problem(operator_api.get("/api/v1/" + path.format(n=HUGE, job=job)), 404)
 
 
 @pytest.mark.parametrize(
     "path", ["jobs/{n}/cancel", "jobs/{n}/subtasks", "subtasks/{n}/retry", "approvals/{n}/decide"]
 )
-def test_a_path_id_out_of_range_is_a_404_for_actions_too(operator, path):
-    problem(operator.post("/api/v1/" + path.format(n=HUGE), {}, format="json"), 404)
+def test_a_path_id_out_of_range_is_a_404_for_actions_too(operator_api, path):
+    problem(operator_api.post("/api/v1/" + path.format(n=HUGE), {}, format="json"), 404)
 
 
 # handler400 reads neither the body nor the CSRF cookie.

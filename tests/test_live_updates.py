@@ -6,7 +6,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, submit
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]

@@ -28,7 +28,7 @@ from agents.models import (
     ToolCall,
 )
 
-from .conftest import member_of
+from .cast import person
 from .mcp_server import free_port, mcp_server
 from .simulator_fixture import running_simulator
 
@@ -246,13 +246,6 @@ def test_available_lists_built_ins_and_fetched_mcp_tools(registered):
 # The Tools page and the admin.
 
 
-@pytest.fixture
-def manager(client):
-    user = member_of("Agent managers", "dave")
-    client.force_login(user)
-    return user
-
-
 def test_the_page_lists_built_ins_and_fetched_tools_escaped(client, viewer, registered):
     mcp.fetch_tools(registered)
     page = client.get(reverse("dash-tools"))
@@ -269,7 +262,7 @@ def test_the_page_lists_built_ins_and_fetched_tools_escaped(client, viewer, regi
 
 
 def test_the_page_needs_a_role(client):
-    client.force_login(member_of(None, "eve"))
+    client.force_login(person("eve"))
     assert client.get(reverse("dash-tools")).status_code == 403
 
 

@@ -10,7 +10,7 @@ from agents.models import JOB_TERMINAL, Agent, Job, JobStatus, MCPServer, ToolCa
 
 from .axe import axe_source, blocking, describe, run_axe
 from .browser import announce, screenshot, user_page
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .mcp_server import mcp_server
 from .stack import login, start_stack, submit, wait_until
 

@@ -12,7 +12,6 @@ from agents import mcp
 from agents.models import MCPServer
 from orchestrator_site.settings import envorigins
 
-from .conftest import member_of
 from .mcp_server import mcp_server
 
 pytestmark = pytest.mark.django_db
@@ -35,13 +34,6 @@ def _setup(settings, monkeypatch):
     settings.MCP_TOKEN_ORIGINS = {"MCP_DEMO_TOKEN": [ELSEWHERE]}
     monkeypatch.setenv("MCP_DEMO_TOKEN", TOKEN)
     monkeypatch.setenv("MCP_OTHER_TOKEN", "other-secret")
-
-
-@pytest.fixture
-def manager(client):
-    user = member_of("Agent managers", "dave")
-    client.force_login(user)
-    return user
 
 
 def test_a_token_is_not_sent_to_an_origin_it_is_not_bound_to():

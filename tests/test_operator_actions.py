@@ -6,7 +6,7 @@ import pytest
 
 from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import finished, login, post, start_stack, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]

@@ -18,7 +18,7 @@ from agents.models import OutboxEvent
 from stream import readers
 from webhooks.models import Delivery, Endpoint
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import VENV_BIN, login, start_stack, wait_until
 from .webhook_receiver import running_receiver
 

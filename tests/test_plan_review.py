@@ -4,7 +4,7 @@ import pytest
 
 from agents.models import Job, JobStatus, LLMCall
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, post, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]

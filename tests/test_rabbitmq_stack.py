@@ -19,7 +19,7 @@ from django.db import connection
 from agents import process
 from agents.models import Agent, Job, Subtask, SubtaskStatus
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, start_stack, submit, wait_until, wait_until_terminal
 from .test_end_to_end import test_it_completes_a_job_submitted_in_the_form  # noqa: F401
 from .test_recovery import _check_exactly_once

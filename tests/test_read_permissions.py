@@ -15,7 +15,7 @@ from agents.models import Agent, Job, SharedState
 from dashboard.routing import websocket_urlpatterns
 from dashboard.urls import urlpatterns
 
-from .conftest import member_of
+from .cast import person, user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,7 @@ def get(client, path: str, job: Job, htmx: bool):
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "fragment"])
 @pytest.mark.parametrize("path", READS)
 def test_a_user_in_no_group_is_told_to_ask_an_administrator(client, job, path, htmx):
-    client.force_login(member_of(None, "oscar"))
+    client.force_login(person("eve"))
     response = get(client, path, job, htmx)
     assert response.status_code == 403
     page = response.content.decode()
@@ -61,7 +61,7 @@ def test_a_user_in_no_group_is_told_to_ask_an_administrator(client, job, path, h
 @pytest.mark.parametrize("role", ["Viewers", "Operators", "Agent managers"])
 def test_every_role_reads_every_page(client, job, path, htmx, role):
     team.seed()
-    client.force_login(member_of(role, "carol"))
+    client.force_login(user_in(role))
     response = get(client, path, job, htmx)
     assert response.status_code == 200
     assert "no role yet" not in response.content.decode()
@@ -69,7 +69,7 @@ def test_every_role_reads_every_page(client, job, path, htmx, role):
 
 @pytest.mark.parametrize("path", READS)
 def test_a_superuser_reads_every_page(client, job, path):
-    client.force_login(User.objects.create_superuser("alice", password="pw-alice-123"))
+    client.force_login(person("alice"))
     assert get(client, path, job, htmx=False).status_code == 200
 
 
@@ -88,7 +88,7 @@ def test_no_dashboard_url_answers_a_get_from_a_user_in_no_group(client, job):
     kwargs = {"job_id": job.pk, "subtask_id": subtask.pk, "slug": Agent.objects.first().slug}
     kwargs["other_id"] = job.pk  # a comparison of two jobs
     kwargs["approval_id"] = kwargs["rule_id"] = 1  # POST only: refused before any lookup
-    client.force_login(member_of(None, "oscar"))
+    client.force_login(person("eve"))
     for pattern in urlpatterns:
         url = reverse(pattern.name, kwargs={k: kwargs[k] for k in pattern.pattern.converters})
         for htmx in (False, True):
@@ -122,8 +122,8 @@ def socket_opens(client, user: User | None, path: str) -> tuple[bool, int | None
 def test_a_live_socket_is_refused_to_a_user_in_no_group(client, path):
     job = Job.objects.create(title="watched", description="d" * 20, status="completed")
     path = path.format(job=job.pk)
-    assert socket_opens(client, member_of(None, "oscar"), path) == (False, 4403)
-    assert socket_opens(client, member_of("Viewers", "carol"), path)[0] is True
-    superuser = User.objects.create_superuser("alice", password="pw-alice-123")
+    assert socket_opens(client, person("eve"), path) == (False, 4403)
+    assert socket_opens(client, person("carol"), path)[0] is True
+    superuser = person("alice")
     assert socket_opens(client, superuser, path)[0] is True
     assert socket_opens(client, None, path) == (False, 4401)

@@ -22,7 +22,7 @@ from agents import actions, recovery, team
 from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, SubtaskStatus
 from orchestrator_site.celery import app
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import Stack, login, start_stack, wait_until_terminal
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]

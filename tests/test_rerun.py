@@ -21,7 +21,7 @@ from agents.models import (
 from agents.rerun import RerunRefused, rerun_from
 from dashboard.reruns import line_diff
 
-from .conftest import member_of
+from .cast import person
 from .inprocess import (
     deliver,
     run_job,
@@ -32,13 +32,6 @@ from .inprocess import (
 pytestmark = pytest.mark.django_db
 
 NEW_INPUT = "Implement it as a shell script, in ten lines at most."
-
-
-@pytest.fixture
-def operator(client):
-    user = member_of("Operators", "bob")
-    client.force_login(user)
-    return user
 
 
 def test_a_rerun_calls_only_the_chosen_step_what_follows_and_synthesis(
@@ -199,7 +192,7 @@ def test_an_agent_that_may_not_run_the_step_is_refused():
 
 
 def test_a_viewer_cannot_rerun(client):
-    client.force_login(member_of("Viewers", "carol"))
+    client.force_login(person("carol"))
     coding = planned_job().subtasks.get(key="coding")
     assert client.get(f"/subtasks/{coding.pk}/rerun/").status_code == 403
     response = client.post(f"/subtasks/{coding.pk}/rerun/", {"description": "Again."})
@@ -280,7 +273,7 @@ def test_the_comparison_shows_differences_and_escapes_results(client, viewer):
 
 
 def test_the_comparison_needs_the_job_page_permissions(client):
-    client.force_login(member_of(None, "eve"))
+    client.force_login(person("eve"))
     first, second = planned_job(), planned_job()
     assert client.get(f"/jobs/{first.pk}/compare/{second.pk}/").status_code == 403
 

@@ -21,7 +21,7 @@ from api.models import ApiToken
 from stream import access, feed
 from stream.routing import http_urlpatterns
 
-from .conftest import PASSWORD, member_of
+from .cast import PASSWORD, person
 from .stack import login, submit
 
 FEEDS = ["memory", "redis"]
@@ -150,7 +150,7 @@ def move(job: Job, new: str) -> None:
 
 @pytest.mark.asyncio
 async def test_a_job_stream_resumes_after_its_last_event_id(feed_kind, transactional_db):
-    user = await sync_to_async(member_of)("Viewers", "carol")
+    user = await sync_to_async(person)("carol")
     headers = await sync_to_async(bearer)(user)
     job = await Job.objects.acreate(title="Watched", description="D")
     other = await Job.objects.acreate(title="Not watched", description="D")
@@ -199,7 +199,7 @@ async def test_a_job_stream_resumes_after_its_last_event_id(feed_kind, transacti
 
 @pytest.mark.asyncio
 async def test_the_all_jobs_stream_carries_every_job(feed_kind, transactional_db):
-    user = await sync_to_async(member_of)("Viewers", "carol")
+    user = await sync_to_async(person)("carol")
     headers = await sync_to_async(bearer)(user)
     first = await Job.objects.acreate(title="One", description="D")
     second = await Job.objects.acreate(title="Two", description="D")
@@ -217,7 +217,7 @@ async def test_the_all_jobs_stream_carries_every_job(feed_kind, transactional_db
 @pytest.mark.asyncio
 async def test_the_session_is_a_credential_too(transactional_db, settings):
     settings.REDIS_URL = ""
-    user = await sync_to_async(member_of)("Operators", "bob")
+    user = await sync_to_async(person)("bob")
     client = Client()
     await sync_to_async(client.force_login)(user)
     cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
@@ -231,7 +231,7 @@ async def test_a_client_told_when_events_it_missed_were_trimmed(
 ):
     settings.REDIS_URL = ""
     monkeypatch.setattr(feed, "local", feed.LocalFeed(maxlen=3))
-    user = await sync_to_async(member_of)("Viewers", "carol")
+    user = await sync_to_async(person)("carol")
     headers = await sync_to_async(bearer)(user)
     feed.local.append([("job.status", 1, json.dumps({"job_id": 1, "status": "working"}))])
     kept_after = feed.local.position()
@@ -263,7 +263,7 @@ async def test_anonymous_clients_and_bad_tokens_get_a_401(transactional_db, path
 
 @pytest.mark.asyncio
 async def test_a_user_without_a_role_gets_a_403(transactional_db):
-    user = await sync_to_async(member_of)(None, "eve")
+    user = await sync_to_async(person)("eve")
     headers = await sync_to_async(bearer)(user)
     assert (await answer("/api/v1/events", headers))[0] == 403
 
@@ -271,7 +271,7 @@ async def test_a_user_without_a_role_gets_a_403(transactional_db):
 @pytest.mark.asyncio
 async def test_an_unknown_job_a_bad_last_event_id_or_a_post_is_refused(transactional_db, settings):
     settings.REDIS_URL = ""
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     assert (await answer("/api/v1/jobs/999999/events", headers))[0] == 404
     bad = {**headers, "Last-Event-ID": "yesterday"}
     assert (await answer("/api/v1/events", bad))[0] == 400

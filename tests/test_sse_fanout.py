@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from agents.models import Job
 from stream import fanout, feed
 
-from .conftest import member_of
+from .cast import person
 from .test_sse import Stream, bearer, close_thread_connections, feed_kind, settle  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.asyncio
 @pytest.mark.usefixtures("feed_kind")
 async def test_a_client_too_far_behind_resyncs_instead_of_a_replay(transactional_db, settings):
     settings.SSE_REPLAY_MAX = 5
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     async with Stream("/api/v1/events", headers) as stream:
         jobs = [await Job.objects.acreate(title=f"J{i}", description="D") for i in range(9)]
         seen = await stream.events(9)
@@ -47,7 +47,7 @@ async def test_a_client_too_far_behind_resyncs_instead_of_a_replay(transactional
 @pytest.mark.usefixtures("feed_kind")
 async def test_a_job_stream_too_far_behind_gets_a_snapshot(transactional_db, settings):
     settings.SSE_REPLAY_MAX = 2
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     job = await Job.objects.acreate(title="Watched", description="D")
     for i in range(3):
         await Job.objects.acreate(title=f"Other {i}", description="D")
@@ -79,7 +79,7 @@ async def test_a_slow_client_is_told_to_resync(transactional_db, settings, monke
 async def test_streams_share_one_reader_of_the_local_feed(transactional_db, settings):
     settings.REDIS_URL = ""
     settings.SSE_MAX_PER_USER = 20
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     streams = [Stream("/api/v1/events", headers) for _ in range(5)]
     for stream in streams:
         await stream.__aenter__()
@@ -110,7 +110,7 @@ async def test_streams_share_one_redis_connection(transactional_db, settings):
         pytest.skip("the Redis feed needs REDIS_URL")
     settings.REDIS_URL = url
     settings.SSE_MAX_PER_USER = 20
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     job = await Job.objects.acreate(title="Before", description="D")
     await settle()
     streams = [Stream("/api/v1/events", headers) for _ in range(12)]

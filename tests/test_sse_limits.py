@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from .conftest import member_of
+from .cast import person, user_in
 from .test_sse import Stream, answer, bearer, close_thread_connections  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
@@ -25,7 +25,7 @@ def small_limits(settings):
 
 
 async def test_a_user_holds_at_most_sse_max_per_user_streams(transactional_db, small_limits):
-    carol = await sync_to_async(member_of)("Viewers", "carol")
+    carol = await sync_to_async(person)("carol")
     headers = await sync_to_async(bearer)(carol)
     other_token = await sync_to_async(bearer)(carol)
     path = "/api/v1/events"
@@ -39,7 +39,7 @@ async def test_a_user_holds_at_most_sse_max_per_user_streams(transactional_db, s
         # Another token of the same user counts as the same user.
         assert (await answer(path, other_token))[0] == 429
         # Someone else is not refused.
-        bob = await sync_to_async(member_of)("Operators", "bob")
+        bob = await sync_to_async(person)("bob")
         async with Stream(path, await sync_to_async(bearer)(bob)) as theirs:
             assert theirs.status == 200
     # Places come back when streams end.
@@ -49,7 +49,7 @@ async def test_a_user_holds_at_most_sse_max_per_user_streams(transactional_db, s
 
 async def test_a_process_holds_at_most_sse_max_streams(transactional_db, small_limits):
     path = "/api/v1/events"
-    users = [await sync_to_async(member_of)("Viewers", name) for name in ("a", "b", "c")]
+    users = [await sync_to_async(user_in)("Viewers", name) for name in ("a", "b", "c")]
     tokens = [await sync_to_async(bearer)(user) for user in users]
     async with (
         Stream(path, tokens[0]) as s1,
@@ -64,7 +64,7 @@ async def test_a_process_holds_at_most_sse_max_streams(transactional_db, small_l
 
 
 async def test_sessions_are_counted_too(transactional_db, small_limits):
-    bob = await sync_to_async(member_of)("Operators", "bob")
+    bob = await sync_to_async(person)("bob")
     client = Client()
     await sync_to_async(client.force_login)(bob)
     cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
@@ -76,9 +76,9 @@ async def test_authentication_does_not_wait_for_the_shared_sync_thread(transacti
     """Channels' `database_sync_to_async` runs everything on one thread: a stream's
     authentication must not queue behind whatever holds it (thousands of other opens)."""
     settings.REDIS_URL = ""
-    carol = await sync_to_async(member_of)("Viewers", "carol")
+    carol = await sync_to_async(person)("carol")
     headers = await sync_to_async(bearer)(carol)
-    bob = await sync_to_async(member_of)("Operators", "bob")
+    bob = await sync_to_async(person)("bob")
     client = Client()
     await sync_to_async(client.force_login)(bob)
     cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
@@ -97,7 +97,7 @@ async def test_authentication_does_not_wait_for_the_shared_sync_thread(transacti
 
 async def test_a_host_not_in_allowed_hosts_gets_a_400(transactional_db, settings):
     settings.REDIS_URL = ""
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     status, body = await answer("/api/v1/events", {**headers, "Host": "evil.example"})
     assert status == 400
     assert body["content-type"] == "application/problem+json"
@@ -113,14 +113,14 @@ async def test_a_host_not_in_allowed_hosts_gets_a_400(transactional_db, settings
 )
 async def test_an_id_beyond_64_bits_gets_a_400(transactional_db, settings, last_id):
     settings.REDIS_URL = ""
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     status, body = await answer("/api/v1/events", {**headers, "Last-Event-ID": last_id})
     assert (status, body["detail"]) == (400, "Last-Event-ID must be an id this stream sent.")
 
 
 async def test_the_largest_id_is_valid_and_resyncs(transactional_db, settings):
     settings.REDIS_URL = ""
-    headers = await sync_to_async(bearer)(await sync_to_async(member_of)("Viewers", "carol"))
+    headers = await sync_to_async(bearer)(await sync_to_async(person)("carol"))
     largest = f"{2**64 - 1}-{2**64 - 1}"
     async with Stream("/api/v1/events", {**headers, "Last-Event-ID": largest}) as stream:
         assert stream.status == 200

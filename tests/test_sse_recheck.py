@@ -12,7 +12,7 @@ from django.test import Client
 from agents.models import Job, JobStatus
 from api.models import ApiToken
 
-from .conftest import member_of
+from .cast import person
 from .test_sse import Stream, close_thread_connections, move, settle  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
@@ -60,7 +60,7 @@ def bearer_of(user) -> tuple[ApiToken, dict[str, str]]:
 
 
 async def test_a_revoked_token_ends_the_stream(transactional_db, quick):
-    carol = await sync_to_async(member_of)("Viewers", "carol")
+    carol = await sync_to_async(person)("carol")
     token, headers = await sync_to_async(bearer_of)(carol)
     async with Stream("/api/v1/events", headers) as stream:
         rest = await lose_access_then_move_a_job(stream, token.revoke)
@@ -68,7 +68,7 @@ async def test_a_revoked_token_ends_the_stream(transactional_db, quick):
 
 
 async def test_a_user_without_roles_any_more_loses_the_stream(transactional_db, quick):
-    carol = await sync_to_async(member_of)("Viewers", "carol")
+    carol = await sync_to_async(person)("carol")
     _, headers = await sync_to_async(bearer_of)(carol)
     async with Stream("/api/v1/events", headers) as stream:
         rest = await lose_access_then_move_a_job(stream, carol.groups.clear)
@@ -76,7 +76,7 @@ async def test_a_user_without_roles_any_more_loses_the_stream(transactional_db, 
 
 
 async def test_a_session_logged_out_ends_the_stream(transactional_db, quick):
-    bob = await sync_to_async(member_of)("Operators", "bob")
+    bob = await sync_to_async(person)("bob")
     client = Client()
     await sync_to_async(client.force_login)(bob)
     cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
@@ -86,7 +86,7 @@ async def test_a_session_logged_out_ends_the_stream(transactional_db, quick):
 
 
 async def test_a_stream_whose_holder_keeps_access_goes_on(transactional_db, quick):
-    carol = await sync_to_async(member_of)("Viewers", "carol")
+    carol = await sync_to_async(person)("carol")
     _, headers = await sync_to_async(bearer_of)(carol)
     async with Stream("/api/v1/events", headers) as stream:
         job = await Job.objects.acreate(title="Watched", description="D")

@@ -5,7 +5,7 @@ import pytest
 
 from agents.models import JOB_TERMINAL, Agent, Job, JobStatus, LLMCall, ToolCall
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]

@@ -9,17 +9,10 @@ from webhooks import transport, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint
 from webhooks.tasks import deliver
 
-from .conftest import member_of
+from .cast import person
 from .webhook_receiver import running_receiver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator(client):
-    user = member_of("Operators", "bob")
-    client.force_login(user)
-    return user
 
 
 def register(client, **fields):
@@ -33,7 +26,7 @@ def test_the_nav_links_the_page_for_operators(client, operator):
 
 
 def test_viewers_may_not_open_it(client):
-    client.force_login(member_of("Viewers", "carol"))
+    client.force_login(person("carol"))
     assert client.get("/webhooks/").status_code == 403
     assert 'href="/webhooks/"' not in client.get("/").content.decode()
 
@@ -115,7 +108,7 @@ def test_the_delivery_log_shows_each_attempt_and_resends(
 
 
 def test_a_viewer_cannot_resend(client):
-    client.force_login(member_of("Viewers", "carol"))
+    client.force_login(person("carol"))
     endpoint = Endpoint.objects.create(url="http://127.0.0.1:9/a", events=["job.failed"])
     delivery = Delivery.objects.create(
         endpoint=endpoint, event="job.failed", message_id="msg_1", body="{}", status="failed"

@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from agents.models import Job
 from webhooks.models import Delivery, DeliveryStatus, Endpoint, Outcome
 
-from .conftest import PASSWORD
+from .cast import PASSWORD
 from .stack import login, start_stack, submit, wait_until, wait_until_terminal
 from .webhook_receiver import running_receiver
 
