@@ -1,4 +1,5 @@
-"""The roles Baton ships with, as Django groups. Everything else is Django admin's."""
+"""The roles Baton ships with, as Django groups, and what each face needs to read. Everything
+else is Django admin's."""
 
 VIEW = ["view_job", "view_subtask", "view_agent", "view_llmcall", "view_sharedstate"]
 ROLES = {
@@ -20,3 +21,23 @@ def ensure_roles(group_model, permission_model) -> None:
                 content_type__app_label="agents", codename__in=codenames
             )
         )
+
+
+# Who may read what. A page, the htmx requests for it and its live socket or event stream
+# need the same permissions, which every role grants; writes keep their own checks.
+READ_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "board": ("agents.view_job",),
+    # A job page's live fragments carry its subtasks, their call traces and the shared state
+    # to every watcher alike, so the page and its socket need all four.
+    "job": (
+        "agents.view_job",
+        "agents.view_subtask",
+        "agents.view_llmcall",
+        "agents.view_sharedstate",
+    ),
+    "agents": ("agents.view_agent",),
+}
+
+
+def can_read(user, page: str) -> bool:
+    return user.has_perms(READ_PERMISSIONS[page])

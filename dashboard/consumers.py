@@ -3,8 +3,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents import events
-
-from .access import can_read
+from agents.roles import can_read
 
 
 class LiveConsumer(AsyncWebsocketConsumer):

@@ -23,8 +23,8 @@ from django.db import connections
 from django.http import HttpRequest
 
 from agents.models import Job
+from agents.roles import READ_PERMISSIONS
 from api.models import ApiToken, parse
-from dashboard.access import READ_PERMISSIONS
 
 THREADS = 4
 _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sse-access")
