@@ -250,6 +250,20 @@ class JobQuerySet(models.QuerySet):
                 events.job_changed(pk, status=new)
         return ids
 
+    def claim(self, status: str, **fields: object) -> int:
+        """Take the step of the jobs in `status` that no worker holds (`claimed_at` unset);
+        how many were taken. A conditional UPDATE like `move`, on the claim rather than the
+        status: of two workers given the same step, one takes it and the other sees 0."""
+        fields.setdefault("claimed_at", timezone.now())
+        return self.filter(status=status, claimed_at__isnull=True).update(**fields)
+
+    def release(self, status: str, **fields: object) -> int:
+        """Give back the step held on the jobs still in `status`, for another worker to claim;
+        how many were given back (a job that moved on meanwhile keeps its own state)."""
+        return self.filter(status=status, claimed_at__isnull=False).update(
+            claimed_at=None, **fields
+        )
+
     def for_board(self) -> JobQuerySet:
         """Jobs with their progress, in one query whatever their number."""
         assigned = Subtask.objects.filter(agent__isnull=False).only("job_id", "agent_id")
@@ -400,6 +414,22 @@ class Job(models.Model):
             _set_fields(self, fields)
             events.job_changed(self.pk, status=new)
         return bool(updated)
+
+    def claim(self, status: str, **fields: object) -> bool:
+        """Take this job's step (its synthesis) if it is still in `status` and unclaimed;
+        False if another worker got there first (`JobQuerySet.claim`)."""
+        fields.setdefault("claimed_at", timezone.now())
+        claimed = Job.objects.filter(pk=self.pk).claim(status, **fields)
+        if claimed:
+            _set_fields(self, fields)
+        return bool(claimed)
+
+    def release(self, status: str, **fields: object) -> bool:
+        """Give back this job's step while it is still in `status`, for a later claim."""
+        released = Job.objects.filter(pk=self.pk).release(status, **fields)
+        if released:
+            _set_fields(self, {"claimed_at": None, **fields})
+        return bool(released)
 
     @property
     def agents_involved(self) -> list[str]:

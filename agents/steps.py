@@ -187,8 +187,7 @@ def _retry_job_step(
         elif status == JobStatus.PLANNING:
             job.transition(status, JobStatus.QUEUED, status_reason=str(exc)[:300])
             enqueue.plan_job(job.pk, countdown=delay)
-        else:
-            Job.objects.filter(pk=job.pk).update(claimed_at=None)
+        elif job.release(JobStatus.SYNTHESIZING):
             enqueue.synthesize_job(job.pk, countdown=delay)
 
 
@@ -421,14 +420,11 @@ def synthesize_job(job_id: int) -> None:
     if job is None or job.status != JobStatus.SYNTHESIZING or job.claimed_at is not None:
         return
     tried_before = bool(job.lease_owner)
-    claimed = Job.objects.filter(
-        pk=job_id, status=JobStatus.SYNTHESIZING, claimed_at__isnull=True
-    ).update(claimed_at=timezone.now(), **leases.claim())
-    if not claimed:
-        return
+    if not job.claim(JobStatus.SYNTHESIZING, **leases.claim()):
+        return  # another worker holds the synthesis
     orchestrator = Agent.objects.orchestrator() or Agent.objects.filter(enabled=True).first()
     if orchestrator is None:
-        Job.objects.filter(pk=job_id).update(claimed_at=None)
+        job.release(JobStatus.SYNTHESIZING)
         return  # the reconciler tries again once an agent is enabled
     with leases.holding(job):
         _synthesize(job, orchestrator, tried_before)

@@ -58,7 +58,7 @@ def take_back(lapsed: Q, lost_at) -> set[int]:
         JobStatus.PLANNING, JobStatus.QUEUED, claimed_at=None, **again
     )
     synthesis = Job.objects.filter(lapsed, status=JobStatus.SYNTHESIZING, claimed_at__isnull=False)
-    synthesis.filter(takebacks__lt=bound).update(claimed_at=None, **again)
+    synthesis.filter(takebacks__lt=bound).release(JobStatus.SYNTHESIZING, **again)
     working = Subtask.objects.filter(lapsed, status=SubtaskStatus.WORKING)
     working.filter(takebacks__lt=bound).move(SubtaskStatus.WORKING, SubtaskStatus.QUEUED, **again)
 

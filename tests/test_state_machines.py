@@ -6,8 +6,8 @@ import importlib
 import pytest
 from django.apps import apps
 
-from agents import dispatch
-from agents.models import Job, JobStatus, WaitingFor
+from agents import dispatch, llm, steps
+from agents.models import Job, JobStatus, LLMCall, WaitingFor
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +58,59 @@ def test_a_job_that_stops_waiting_waits_for_nothing():
     waiting.refresh_from_db()
     assert waiting.waiting_for == ""
     assert Job.objects.get(pk=moved.pk).waiting_for == ""
+
+
+# The synthesis claim
+
+
+def test_of_two_workers_given_one_synthesis_one_takes_it():
+    first = job(JobStatus.SYNTHESIZING)
+    second = Job.objects.get(pk=first.pk)  # read by the other worker before the claim
+
+    assert first.claim(JobStatus.SYNTHESIZING, lease_owner="w1")
+    assert first.claimed_at is not None and first.lease_owner == "w1"
+    assert not second.claim(JobStatus.SYNTHESIZING, lease_owner="w2")
+    assert Job.objects.get(pk=first.pk).lease_owner == "w1"
+
+    assert first.release(JobStatus.SYNTHESIZING)
+    assert first.claimed_at is None
+    assert not first.release(JobStatus.SYNTHESIZING)  # nothing held
+    assert second.claim(JobStatus.SYNTHESIZING, lease_owner="w2")
+
+
+def test_a_claim_needs_the_status_expected():
+    queued = job(JobStatus.QUEUED)
+    assert not queued.claim(JobStatus.SYNTHESIZING)
+    assert Job.objects.get(pk=queued.pk).claimed_at is None
+
+
+def test_a_synthesis_whose_job_moved_on_is_not_given_back_nor_sent_again(
+    sent, django_capture_on_commit_callbacks
+):
+    held = job(JobStatus.SYNTHESIZING)
+    assert held.claim(JobStatus.SYNTHESIZING)
+    # Cancelled while its call was failing; the claim is the finished job's own business.
+    Job.objects.filter(pk=held.pk).update(status=JobStatus.CANCELLED)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        steps._retry_job_step(
+            held, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, llm.LLMError("timeout")
+        )
+
+    assert ("synthesize_job", (held.pk,)) not in sent
+    assert Job.objects.get(pk=held.pk).claimed_at is not None
+
+
+def test_a_failed_synthesis_call_gives_the_claim_back_and_tries_again(
+    sent, django_capture_on_commit_callbacks
+):
+    held = job(JobStatus.SYNTHESIZING)
+    assert held.claim(JobStatus.SYNTHESIZING)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        steps._retry_job_step(
+            held, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, llm.LLMError("timeout")
+        )
+
+    assert sent == [("synthesize_job", (held.pk,))]
+    assert Job.objects.get(pk=held.pk).claimed_at is None
