@@ -114,6 +114,14 @@ def manager(client) -> User:
 
 
 @pytest.fixture
+def superuser(client) -> User:
+    """alice, a superuser, logged in: the admin's pages too."""
+    user = person("alice")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
 def operator_api(users):
     """An API client that sends a token of bob's, the operator."""
     return token_client(users["operator"])

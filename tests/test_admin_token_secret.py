@@ -5,19 +5,11 @@ encrypted, and the session outlives the page."""
 import re
 
 import pytest
-from django.contrib.auth.models import User
 
 from api.models import ApiToken
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def root(client) -> User:
-    user = User.objects.create_superuser("root", password="pw-root-123")
-    client.force_login(user)
-    return user
 
 
 def assert_only_in_the_page(client, response, secret: str) -> None:
@@ -30,14 +22,14 @@ def assert_only_in_the_page(client, response, secret: str) -> None:
     assert secret not in client.get("/admin/").content.decode()
 
 
-def test_a_token_made_in_the_admin_is_shown_in_the_answer_not_in_a_cookie(client, root):
-    response = client.post("/admin/api/apitoken/add/", {"owner": root.pk, "name": "bot"})
+def test_a_token_made_in_the_admin_is_shown_in_the_answer_not_in_a_cookie(client, superuser):
+    response = client.post("/admin/api/apitoken/add/", {"owner": superuser.pk, "name": "bot"})
     secret = re.search(r'<pre id="token-secret">(\S+)</pre>', response.content.decode())[1]
     assert ApiToken.objects.authenticate(secret) == ApiToken.objects.get(name="bot")
     assert_only_in_the_page(client, response, secret)
 
 
-def test_a_webhook_made_in_the_admin_shows_its_secret_the_same_way(client, root, settings):
+def test_a_webhook_made_in_the_admin_shows_its_secret_the_same_way(client, superuser, settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     response = client.post(
         "/admin/webhooks/endpoint/add/",

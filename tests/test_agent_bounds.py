@@ -4,7 +4,6 @@ dashboard form, Django admin, code), and a large team cannot blow up the plannin
 import json
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from agents import planning
@@ -23,13 +22,6 @@ FIELDS = {
     "max_concurrency": "10",
     "enabled": "on",
 }
-
-
-@pytest.fixture
-def manager(client) -> User:
-    user = User.objects.create_superuser("dave", password="pw-dave-123")
-    client.force_login(user)
-    return user
 
 
 def register(client, **changes) -> tuple[int, dict]:
@@ -52,59 +44,59 @@ def many(n: int) -> list[str]:
     return [f"skill{i}" for i in range(n)]
 
 
-def test_the_form_refuses_too_many_specialties(client, manager):
+def test_the_form_refuses_too_many_specialties(client, superuser):
     status, errors = register(client, specialties=", ".join(many(SPECIALTIES_MAX + 1)))
     assert status == 400
     assert f"at most {SPECIALTIES_MAX} specialties" in errors["specialties"][0]
     assert not Agent.objects.exists()
 
 
-def test_the_form_accepts_the_most_specialties_allowed(client, manager):
+def test_the_form_accepts_the_most_specialties_allowed(client, superuser):
     status, _ = register(client, specialties=", ".join(many(SPECIALTIES_MAX)))
     assert status == 302
     assert Agent.objects.get().specialties == many(SPECIALTIES_MAX)
 
 
-def test_the_form_refuses_a_long_specialty(client, manager):
+def test_the_form_refuses_a_long_specialty(client, superuser):
     status, errors = register(client, specialties="research, " + "x" * 51)
     assert status == 400
     assert "50 characters" in errors["specialties"][0]
     assert not Agent.objects.exists()
 
 
-def test_the_form_refuses_a_long_system_prompt(client, manager):
+def test_the_form_refuses_a_long_system_prompt(client, superuser):
     status, errors = register(client, system_prompt="p" * (SYSTEM_PROMPT_CHARS + 1))
     assert status == 400
     assert f"at most {SYSTEM_PROMPT_CHARS} characters" in errors["system_prompt"][0]
     assert not Agent.objects.exists()
 
 
-def test_the_form_refuses_a_long_name(client, manager):
+def test_the_form_refuses_a_long_name(client, superuser):
     status, errors = register(client, name="n" * 101)
     assert status == 400 and "name" in errors
     assert not Agent.objects.exists()
 
 
-def test_the_form_normalises_specialties_as_subtask_types_are(client, manager):
+def test_the_form_normalises_specialties_as_subtask_types_are(client, superuser):
     status, _ = register(client, specialties=" Research , ANALYSIS,code, coding ,Data Entry")
     assert status == 302
     assert Agent.objects.get().specialties == ["research", "coding", "data_entry"]
 
 
-def test_an_edit_normalises_too(client, manager):
+def test_an_edit_normalises_too(client, superuser):
     Agent.objects.create(name="T", slug="translator", specialties=["translation"])
     response = client.post("/agents/translator/edit/", {**FIELDS, "specialties": "QA, Testing"})
     assert response.status_code == 302
     assert Agent.objects.get().specialties == ["review"]
 
 
-def test_admin_refuses_too_many_specialties(client, manager):
+def test_admin_refuses_too_many_specialties(client, superuser):
     errors = admin_add(client, specialties=json.dumps(many(SPECIALTIES_MAX + 1)))
     assert f"at most {SPECIALTIES_MAX} specialties" in errors["specialties"][0]
     assert not Agent.objects.exists()
 
 
-def test_admin_refuses_a_long_specialty_and_specialties_that_are_not_names(client, manager):
+def test_admin_refuses_a_long_specialty_and_specialties_that_are_not_names(client, superuser):
     assert (
         "50 characters" in admin_add(client, specialties=json.dumps(["y" * 60]))["specialties"][0]
     )
@@ -113,13 +105,13 @@ def test_admin_refuses_a_long_specialty_and_specialties_that_are_not_names(clien
     assert not Agent.objects.exists()
 
 
-def test_admin_refuses_a_long_system_prompt(client, manager):
+def test_admin_refuses_a_long_system_prompt(client, superuser):
     errors = admin_add(client, system_prompt="p" * (SYSTEM_PROMPT_CHARS + 1))
     assert f"at most {SYSTEM_PROMPT_CHARS} characters" in errors["system_prompt"][0]
     assert not Agent.objects.exists()
 
 
-def test_admin_stores_normalised_specialties(client, manager):
+def test_admin_stores_normalised_specialties(client, superuser):
     assert admin_add(client, specialties='["Implementation", "coding", " Go "]') == {}
     assert Agent.objects.get().specialties == ["coding", "go"]
 

@@ -12,12 +12,13 @@ from rest_framework.test import APIClient
 from api.models import ApiToken
 
 from .api_support import PROBLEM, token_client
+from .cast import person
 
 pytestmark = pytest.mark.django_db
 
 
 def test_only_a_hash_of_the_secret_is_kept():
-    alice = User.objects.create_user("alice")
+    alice = person("alice")
     token, secret = ApiToken.objects.issue(alice, "ci")
     token.refresh_from_db()
     assert secret.startswith(f"baton_{token.prefix}_") and len(secret) > 50
@@ -27,7 +28,7 @@ def test_only_a_hash_of_the_secret_is_kept():
 
 
 def test_a_token_finds_its_row_only_with_the_whole_secret():
-    alice = User.objects.create_user("alice")
+    alice = person("alice")
     token, secret = ApiToken.objects.issue(alice, "ci")
     assert ApiToken.objects.authenticate(secret) == token
     assert ApiToken.objects.authenticate(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
@@ -153,7 +154,7 @@ def test_the_nav_links_the_tokens_and_the_docs(client, users):
 
 
 def test_an_admin_issues_a_token_and_sees_the_secret_once(client, users):
-    admin = User.objects.create_superuser("root", password="pw-root-123")
+    admin = person("alice")
     client.force_login(admin)
     response = client.post(
         "/admin/api/apitoken/add/", {"owner": users["operator"].pk, "name": "deploy bot"}
@@ -169,7 +170,7 @@ def test_an_admin_issues_a_token_and_sees_the_secret_once(client, users):
 
 def test_an_admin_revokes_tokens(client, users):
     token, _ = ApiToken.objects.issue(users["operator"], "old")
-    client.force_login(User.objects.create_superuser("root", password="pw-root-123"))
+    client.force_login(person("alice"))
     client.post(
         "/admin/api/apitoken/",
         {"action": "revoke", "_selected_action": [token.pk]},

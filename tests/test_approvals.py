@@ -25,6 +25,7 @@ from agents.models import (
     ToolCall,
 )
 
+from .cast import person
 from .inprocess import deliver, run_job, simulated_llm, team_on_a_model_of_its_own
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +40,7 @@ def _fresh_rules():
 
 @pytest.fixture
 def bob() -> User:
-    return User.objects.create_user("bob", password="pw-bob-123")
+    return person("bob")
 
 
 def coder_needs_approval() -> None:

@@ -3,25 +3,15 @@
 import uuid
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import Job, JobStatus
-from agents.roles import ensure_roles
 
+from .cast import person
 from .history import make_history
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator(client):
-    ensure_roles(Group, Permission)
-    user = User.objects.create_user("bob", password="pw-bob-123")
-    user.groups.set(Group.objects.filter(name="Operators"))
-    client.force_login(user)
-    return user
 
 
 def make_jobs(n: int, user) -> None:
@@ -90,10 +80,7 @@ def test_a_description_over_the_cap_gets_a_clear_error(client, operator):
 
 
 def test_a_viewer_sees_no_submit_form_and_cannot_post(client):
-    ensure_roles(Group, Permission)
-    viewer = User.objects.create_user("carol", password="pw-carol-123")
-    viewer.groups.set(Group.objects.filter(name="Viewers"))
-    client.force_login(viewer)
+    client.force_login(person("carol"))
     assert "Submit a job" not in client.get("/").content.decode()
     data = {"title": "Nope", "description": "Viewers cannot submit.", "priority": "5"}
     assert client.post("/jobs/submit/", data).status_code == 403

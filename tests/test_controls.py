@@ -1,11 +1,9 @@
 """What an operator can cancel, retry or review: one set of properties, and the views agree."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 from agents.models import AuditEntry, Job, JobStatus, SharedState, Subtask, SubtaskStatus
-from agents.roles import ensure_roles
 
 CANCELLABLE = {"queued", "planning", "waiting", "working", "synthesizing"}
 RETRYABLE = {"failed", "cancelled"}
@@ -52,15 +50,6 @@ def test_a_failed_or_cancelled_subtask_can_be_retried_until_its_job_completes(
 
 def test_a_subtask_of_an_unplanned_job_cannot_be_retried():
     assert not Subtask(job=Job(status="failed", planned_at=None), status="failed").can_retry
-
-
-@pytest.fixture
-def operator(client) -> User:
-    ensure_roles(Group, Permission)
-    bob = User.objects.create_user("bob", password="pw-bob-123")
-    bob.groups.set(Group.objects.filter(name="Operators"))
-    client.force_login(bob)
-    return bob
 
 
 def make_job(status: str, *, review_plan: bool = False) -> Job:

@@ -1,5 +1,6 @@
 import pytest
-from django.contrib.auth.models import User
+
+from .cast import person
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +12,7 @@ def test_a_missing_job_says_what_to_do(client, viewer):
 
 
 def test_a_forbidden_action_names_the_group_to_ask_for(client):
-    client.force_login(User.objects.create_user("y", password="pw-y-12345"))
+    client.force_login(person("eve"))
     response = client.post("/jobs/1/cancel/")
     assert response.status_code == 403
     assert "Operators" in response.content.decode()

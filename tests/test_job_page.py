@@ -1,10 +1,10 @@
 """Controls on the job page are drawn per user: a viewer's page has none at all."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
 
 from agents.models import Job, SharedState
-from agents.roles import ensure_roles
+
+from .cast import user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,10 +21,7 @@ def failed_job() -> Job:
 
 
 def page_for(client, role: str, job: Job) -> str:
-    ensure_roles(Group, Permission)
-    user = User.objects.create_user(role, password=f"pw-{role}-123")
-    user.groups.set(Group.objects.filter(name=role))
-    client.force_login(user)
+    client.force_login(user_in(role))
     return client.get(f"/jobs/{job.pk}/").content.decode()
 
 

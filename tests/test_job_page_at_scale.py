@@ -2,7 +2,6 @@
 (results and the call trace shortened on the page, whole on each subtask's own page)."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -90,13 +89,6 @@ def make_job(subtasks: int) -> Job:
     return job
 
 
-@pytest.fixture
-def viewer(client) -> User:
-    user = User.objects.create_superuser("alice", password="pw-alice-123")
-    client.force_login(user)
-    return user
-
-
 def page(client, job: Job) -> tuple[int, str]:
     with CaptureQueriesContext(connection) as queries:
         response = client.get(f"/jobs/{job.pk}/")
@@ -104,14 +96,14 @@ def page(client, job: Job) -> tuple[int, str]:
     return len(queries), response.content.decode()
 
 
-def test_200_subtasks_read_as_many_queries_as_30(client, viewer, django_assert_max_num_queries):
+def test_200_subtasks_read_as_many_queries_as_30(client, superuser, django_assert_max_num_queries):
     few, _ = page(client, make_job(30))  # past the 20 versions shown: as many queries as 200
     big = make_job(200)
     with django_assert_max_num_queries(few):
         client.get(f"/jobs/{big.pk}/")
 
 
-def test_the_page_of_200_subtasks_stays_light(client, viewer):
+def test_the_page_of_200_subtasks_stays_light(client, superuser):
     _, html = page(client, make_job(200))
     assert len(html.encode()) < 200 * 6_000, len(html.encode())  # was 8 MB
     # Whole texts live on each subtask's page, not here.
@@ -119,7 +111,7 @@ def test_the_page_of_200_subtasks_stays_light(client, viewer):
     assert html.count('href="/subtasks/') >= 200
 
 
-def test_a_subtask_page_has_the_whole_result_and_a_paginated_trace(client, viewer):
+def test_a_subtask_page_has_the_whole_result_and_a_paginated_trace(client, superuser):
     job = make_job(3)
     sub = job.subtasks.get(key="step-2")
     response = client.get(f"/subtasks/{sub.pk}/")
@@ -129,7 +121,7 @@ def test_a_subtask_page_has_the_whole_result_and_a_paginated_trace(client, viewe
     assert html.count('class="call') == CALLS
 
 
-def test_a_long_trace_is_paginated(client, viewer, settings):
+def test_a_long_trace_is_paginated(client, superuser, settings):
     job = make_job(1)
     sub = job.subtasks.get()
     LLMCall.objects.bulk_create(
@@ -173,7 +165,7 @@ def review_queries(client, subtasks: int) -> int:
     return len(queries)
 
 
-def test_a_plan_in_review_reads_as_many_queries_for_many_subtasks(client, viewer, settings):
+def test_a_plan_in_review_reads_as_many_queries_for_many_subtasks(client, superuser, settings):
     settings.PLAN_MAX_SUBTASKS = 200
     team.seed()
     assert review_queries(client, 200) == review_queries(client, 2)

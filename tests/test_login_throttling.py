@@ -6,23 +6,22 @@ import sys
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import AsyncClient
 from django.utils import timezone
 
+from .cast import PASSWORD, person
 from .stack import ROOT
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct-horse-battery"
 LOGIN_PAGES = ["/login/", "/admin/login/"]
 LOCKED = "Too many failed logins; try again in 15 minutes."
 
 
 @pytest.fixture(autouse=True)
-def users() -> None:
-    User.objects.create_user("alice", password=PASSWORD, is_staff=True, is_superuser=True)
-    User.objects.create_user("bob", password=PASSWORD, is_staff=True, is_superuser=True)
+def _cast() -> None:
+    person("alice")
+    person("bob")
 
 
 def log_in(client, path: str, username: str = "alice", password: str = PASSWORD, **extra):

@@ -3,11 +3,12 @@ specialist work only with that specialty: not by a hint, and not as the fallback
 nobody has."""
 
 import pytest
-from django.contrib.auth.models import User
 
 from agents import actions, dispatch
 from agents.allocation import Candidate, choose, eligible
 from agents.models import Agent, Job, JobStatus, Subtask, SubtaskStatus
+
+from .cast import person
 
 ORCHESTRATION = ("orchestration", "planning")
 
@@ -161,7 +162,7 @@ def test_the_job_page_says_why_the_hint_was_set_aside(client):
     make("researcher", "research")
     job = working_job(("a", "research", "orchestrator"))
     dispatch.dispatch_ready()
-    client.force_login(User.objects.create_superuser("alice", password="pw-alice-123"))
+    client.force_login(person("alice"))
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert "Why researcher (the plan asked for orchestrator, set aside: orchestrator is the" in page
 

@@ -2,12 +2,10 @@
 before its plan was approved goes back to review when retried, not to work."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents import actions, dispatch, team
 from agents.models import Job, JobStatus, SharedState, Subtask, SubtaskStatus
-from agents.roles import ensure_roles
 
 pytestmark = pytest.mark.django_db
 
@@ -24,17 +22,6 @@ def job_in_review(keys=("research", "coding")) -> Job:
     for key in keys:
         Subtask.objects.create(job=job, key=key, type="research")
     return job
-
-
-@pytest.fixture
-def operator(client):
-    from django.contrib.auth.models import Group, Permission
-
-    ensure_roles(Group, Permission)
-    user = User.objects.create_user("olivia", password="pw-olivia-1")
-    user.groups.set(Group.objects.filter(name="Operators"))
-    client.force_login(user)
-    return user
 
 
 def test_an_added_subtask_cannot_grow_the_plan_past_its_limit(client, operator, settings):

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents.models import Job, SharedState
@@ -24,13 +23,6 @@ TEMPLATES = sorted((Path(ROOT) / "templates").rglob("*.html"))
 TAG = re.compile(r"<([a-zA-Z][\w-]*)\b([^>]*)>", re.S)
 EVENT_HANDLER = re.compile(r"(?:^|\s)on[a-z]+\s*=", re.I)
 STYLE_ATTRIBUTE = re.compile(r"(?:^|\s)style\s*=", re.I)
-
-
-@pytest.fixture
-def alice(client) -> User:
-    user = User.objects.create_superuser("alice", password="pw-alice-123")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
@@ -79,7 +71,7 @@ def test_no_template_holds_inline_code(template):
     assert_no_inline_code(template.read_text(), str(template.relative_to(ROOT)))
 
 
-def test_the_policy_is_strict(client, alice):
+def test_the_policy_is_strict(client, superuser):
     directives = policy(client.get("/"))
     assert directives["default-src"] == ["'self'"]
     for name in ("script-src", "style-src"):
@@ -93,7 +85,7 @@ def test_the_policy_is_strict(client, alice):
     assert not [v for values in directives.values() for v in values if "://" in v or "*" in v]
 
 
-def test_every_page_carries_the_policy_and_no_inline_code(client, alice, job_in_review):
+def test_every_page_carries_the_policy_and_no_inline_code(client, superuser, job_in_review):
     for path in ("/", f"/jobs/{job_in_review.pk}/", "/agents/", "/admin/", "/admin/agents/job/"):
         response = client.get(path)
         assert response.status_code == 200, path
@@ -116,7 +108,7 @@ def test_the_login_pages_carry_the_policy(client, path):
     assert_no_inline_code(response.content.decode(), path)
 
 
-def test_htmx_is_configured_to_need_no_inline_style_or_eval(client, alice):
+def test_htmx_is_configured_to_need_no_inline_style_or_eval(client, superuser):
     page = client.get("/").content.decode()
     meta = re.search(r"""<meta name="htmx-config" content=(["'])(.*?)\1""", page)
     assert meta, "no htmx-config meta"
@@ -125,7 +117,7 @@ def test_htmx_is_configured_to_need_no_inline_style_or_eval(client, alice):
     assert config["allowEval"] is False  # hx-on, event filters and js: values need eval
 
 
-def test_the_error_pages_carry_the_policy(client, alice):
+def test_the_error_pages_carry_the_policy(client, superuser):
     response = client.get("/jobs/999999/")
     assert response.status_code == 404
     assert policy(response)

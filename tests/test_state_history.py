@@ -4,7 +4,6 @@ versions, and every version still rebuilds exactly as it was written."""
 import json
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import JSONField
@@ -12,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from agents import state
 from agents.models import Job, SharedState, SharedStateVersion
+
+from .cast import person
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,7 @@ def test_a_version_row_still_says_what_it_held():
 
 
 def test_the_job_page_reads_the_same_few_queries_for_a_long_history(client):
-    client.force_login(User.objects.create_superuser("alice", password="pw-alice-123"))
+    client.force_login(person("alice"))
     job = new_job()
     grow(job, 30)
 

@@ -8,7 +8,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents import actions, approvals, calls, models, recovery, steps, telemetry
@@ -24,6 +23,7 @@ from agents.models import (
     ToolCall,
 )
 
+from .cast import person
 from .simulator_fixture import running_simulator
 from .test_tracing import attributes, collector  # noqa: F401 (a fixture)
 
@@ -377,7 +377,7 @@ def paused_on_read_state(model: str, ctx) -> tuple[Subtask, ToolCall]:
 def test_a_tool_call_waits_for_approval_and_runs_with_the_edited_arguments(
     simulator, sent, model, read_state_needs_approval, django_capture_on_commit_callbacks
 ):
-    operator = User.objects.create_user("olga", password="pw-olga-123")
+    operator = person("bob")
     sub, tool_call = paused_on_read_state(model, django_capture_on_commit_callbacks)
     assert simulator.stats.snapshot()["requests"] == 1
 
@@ -397,7 +397,7 @@ def test_a_tool_call_waits_for_approval_and_runs_with_the_edited_arguments(
 def test_a_rejected_tool_call_gives_the_model_the_operators_reason(
     simulator, sent, model, read_state_needs_approval, django_capture_on_commit_callbacks
 ):
-    operator = User.objects.create_user("olga", password="pw-olga-123")
+    operator = person("bob")
     sub, tool_call = paused_on_read_state(model, django_capture_on_commit_callbacks)
 
     with django_capture_on_commit_callbacks(execute=True):

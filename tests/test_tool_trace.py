@@ -3,28 +3,17 @@ subtask's page, with their name, arguments, status, latency and result or error,
 shortened on the job page, in the same number of queries however many there are."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, ToolCall
-from agents.roles import ensure_roles
 
 from .api_support import token_client
 
 pytestmark = pytest.mark.django_db
 
 HOSTILE = "<script>alert('tool')</script>"
-
-
-@pytest.fixture
-def viewer(client) -> User:
-    ensure_roles(Group, Permission)
-    user = User.objects.create_user("vera", password="pw-vera-123")
-    user.groups.set(Group.objects.filter(name="Viewers"))
-    client.force_login(user)
-    return user
 
 
 def job_with_tool_calls(subtasks: int = 1, calls: int = 1) -> Job:
