@@ -181,6 +181,13 @@ class AgentAdmin(ListAdmin):
             form.base_fields["tools"].offer(obj.tools if obj else [])
         return form
 
+    def save_model(self, request, obj: Agent, form, change: bool) -> None:
+        """Through the same actions as the pages and the API (Django's LogEntry besides)."""
+        if change:
+            actions.edit_agent(obj, form.cleaned_data, user=request.user)
+        else:
+            obj.pk = actions.register_agent(form.cleaned_data, user=request.user).pk
+
     @admin.display(description="load", ordering="load")
     def load(self, obj: Agent) -> int:
         return obj.load

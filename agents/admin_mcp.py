@@ -46,20 +46,22 @@ class MCPServerAdmin(BatonAdmin):
     def fetch(self, request: HttpRequest, queryset: QuerySet) -> None:
         for server in queryset:
             try:
-                found = mcp.fetch_tools(server)
+                found = actions.fetch_mcp_tools(server, user=request.user)
             except mcp.ServerError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{server.name} lists {len(found)} tools.")
 
     def save_model(self, request: HttpRequest, obj: MCPServer, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
+        if change:
+            actions.edit_mcp_server(obj, form.cleaned_data, user=request.user)
+        else:
+            obj.pk = actions.register_mcp_server(form.cleaned_data, user=request.user).pk
         if dropped := form.dropped_message():
             self.message_user(request, dropped, messages.WARNING)
 
     def delete_model(self, request: HttpRequest, obj: MCPServer) -> None:
-        mcp.delete_server(obj)
-        actions.audit("delete_mcp_server", actor=request.user, detail=obj.slug)
+        actions.delete_mcp_server(obj, user=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for server in queryset:

@@ -28,7 +28,7 @@ def _page(request: HttpRequest, form: MCPServerForm | None, status: int = 200) -
 
 def _fetch(request: HttpRequest, server: MCPServer) -> None:
     try:
-        found = mcp.fetch_tools(server)
+        found = actions.fetch_mcp_tools(server, user=request.user)
     except mcp.ServerError as exc:
         messages.error(request, f"Could not fetch the tools of {server.name}: {exc}")
     else:
@@ -48,8 +48,7 @@ def server_create(request: HttpRequest) -> HttpResponse:
     form = MCPServerForm(request.POST)
     if not form.is_valid():
         return _page(request, form, status=400)
-    server = form.save()
-    actions.audit("register_mcp_server", actor=request.user, detail=server.slug)
+    server = actions.register_mcp_server(form.cleaned_data, user=request.user)
     if server.enabled:
         _fetch(request, server)
     return redirect("dash-tools")
@@ -61,8 +60,7 @@ def server_edit(request: HttpRequest, slug: str) -> HttpResponse:
     server = get_object_or_404(MCPServer, slug=slug)
     form = MCPServerForm(request.POST or None, instance=server)
     if request.method == "POST" and form.is_valid():
-        server = form.save()
-        actions.audit("edit_mcp_server", actor=request.user, detail=server.slug)
+        server = actions.edit_mcp_server(server, form.cleaned_data, user=request.user)
         messages.success(request, f"{server.name} saved.")
         if dropped := form.dropped_message():
             messages.info(request, dropped)
@@ -85,8 +83,7 @@ def server_fetch(request: HttpRequest, slug: str) -> HttpResponse:
 @permission_required("agents.change_agent", raise_exception=True)
 def server_delete(request: HttpRequest, slug: str) -> HttpResponse:
     server = get_object_or_404(MCPServer, slug=slug)
-    changed = mcp.delete_server(server)
-    actions.audit("delete_mcp_server", actor=request.user, detail=server.slug)
+    changed = actions.delete_mcp_server(server, user=request.user)
     note = f"; its tools are no longer granted to {', '.join(changed)}" if changed else ""
     messages.success(request, f"{server.name} deleted{note}.")
     return redirect("dash-tools")

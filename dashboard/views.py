@@ -260,10 +260,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 def agent_create(request: HttpRequest) -> HttpResponse:
     form = AgentForm(request.POST)
     if form.is_valid():
-        agent = form.save()
-        actions.audit("register_agent", actor=request.user, agent=agent, detail=agent.slug)
-        if agent.enabled:
-            actions.set_agent_enabled(agent, True, user=request.user)
+        actions.register_agent(form.cleaned_data, user=request.user)
         return redirect("dash-agents")
     return render(request, "dashboard/agents.html", _agents_context(form), status=400)
 
@@ -274,11 +271,7 @@ def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
     agent = get_object_or_404(Agent, slug=slug)
     form = AgentForm(request.POST or None, instance=agent)
     if request.method == "POST" and form.is_valid():
-        was_enabled = Agent.objects.filter(pk=agent.pk, enabled=True).exists()
-        agent = form.save()
-        actions.audit("edit_agent", actor=request.user, agent=agent, detail=agent.slug)
-        if agent.enabled != was_enabled:
-            actions.set_agent_enabled(agent, agent.enabled, user=request.user)
+        actions.edit_agent(agent, form.cleaned_data, user=request.user)
         return redirect("dash-agents")
     status = 400 if request.method == "POST" else 200
     return render(

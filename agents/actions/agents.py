@@ -1,4 +1,5 @@
-"""Registering, editing, enabling and disabling agents."""
+"""Registering, editing, enabling and disabling agents: each one transaction and one audit
+row. `fields` is a validated AgentForm's cleaned data, from whichever face."""
 
 from __future__ import annotations
 
@@ -9,12 +10,47 @@ from ..models import Agent
 from ._audit import audit
 
 
+def register_agent(fields: dict, *, user=None) -> Agent:
+    """Raises IntegrityError (nothing written) when the slug is taken meanwhile."""
+    with transaction.atomic():
+        agent = Agent.objects.create(**fields)
+        audit("register_agent", actor=user, agent=agent, detail=agent.slug)
+        if agent.enabled:
+            _enabled()
+    return agent
+
+
+def edit_agent(agent: Agent, fields: dict, *, user=None) -> Agent:
+    """Save the changed fields; audited as enable_agent or disable_agent when the edit
+    switches the agent, edit_agent otherwise, naming what else changed."""
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        changed = [name for name, value in fields.items() if getattr(agent, name) != value]
+        for name in changed:
+            setattr(agent, name, fields[name])
+        agent.save(update_fields=[*changed, "updated_at"])
+        others = [name for name in changed if name != "enabled"]
+        detail = f"{agent.slug}: {', '.join(others)}" if others else agent.slug
+        if "enabled" in changed:
+            action = "enable_agent" if agent.enabled else "disable_agent"
+        else:
+            action = "edit_agent"
+        audit(action, actor=user, agent=agent, detail=detail)
+        if "enabled" in changed and agent.enabled:
+            _enabled()
+    return agent
+
+
 def set_agent_enabled(agent: Agent, enabled: bool, *, user=None) -> None:
     with transaction.atomic():
         Agent.objects.filter(pk=agent.pk).update(enabled=enabled)
         agent.enabled = enabled
         audit("enable_agent" if enabled else "disable_agent", actor=user, agent=agent)
         if enabled:
-            # Work may have been waiting for exactly this agent, or for any agent at all.
-            dispatch.resume_jobs_waiting_for_agents()
-            enqueue.dispatch_ready()
+            _enabled()
+
+
+def _enabled() -> None:
+    # Work may have been waiting for exactly this agent, or for any agent at all.
+    dispatch.resume_jobs_waiting_for_agents()
+    enqueue.dispatch_ready()

@@ -14,22 +14,39 @@ def edit_subtask(
     sub: Subtask, *, description: str, type: str, agent: Agent | None, user=None
 ) -> bool:
     """Change a planned subtask before approval; `agent` None leaves the choice to the score."""
-    if not sub.job.awaiting_review:
-        return False
-    sub.payload = {**sub.payload, "description": description}
-    sub.type = type
-    sub.assign_hint = agent.slug if agent else ""
-    sub.save(update_fields=["payload", "type", "assign_hint", "updated_at"])
-    audit("edit_subtask", actor=user, job=sub.job, subtask=sub, detail=f"{type}: {description}")
+    with transaction.atomic():
+        sub = _under_review(sub)
+        if sub is None:
+            return False
+        sub.payload = {**sub.payload, "description": description}
+        sub.type = type
+        sub.assign_hint = agent.slug if agent else ""
+        sub.save(update_fields=["payload", "type", "assign_hint", "updated_at"])
+        detail = f"{type}: {description}"
+        audit("edit_subtask", actor=user, job=sub.job, subtask=sub, detail=detail)
     return True
 
 
 def delete_subtask(sub: Subtask, *, user=None) -> bool:
-    if not sub.job.awaiting_review:
-        return False
-    audit("delete_subtask", actor=user, job=sub.job, detail=sub.key)
-    sub.delete()
+    with transaction.atomic():
+        sub = _under_review(sub)
+        if sub is None:
+            return False
+        audit("delete_subtask", actor=user, job=sub.job, detail=sub.key)
+        sub.delete()
     return True
+
+
+def _under_review(sub: Subtask) -> Subtask | None:
+    """The subtask as it is now, its job locked (an approval waits for the edit), or None
+    when the plan is no longer under review or the subtask is gone."""
+    job = Job.objects.select_for_update().get(pk=sub.job_id)
+    if not job.awaiting_review:
+        return None
+    sub = Subtask.objects.filter(pk=sub.pk).first()
+    if sub is not None:
+        sub.job = job
+    return sub
 
 
 def add_subtask(

@@ -46,11 +46,7 @@ class AgentList(APIView):
         # What the body leaves out takes the model's defaults, as the page's form shows them.
         values = {**model_to_dict(Agent(), fields=AGENT_FIELDS), **body.validated_data}
         form = AgentForm(data=form_data(_as_form_values(values)))
-        checked(form)
-        agent = form.save()
-        actions.audit("register_agent", actor=request.user, agent=agent, detail=agent.slug)
-        if agent.enabled:
-            actions.set_agent_enabled(agent, True, user=request.user)
+        agent = actions.register_agent(checked(form), user=request.user)
         data = AgentSerializer(_agent(agent.slug)).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -71,14 +67,9 @@ class AgentDetail(APIView):
         agent = _agent(slug)
         body = AgentWriteSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        was_enabled = agent.enabled
         values = {**model_to_dict(agent, fields=AGENT_FIELDS), **body.validated_data}
         form = AgentForm(data=form_data(_as_form_values(values)), instance=agent)
-        checked(form)
-        agent = form.save()
-        actions.audit("edit_agent", actor=request.user, agent=agent, detail=agent.slug)
-        if agent.enabled != was_enabled:
-            actions.set_agent_enabled(agent, agent.enabled, user=request.user)
+        agent = actions.edit_agent(agent, checked(form), user=request.user)
         return Response(AgentSerializer(_agent(agent.slug)).data)
 
 
