@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 
 from agents.admin_base import BatonAdmin
 
+from . import actions
 from .forms import EndpointForm, NewEndpointForm
 from .models import Attempt, Delivery, Endpoint
 
@@ -43,9 +44,18 @@ class EndpointAdmin(BatonAdmin):
         return [*EndpointForm._meta.fields, *self.readonly_fields]
 
     def save_model(self, request, obj: Endpoint, form, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        if change:
+            actions.edit_endpoint(obj, form.cleaned_data, user=request.user)
+        else:  # the secret, generated or given, is shown from `obj` on the next page
+            saved = actions.register_endpoint(form.cleaned_data, user=request.user)
+            obj.pk, obj.secret, obj.created_by = saved.pk, saved.secret, saved.created_by
+
+    def delete_model(self, request, obj: Endpoint) -> None:
+        actions.delete_endpoint(obj, user=request.user)
+
+    def delete_queryset(self, request, queryset: QuerySet[Endpoint]) -> None:
+        for endpoint in queryset:
+            self.delete_model(request, endpoint)
 
     def response_add(self, request: HttpRequest, obj: Endpoint, post_url_continue=None):
         """The secret, this once, instead of a redirect (a message would store it)."""
@@ -84,7 +94,7 @@ class DeliveryAdmin(BatonAdmin):
 
     @admin.action(description="Re-send the selected deliveries", permissions=["change"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> HttpResponse | None:
-        sent = sum(delivery.resend() for delivery in queryset)
+        sent = sum(actions.resend_delivery(delivery, user=request.user) for delivery in queryset)
         skipped = queryset.count() - sent
         self.message_user(request, f"{sent} sent again.", messages.SUCCESS)
         if skipped:

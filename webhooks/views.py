@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from . import actions
 from .forms import EndpointForm, NewEndpointForm
 from .models import Delivery, DeliveryStatus, Endpoint
 
@@ -27,9 +28,7 @@ def endpoints(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            endpoint = form.save(commit=False)
-            endpoint.created_by = request.user
-            endpoint.save()
+            endpoint = actions.register_endpoint(form.cleaned_data, user=request.user)
             context["created"], context["secret"] = endpoint, endpoint.secret
             form = NewEndpointForm()
             status = 201
@@ -57,7 +56,7 @@ def endpoint(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     form = EndpointForm(request.POST or None, instance=endpoint)
     if request.method == "POST":
         if form.is_valid():
-            form.save()
+            actions.edit_endpoint(endpoint, form.cleaned_data, user=request.user)
             messages.success(request, "Saved.")
             return redirect(endpoint)
     deliveries = endpoint.deliveries.prefetch_related("attempt_log")
@@ -72,7 +71,7 @@ def endpoint(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 @require_POST
 def resend(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = get_object_or_404(Delivery.objects.select_related("endpoint"), pk=delivery_id)
-    if delivery.resend():
+    if actions.resend_delivery(delivery, user=request.user):
         messages.success(request, f"Delivery {delivery.message_id} is sent again.")
     else:
         messages.error(request, "That delivery is still being sent: wait for its outcome.")
