@@ -10,7 +10,7 @@ import re
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils.text import smart_split, unescape_string_literal
@@ -429,13 +429,23 @@ class ApprovalRuleAdmin(BatonAdmin):
     list_filter = ("kind",)
     search_fields = ("name",)
 
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        approvals._rules.forget()  # this process at once; the others within seconds
+    def save_model(self, request, obj: ApprovalRule, form, change: bool) -> None:
+        """Through approvals' add_rule and remove_rule, as on the pages: audited, and every
+        process forgets the rules it held. A changed rule is the old one removed and the new
+        one added."""
+        if change and not form.has_changed():
+            return
+        with transaction.atomic():
+            if change:
+                approvals.remove_rule(ApprovalRule.objects.get(pk=obj.pk), user=request.user)
+            obj.pk = approvals.add_rule(obj.kind, obj.name, user=request.user).pk
 
-    def delete_model(self, request, obj) -> None:
-        super().delete_model(request, obj)
-        approvals._rules.forget()
+    def delete_model(self, request, obj: ApprovalRule) -> None:
+        approvals.remove_rule(obj, user=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for rule in queryset:
+            self.delete_model(request, rule)
 
 
 @admin.register(Approval)
