@@ -12,7 +12,7 @@ from agents.models import Job, Subtask
 
 from .api_support import token_client
 from .cast import CAST, person, role_users
-from .inprocess import capture_messages
+from .inprocess import capture_messages, simulated_llm
 from .stack import start_stack
 from .webhook_receiver import capture_sent_tasks
 
@@ -74,6 +74,14 @@ def sent(monkeypatch) -> list[tuple[str, tuple]]:
     """The steps' Celery messages, (short name, args), kept instead of sent: `inprocess.deliver`
     runs them."""
     return capture_messages(monkeypatch)
+
+
+@pytest.fixture
+def simulator(settings):
+    """The LLM simulator on a free port, this process's calls sent to it (and the local
+    limiter: a test holds no Redis slot)."""
+    with simulated_llm(settings) as server:
+        yield server
 
 
 @pytest.fixture

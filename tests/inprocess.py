@@ -21,8 +21,9 @@ TASKS = {
 
 
 @contextmanager
-def simulated_llm(settings) -> Iterator[SimulatorServer]:
-    with running_simulator() as server:
+def simulated_llm(settings, **config: object) -> Iterator[SimulatorServer]:
+    """The LLM simulator (with `config`), and this process's calls sent to it."""
+    with running_simulator(**config) as server:
         settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
         settings.LLM_API_KEY = "sk-test"
         settings.REDIS_URL = ""  # the local limiter

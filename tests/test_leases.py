@@ -21,20 +21,9 @@ from agents.models import (
     SubtaskStatus,
 )
 
-from .simulator_fixture import running_simulator
-
 pytestmark = pytest.mark.django_db
 
 ELSEWHERE = "another-host:4242:1"
-
-
-@pytest.fixture
-def simulator(settings):
-    with running_simulator() as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""  # the local limiter: this test holds no Redis slot
-        yield server
 
 
 def working_subtask(*, started_ago_s: float, lease_in_s: float, owner: str = ELSEWHERE):

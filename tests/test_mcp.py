@@ -29,8 +29,8 @@ from agents.models import (
 )
 
 from .cast import person
+from .inprocess import simulated_llm
 from .mcp_server import free_port, mcp_server
-from .simulator_fixture import running_simulator
 
 pytestmark = pytest.mark.django_db
 
@@ -364,10 +364,7 @@ def test_the_admin_fetches_and_never_shows_the_token(admin_client, monkeypatch, 
 @pytest.fixture
 def simulated(settings, monkeypatch):
     monkeypatch.setattr(enqueue, "send_now", lambda name, *args, **opts: None)
-    with running_simulator() as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""  # the local limiter
+    with simulated_llm(settings) as server:
         yield server
 
 

@@ -5,24 +5,18 @@ import pytest
 from agents import steps
 from agents.models import Agent, Job, JobStatus, SharedState
 
-from .simulator_fixture import running_simulator
-
 pytestmark = pytest.mark.django_db
 
 
-def test_a_planning_step_that_fails_for_good_counts_as_a_failure(settings):
-    with running_simulator() as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""
-        # The simulator answers models named unknown-* with a 404: a permanent error.
-        orchestrator = Agent.objects.create(
-            name="Orchestrator", slug="orchestrator", specialties=["planning"], model="unknown-x"
-        )
-        job = Job.objects.create(title="J", description="Plan it.", status=JobStatus.QUEUED)
-        SharedState.objects.create(job=job)
+def test_a_planning_step_that_fails_for_good_counts_as_a_failure(simulator):
+    # The simulator answers models named unknown-* with a 404: a permanent error.
+    orchestrator = Agent.objects.create(
+        name="Orchestrator", slug="orchestrator", specialties=["planning"], model="unknown-x"
+    )
+    job = Job.objects.create(title="J", description="Plan it.", status=JobStatus.QUEUED)
+    SharedState.objects.create(job=job)
 
-        steps.plan_job(job.pk)
+    steps.plan_job(job.pk)
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
     orchestrator.refresh_from_db()

@@ -22,7 +22,6 @@ from agents.models import (
 from webhooks import tasks, transport, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint, Outcome
 
-from .simulator_fixture import running_simulator
 from .test_tool_loop import died_after_asking
 
 pytestmark = pytest.mark.django_db
@@ -33,15 +32,6 @@ BOUND = 3
 @pytest.fixture(autouse=True)
 def bound(settings):
     settings.STEP_MAX_TAKEBACKS = BOUND
-
-
-@pytest.fixture
-def simulator(settings):
-    with running_simulator() as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""  # the local limiter
-        yield server
 
 
 def ctx(job_id: int = 0) -> tools.Context:

@@ -27,7 +27,7 @@ from agents.text import clean, clean_json
 from webhooks import tasks, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint
 
-from .simulator_fixture import running_simulator
+from .inprocess import simulated_llm
 from .test_tool_loop import died_after_asking
 from .webhook_receiver import running_receiver
 
@@ -56,10 +56,8 @@ def test_an_llm_error_quoting_a_nul_is_storable():
 
 @pytest.fixture
 def simulator(settings):
-    with running_simulator(text_suffix="\x00") as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""  # the local limiter
+    """The simulator, each of its answers ending in a NUL."""
+    with simulated_llm(settings, text_suffix="\x00") as server:
         yield server
 
 

@@ -24,19 +24,9 @@ from agents.models import (
 )
 
 from .cast import person
-from .simulator_fixture import running_simulator
 from .test_tracing import attributes, collector  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def simulator(settings):
-    with running_simulator() as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""  # the local limiter
-        yield server
 
 
 @pytest.fixture
