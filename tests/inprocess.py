@@ -1,14 +1,18 @@
 """Run a whole job in the test's thread, on the LLM simulator: its steps, and the Celery
-messages they send, delivered one by one until none is left."""
+messages they send, delivered one by one until none is left; or a subtask a worker holds,
+for the reconciler to take back."""
 
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 
-from agents import dispatch, enqueue, models, steps
+from django.utils import timezone
+
+from agents import dispatch, enqueue, models, recovery, steps
 from agents.management.commands.llm_simulator import SimulatorServer
-from agents.models import Agent, Job, JobStatus, ModelPrice, SharedState
+from agents.models import Agent, Job, JobStatus, ModelPrice, SharedState, Subtask, SubtaskStatus
 
 from .simulator_fixture import running_simulator
 
@@ -73,3 +77,34 @@ def deliver(sent, capture) -> None:
         name, args = sent.pop(0)
         with capture(execute=True):
             TASKS[name](*args)
+
+
+# A lease holder on another host, as the reconciler sees it.
+ELSEWHERE = "another-host:4242:1"
+
+
+def working_subtask(*, started_ago_s: float, lease_in_s: float, owner: str = ELSEWHERE) -> Subtask:
+    """A coding subtask a worker (`owner`) took `started_ago_s` ago, its lease lapsing in
+    `lease_in_s` (negative: lapsed)."""
+    agent = Agent.objects.create(name="Coder", slug="coder", specialties=["coding"])
+    job = Job.objects.create(title="J", description="Do it.", status=JobStatus.WORKING)
+    SharedState.objects.create(job=job)
+    now = timezone.now()
+    return Subtask.objects.create(
+        job=job,
+        key="s1",
+        type="coding",
+        payload={"description": "write it"},
+        agent=agent,
+        status=SubtaskStatus.WORKING,
+        attempts=1,
+        started_at=now - timedelta(seconds=started_ago_s),
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=lease_in_s),
+    )
+
+
+def reconcile(django_capture_on_commit_callbacks) -> None:
+    """One reconciler pass, its messages sent on commit."""
+    with django_capture_on_commit_callbacks(execute=True):
+        recovery.reconcile()

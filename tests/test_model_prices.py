@@ -31,9 +31,3 @@ def test_a_changed_or_deleted_price_is_seen_at_once(django_capture_on_commit_cal
     assert ModelPrice.prices_of("m") == (Decimal("2"), Decimal(0))
     price.delete()
     assert ModelPrice.prices_of("m") is None
-
-
-def test_the_offline_model_needs_no_price(settings):
-    settings.LLM_API_KEY = ""
-    budgeted = Job(title="J", description="d", budget_cost=Decimal("1"))
-    assert calls.allowance(budgeted, "no-such-price", MESSAGES, 100) == 100

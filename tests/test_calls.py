@@ -1,5 +1,6 @@
-"""Budgets are checked before each call with the prompt's estimated tokens, a call asks for no
-more than what is left, and a money budget cannot be passed through a model with no price."""
+"""LLM-call recording (agents/calls.py). Budgets are checked before each call with the prompt's
+estimated tokens, a call asks for no more than what is left, and a money budget cannot be
+passed through a model with no price (the offline model needs none)."""
 
 from decimal import Decimal
 
@@ -9,21 +10,10 @@ from agents import calls, tokens
 from agents.calls import BudgetExceeded
 from agents.models import Agent, Job, LLMCall, ModelPrice
 
-from .simulator_fixture import running_simulator
-
 pytestmark = pytest.mark.django_db
 
 MESSAGES = [{"role": "user", "content": "x" * 400}]  # 100 tokens, estimated
 PROMPT = tokens.estimate_tokens(tokens.messages_text(MESSAGES))
-
-
-@pytest.fixture
-def provider(settings):
-    with running_simulator() as server:
-        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        settings.LLM_API_KEY = "sk-test"
-        settings.REDIS_URL = ""
-        yield server
 
 
 def job(**budgets) -> Job:
@@ -36,14 +26,14 @@ def test_a_call_asks_for_no_more_tokens_than_the_budget_has_left():
     assert calls.allowance(job(), "m", MESSAGES, 2048) == 2048
 
 
-def test_a_prompt_that_does_not_fit_what_is_left_is_never_sent(provider):
+def test_a_prompt_that_does_not_fit_what_is_left_is_never_sent(simulator):
     agent = Agent.objects.create(name="A", slug="a", specialties=["coding"])
     budgeted = Job.objects.create(title="J", description="d", budget_tokens=PROMPT + 50)
     Job.objects.filter(pk=budgeted.pk).update(total_tokens=60)
 
     with pytest.raises(BudgetExceeded):
         calls.call_llm(agent=agent, job_id=budgeted.pk, purpose="plan", messages=MESSAGES)
-    assert provider.stats.snapshot()["requests"] == 0
+    assert simulator.stats.snapshot()["requests"] == 0
     assert not LLMCall.objects.exists()
 
 
@@ -57,12 +47,18 @@ def test_a_money_budget_caps_the_completion_at_the_models_price(settings):
     assert calls.allowance(budgeted, "priced", MESSAGES, 2048) == 200
 
 
-def test_a_money_budget_refuses_a_model_with_no_price(settings, provider):
+def test_a_money_budget_refuses_a_model_with_no_price(settings, simulator):
     agent = Agent.objects.create(name="A", slug="a", specialties=["coding"], model="unpriced-x")
     budgeted = Job.objects.create(title="J", description="d", budget_cost=Decimal("5"))
 
     with pytest.raises(BudgetExceeded, match="unpriced-x has no price"):
         calls.call_llm(agent=agent, job_id=budgeted.pk, purpose="plan", messages=MESSAGES)
-    assert provider.stats.snapshot()["requests"] == 0
+    assert simulator.stats.snapshot()["requests"] == 0
     # A token budget alone does not need a price.
     assert calls.allowance(job(budget_tokens=10_000), "unpriced-x", MESSAGES, 50) == 50
+
+
+def test_the_offline_model_needs_no_price(settings):
+    settings.LLM_API_KEY = ""
+    budgeted = Job(title="J", description="d", budget_cost=Decimal("1"))
+    assert calls.allowance(budgeted, "no-such-price", MESSAGES, 100) == 100
