@@ -6,8 +6,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from agents.admin_base import BatonAdmin
-
-from .models import ApiToken
+from agents.models import ApiToken
 
 
 @admin.register(ApiToken)

@@ -160,7 +160,7 @@ class Subscribers:
     def __init__(self, env: dict, logs: Path) -> None:
         from django.contrib.auth.models import User
 
-        from api.models import ApiToken
+        from agents.models import ApiToken
         from webhooks.models import Endpoint
 
         self.webhooks = Webhooks()

@@ -22,9 +22,9 @@ from django.contrib import auth
 from django.db import connections
 from django.http import HttpRequest
 
-from agents.models import Job
+from agents.credentials import CredentialRefused, parse, token_user
+from agents.models import ApiToken, Job
 from agents.roles import READ_PERMISSIONS
-from api.models import ApiToken, parse
 
 THREADS = 4
 _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sse-access")
@@ -78,17 +78,11 @@ def credential(request: HttpRequest) -> tuple[Credential | None, str]:
 @off_loop
 def authenticate(credential: Credential) -> tuple[Holder | None, int, str]:
     """The holder, or the status (401, 403) and why not."""
-    from rest_framework.exceptions import AuthenticationFailed
-
-    from api.auth import BearerTokenAuthentication
-
     if credential.secret:
-        request = HttpRequest()  # what the authenticator reads of one: its headers
-        request.META["HTTP_AUTHORIZATION"] = f"Bearer {credential.secret}"
         try:
-            user, token = BearerTokenAuthentication().authenticate(request)
-        except AuthenticationFailed as exc:
-            return None, 401, str(exc.detail)
+            user, token = token_user(credential.secret)
+        except CredentialRefused as refused:
+            return None, 401, str(refused)
         holder = Holder(user.pk, token_id=token.pk)
     else:
         user = _session_user(credential.session_key)

@@ -6,8 +6,16 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, SubtaskStatus
-from api.models import ApiToken
+from agents.models import (
+    Agent,
+    ApiToken,
+    Job,
+    JobStatus,
+    LLMCall,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+)
 
 PROBLEM = "application/problem+json"
 

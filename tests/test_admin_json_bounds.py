@@ -137,7 +137,7 @@ def test_every_json_field_the_admin_edits_is_bounded(rf, admin_user):
         "/admin/agents/job/?status=a%00",
         "/admin/agents/approvalrule/?kind=a%00",
         "/admin/webhooks/delivery/?event=a%00",
-        "/admin/api/apitoken/?name=a%00",
+        "/admin/agents/apitoken/?name=a%00",
         "/admin/agents/mcpserver/?url=%00",
         "/admin/auth/user/?username=a%00",
         "/admin/auth/group/?q=a%00",

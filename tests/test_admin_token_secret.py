@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from api.models import ApiToken
+from agents.models import ApiToken
 from webhooks.models import Endpoint
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def assert_only_in_the_page(client, response, secret: str) -> None:
 
 
 def test_a_token_made_in_the_admin_is_shown_in_the_answer_not_in_a_cookie(client, superuser):
-    response = client.post("/admin/api/apitoken/add/", {"owner": superuser.pk, "name": "bot"})
+    response = client.post("/admin/agents/apitoken/add/", {"owner": superuser.pk, "name": "bot"})
     secret = re.search(r'<pre id="token-secret">(\S+)</pre>', response.content.decode())[1]
     assert ApiToken.objects.authenticate(secret) == ApiToken.objects.get(name="bot")
     assert_only_in_the_page(client, response, secret)

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from api.models import ApiToken
+from agents.models import ApiToken
 
 from .api_support import PROBLEM, token_client
 from .cast import person
@@ -157,14 +157,14 @@ def test_an_admin_issues_a_token_and_sees_the_secret_once(client, users):
     admin = person("alice")
     client.force_login(admin)
     response = client.post(
-        "/admin/api/apitoken/add/", {"owner": users["operator"].pk, "name": "deploy bot"}
+        "/admin/agents/apitoken/add/", {"owner": users["operator"].pk, "name": "deploy bot"}
     )
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     token = ApiToken.objects.get()
     assert token.owner == users["operator"] and token.name == "deploy bot"
     secret = re.search(r'<pre id="token-secret">(\S+)</pre>', response.content.decode())[1]
     assert ApiToken.objects.authenticate(secret) == token
-    again = client.get(f"/admin/api/apitoken/{token.pk}/change/").content.decode()
+    again = client.get(f"/admin/agents/apitoken/{token.pk}/change/").content.decode()
     assert secret not in again
 
 
@@ -172,7 +172,7 @@ def test_an_admin_revokes_tokens(client, users):
     token, _ = ApiToken.objects.issue(users["operator"], "old")
     client.force_login(person("alice"))
     client.post(
-        "/admin/api/apitoken/",
+        "/admin/agents/apitoken/",
         {"action": "revoke", "_selected_action": [token.pk]},
     )
     token.refresh_from_db()

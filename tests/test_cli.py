@@ -14,8 +14,7 @@ import pytest
 from django.test import Client
 
 from agents import team
-from agents.models import Job, JobStatus
-from api.models import ApiToken
+from agents.models import ApiToken, Job, JobStatus
 from baton_cli import follow, output
 from baton_cli.main import main
 

@@ -16,8 +16,7 @@ from django.db import connections
 from django.test import Client
 
 from agents import events
-from agents.models import Job, JobStatus, Subtask, SubtaskStatus
-from api.models import ApiToken
+from agents.models import ApiToken, Job, JobStatus, Subtask, SubtaskStatus
 from stream import access, feed
 from stream.routing import http_urlpatterns
 

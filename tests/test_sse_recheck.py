@@ -9,8 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from agents.models import Job, JobStatus
-from api.models import ApiToken
+from agents.models import ApiToken, Job, JobStatus
 
 from .cast import person
 from .test_sse import Stream, close_thread_connections, move, settle  # noqa: F401

@@ -1,6 +1,8 @@
-"""Personal API tokens: a token acts as its owner, with the owner's roles.
+"""Personal API tokens: a token acts as its owner, with the owner's roles. Every face that
+takes `Authorization: Bearer <token>` (the API, the event stream) asks `bearer` here.
 
 Only a hash of the secret is stored; the secret is shown once, when the token is issued.
+The model was the api app's: it keeps that table (api_apitoken).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 SCHEME = "baton"
+KEYWORD = "Bearer"
 PREFIX_BYTES = 6  # 12 hex characters: the part of a token that names it, shown in lists
 SECRET_BYTES = 32
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -67,6 +70,7 @@ class ApiToken(models.Model):
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
+        db_table = "api_apitoken"
         ordering = ["-created_at", "-id"]
         verbose_name = "API token"
 
@@ -116,3 +120,31 @@ class ApiToken(models.Model):
         )
         ApiToken.objects.filter(stale, pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+
+
+class CredentialRefused(Exception):
+    """A bearer token that does not authenticate; the message says why, to the client."""
+
+
+def bearer(authorization: str) -> tuple[object, ApiToken] | None:
+    """The owner and token of an `Authorization: Bearer <token>` header's value; None when
+    it names no bearer token (a session may still authenticate the request)."""
+    header = authorization.split()
+    if not header or header[0].lower() != KEYWORD.lower():
+        return None
+    if len(header) != 2:
+        raise CredentialRefused(f"Give the token as `{KEYWORD} <token>`.")
+    return token_user(header[1])
+
+
+def token_user(secret: str) -> tuple[object, ApiToken]:
+    """The owner and token of a secret that may act now; a use is recorded."""
+    token = ApiToken.objects.authenticate(secret)
+    if token is None:
+        raise CredentialRefused("This token is not valid.")
+    if token.is_revoked:
+        raise CredentialRefused("This token was revoked.")
+    if not token.owner.is_active:
+        raise CredentialRefused("This token's owner is inactive.")
+    token.touch()
+    return token.owner, token
