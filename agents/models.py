@@ -12,10 +12,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
-from django.db import connection, connections, models, transaction
+from django.db import connection, connections, models, router, transaction
 from django.db.models import F, Func, OuterRef, Q, Subquery, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
+from django.db.models.sql import UpdateQuery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -227,6 +228,27 @@ def _set_fields(instance: models.Model, fields: dict) -> None:
             setattr(instance, name, value)
 
 
+def _update_returning(rows: models.QuerySet, returning: tuple[str, ...], **fields) -> list[tuple]:
+    """`rows.update(**fields)` giving `returning` (field names) of exactly the rows it
+    changed: UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35), which Django's update() lacks.
+
+    A row another transaction moved first is not among them, whatever `rows` read before.
+    """
+    db = rows._db or router.db_for_write(rows.model)
+    query = rows.order_by().query.chain(UpdateQuery)
+    query.add_update_values(fields)
+    query.clear_select_clause()
+    update, params = query.get_compiler(db).as_sql()
+    if not update:
+        return []
+    ops, meta = connections[db].ops, rows.model._meta
+    columns = (meta.pk if name == "pk" else meta.get_field(name) for name in returning)
+    names = ", ".join(ops.quote_name(field.column) for field in columns)
+    with transaction.mark_for_rollback_on_error(using=db), connections[db].cursor() as cursor:
+        cursor.execute(f"{update} RETURNING {names}", params)
+        return cursor.fetchall()
+
+
 def _job_defaults(new: str, fields: dict) -> None:
     """What a job's move to `new` also sets unless told: when it finished; a job that stops
     waiting waits for nothing."""
@@ -238,17 +260,15 @@ def _job_defaults(new: str, fields: dict) -> None:
 
 class JobQuerySet(models.QuerySet):
     def move(self, expected: str | tuple[str, ...], new: str, **fields: object) -> list[int]:
-        """Bulk `Job.transition`: move the jobs that still say `expected`, announce each."""
+        """Bulk `Job.transition`: move the jobs that still say `expected`, announce each one
+        this UPDATE moved (a concurrent move of the same jobs announces the others)."""
         expected = (expected,) if isinstance(expected, str) else expected
         _job_defaults(new, fields)
-        ids = list(self.filter(status__in=expected).values_list("pk", flat=True))
-        if ids:
-            Job.objects.filter(pk__in=ids, status__in=expected).update(
-                status=new, **{"updated_at": timezone.now(), **fields}
-            )
-            for pk in ids:
-                events.job_changed(pk, status=new)
-        return ids
+        fields = {"status": new, "updated_at": timezone.now(), **fields}
+        moved = sorted(_update_returning(self.filter(status__in=expected), ("pk",), **fields))
+        for (pk,) in moved:
+            events.job_changed(pk, status=new)
+        return [pk for (pk,) in moved]
 
     def claim(self, status: str, **fields: object) -> int:
         """Take the step of the jobs in `status` that no worker holds (`claimed_at` unset);
@@ -486,18 +506,16 @@ class Job(models.Model):
 
 class SubtaskQuerySet(models.QuerySet):
     def move(self, expected: str | tuple[str, ...], new: str, **fields: object) -> list[int]:
-        """Bulk `Subtask.transition`: move those that still say `expected`, announce each."""
+        """Bulk `Subtask.transition`: move those that still say `expected`, announce each one
+        this UPDATE moved (a concurrent move of the same subtasks announces the others)."""
         expected = (expected,) if isinstance(expected, str) else expected
         if new in SUBTASK_TERMINAL:
             fields.setdefault("finished_at", timezone.now())
-        rows = list(self.filter(status__in=expected).values_list("pk", "job_id"))
-        if rows:
-            Subtask.objects.filter(pk__in=[pk for pk, _ in rows], status__in=expected).update(
-                status=new, **{"updated_at": timezone.now(), **fields}
-            )
-            for pk, job_id in rows:
-                events.subtask_changed(pk, job_id, status=new)
-        return [pk for pk, _ in rows]
+        fields = {"status": new, "updated_at": timezone.now(), **fields}
+        moved = sorted(_update_returning(self.filter(status__in=expected), ("pk", "job"), **fields))
+        for pk, job_id in moved:
+            events.subtask_changed(pk, job_id, status=new)
+        return [pk for pk, _ in moved]
 
 
 SUBTASK_DESCRIPTION_CHARS = 4000  # what an operator may write for a step (its payload's)
@@ -983,7 +1001,3 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.event_id}"
-
-
-# Defined beside the code that reads the header; imported here so Django registers it.
-from .credentials import ApiToken  # noqa: E402, F401

@@ -2,12 +2,14 @@
 and a move announces only the rows it changed."""
 
 import importlib
+import threading
 
 import pytest
 from django.apps import apps
+from django.db import connection, transaction
 
-from agents import dispatch, llm, steps
-from agents.models import Job, JobStatus, LLMCall, WaitingFor
+from agents import dispatch, events, llm, steps
+from agents.models import Job, JobStatus, LLMCall, Subtask, SubtaskStatus, WaitingFor
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +116,52 @@ def test_a_failed_synthesis_call_gives_the_claim_back_and_tries_again(
 
     assert sent == [("synthesize_job", (held.pk,))]
     assert Job.objects.get(pk=held.pk).claimed_at is None
+
+
+# Bulk moves announce what they changed
+
+
+def _blocked_on_its_update(started: threading.Event):
+    """A statement wrapper that says when the thread's UPDATE is sent (and so waits for the
+    other transaction's row locks)."""
+
+    def wrapper(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("UPDATE"):
+            started.set()
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["job", "subtask"])
+def test_two_moves_of_the_same_rows_announce_each_row_once(monkeypatch, kind):
+    announced = []
+    monkeypatch.setattr(events, "job_changed", lambda pk, **kw: announced.append(pk))
+    monkeypatch.setattr(events, "subtask_changed", lambda pk, job_id, **kw: announced.append(pk))
+    parent = job(JobStatus.WORKING)
+    if kind == "job":
+        rows, ids = Job.objects.filter(pk=parent.pk), [parent.pk]
+        expected, new = JobStatus.WORKING, JobStatus.CANCELLED
+    else:
+        subs = [Subtask.objects.create(job=parent, key=k, type="t") for k in ("a", "b")]
+        rows, ids = Subtask.objects.filter(job=parent), [s.pk for s in subs]
+        expected, new = SubtaskStatus.WAITING, SubtaskStatus.CANCELLED
+    updating = threading.Event()
+
+    def second_move():
+        try:
+            with connection.execute_wrapper(_blocked_on_its_update(updating)):
+                rows.move(expected, new)  # reads the rows as they were, then waits
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert rows.move(expected, new) == ids
+        other = threading.Thread(target=second_move)
+        other.start()
+        assert updating.wait(10)
+        other.join(0.3)  # give its UPDATE the time to reach the locked rows
+    other.join(30)
+
+    assert sorted(announced) == ids  # once each, by the move that changed them
