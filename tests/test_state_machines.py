@@ -8,7 +8,7 @@ import pytest
 from django.apps import apps
 from django.db import connection, transaction
 
-from agents import dispatch, events, llm, steps
+from agents import actions, dispatch, events, llm, steps
 from agents.models import Job, JobStatus, LLMCall, Subtask, SubtaskStatus, WaitingFor
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +60,17 @@ def test_a_job_that_stops_waiting_waits_for_nothing():
     waiting.refresh_from_db()
     assert waiting.waiting_for == ""
     assert Job.objects.get(pk=moved.pk).waiting_for == ""
+
+
+def test_a_retried_job_whose_plan_was_never_approved_waits_for_review_again():
+    cancelled = job(JobStatus.CANCELLED, review_plan=True, planned_at="2026-01-01T00:00:00Z")
+    Subtask.objects.create(job=cancelled, key="a", type="t", status=SubtaskStatus.CANCELLED)
+
+    assert actions.retry_job(cancelled)
+
+    cancelled.refresh_from_db()
+    assert (cancelled.status, cancelled.waiting_for) == (JobStatus.WAITING, WaitingFor.REVIEW)
+    assert cancelled.awaiting_review
 
 
 # The synthesis claim

@@ -21,6 +21,7 @@ from ..models import (
     SharedState,
     Subtask,
     SubtaskStatus,
+    WaitingFor,
 )
 from ._audit import audit
 
@@ -130,8 +131,16 @@ def _reopen(job: Job, subtask_ids: set[int], resume: str = JobStatus.WORKING) ->
         finished_at=None,
     )
     if job.status in JOB_TERMINAL:
-        reason = lifecycle.AWAITS_REVIEW if resume == JobStatus.WAITING else ""
-        job.transition(job.status, resume, error="", status_reason=reason, finished_at=None)
+        review = resume == JobStatus.WAITING
+        reason, waiting_for = (lifecycle.AWAITS_REVIEW, WaitingFor.REVIEW) if review else ("", "")
+        job.transition(
+            job.status,
+            resume,
+            error="",
+            status_reason=reason,
+            waiting_for=waiting_for,
+            finished_at=None,
+        )
     events.job_changed(job.pk, moved=True)
     return len(reopened)
 
