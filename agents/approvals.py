@@ -26,10 +26,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import enqueue, events, lifecycle, planning
+from .audit import audit
 from .models import (
     Approval,
     ApprovalRule,
-    AuditEntry,
     JobStatus,
     Subtask,
     SubtaskStatus,
@@ -373,12 +373,12 @@ def _decide(
             if timed_out:
                 reason = TIMED_OUT_TOOL.format(seconds=settings.APPROVAL_TIMEOUT_S)
             _decide_tool_call(locked.tool_call, action, edited, reason)
-        AuditEntry.objects.create(
-            action=f"approval.{action}",
+        audit(
+            f"approval.{action}",
             actor=user,
-            job_id=locked.job_id,
+            job=locked.job,
             subtask=sub,
-            detail=_audit_detail(locked, timed_out)[:2000],
+            detail=_audit_detail(locked, timed_out),
         )
         events.job_changed(locked.job_id)
         if failing:
@@ -459,15 +459,13 @@ def add_rule(kind: str, name: str, *, user=None) -> ApprovalRule:
     with transaction.atomic():
         rule, created = ApprovalRule.objects.get_or_create(kind=kind, name=name)
         if created:
-            AuditEntry.objects.create(
-                action="approval.add_rule", actor=user, detail=str(rule)[:2000]
-            )
+            audit("approval.add_rule", actor=user, detail=str(rule))
     _rules.forget()
     return rule
 
 
 def remove_rule(rule: ApprovalRule, *, user=None) -> None:
     with transaction.atomic():
-        AuditEntry.objects.create(action="approval.remove_rule", actor=user, detail=str(rule))
+        audit("approval.remove_rule", actor=user, detail=str(rule))
         rule.delete()
     _rules.forget()

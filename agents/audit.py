@@ -1,0 +1,23 @@
+"""The one writer of AuditEntry rows (re-exported as `agents.actions.audit`).
+
+A module of its own so that both the actions and the modules they call (approvals) can
+import it without importing each other.
+"""
+
+from __future__ import annotations
+
+from .models import AuditEntry
+
+DETAIL_CHARS = 2000
+
+
+def audit(action: str, *, actor=None, job=None, subtask=None, agent=None, detail="") -> None:
+    """Record who did what: every action calls it inside the transaction of its change."""
+    AuditEntry.objects.create(
+        action=action,
+        actor=actor,
+        job=job,
+        subtask=subtask,
+        agent=agent,
+        detail=detail[:DETAIL_CHARS],
+    )
