@@ -3,8 +3,8 @@
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
+from agents import actions
 from agents.admin_base import BatonAdmin
 from agents.models import ApiToken
 
@@ -30,7 +30,10 @@ class ApiTokenAdmin(BatonAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        obj.issued_secret = obj.set_secret_and_save()  # kept on the instance for response_add only
+        issued, secret = actions.issue_token(obj.owner, obj.name, user=request.user)
+        obj.pk = issued.pk
+        obj.refresh_from_db()  # the form's token is the one issued, for the answer and the log
+        obj.issued_secret = secret  # kept on the instance for response_add only
 
     def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue=None):
         """The secret, this once, in the answer itself: a redirect would carry it in the
@@ -42,5 +45,6 @@ class ApiTokenAdmin(BatonAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        tokens = queryset.filter(revoked_at__isnull=True).select_related("owner")
+        count = sum(actions.revoke_token(token, user=request.user) for token in tokens)
         self.message_user(request, f"Revoked {count} tokens.")

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from agents import actions
 from agents.models import ApiToken
 
 
@@ -27,8 +28,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            context["issued"], context["secret"] = ApiToken.objects.issue(
-                request.user, form.cleaned_data["name"]
+            context["issued"], context["secret"] = actions.issue_token(
+                request.user, form.cleaned_data["name"], user=request.user
             )
             context["form"] = TokenForm()
             status = 201
@@ -44,6 +45,6 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, owner=request.user)
-    if token.revoke():
+    if actions.revoke_token(token, user=request.user):
         messages.success(request, f"Token “{token.name}” is revoked: it no longer works.")
     return redirect("api-tokens")

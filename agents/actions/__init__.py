@@ -7,6 +7,7 @@ from .agents import edit_agent, register_agent, set_agent_enabled
 from .jobs import SubmissionLimit, cancel_job, retry_job, retry_subtask, submit_job
 from .mcp import delete_mcp_server, edit_mcp_server, fetch_mcp_tools, register_mcp_server
 from .plans import add_subtask, approve_plan, delete_subtask, edit_subtask
+from .tokens import issue_token, revoke_token
 
 __all__ = [
     "SubmissionLimit",
@@ -20,10 +21,12 @@ __all__ = [
     "edit_mcp_server",
     "edit_subtask",
     "fetch_mcp_tools",
+    "issue_token",
     "register_agent",
     "register_mcp_server",
     "retry_job",
     "retry_subtask",
+    "revoke_token",
     "set_agent_enabled",
     "submit_job",
 ]
