@@ -71,7 +71,7 @@ def pretty_json(value: object) -> str:
 @register.simple_tag
 def plan_graph_of(subtasks):
     """The plan's graph layout, for templates that events render outside a view."""
-    from dashboard.graph import plan_graph
+    from ..graph import plan_graph
 
     return plan_graph(subtasks)
 

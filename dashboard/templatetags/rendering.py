@@ -6,7 +6,7 @@ from django import template
 from django.utils.safestring import SafeString, mark_safe
 from markdown.extensions import Extension
 
-from dashboard.sparkline import sparkline_svg
+from ..sparkline import sparkline_svg
 
 register = template.Library()
 
