@@ -6,10 +6,15 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents and jobs"
 
     def ready(self) -> None:
+        # Imported here, not above: the models (and what imports them) load only once the
+        # app registry is ready, which is why Django calls this method.
         from django.db.models.signals import post_save
 
-        from . import signals
+        from . import events, outbox, signals
         from .models import Job, LLMCall
 
+        # A durable announcement is written to the outbox (which imports the models, which
+        # import events: events cannot import it, so it is told here).
+        events.keep_with(outbox.write, outbox.forget)
         post_save.connect(signals.job_created, sender=Job, dispatch_uid="agents-job-created")
         post_save.connect(signals.call_recorded, sender=LLMCall, dispatch_uid="agents-call")

@@ -12,6 +12,8 @@ they committed, to the hooks other systems register (`on_announcements`: the eve
 webhooks); the flusher thread hands them over, so a step's own thread pays nothing for them.
 An announcement a hook says someone consumes (`durable`) is also written to the outbox in the
 moving transaction (agents.outbox), so a process killed before its flusher ran loses nothing.
+The outbox registers itself at start-up (`keep_with`, from AgentsConfig.ready): it imports the
+models, which import this module, so this module does not import it.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ Durable = Callable[[Announcement], bool]
 _publisher: Publisher | None = None
 _hooks: list[AnnouncementHook] = []
 _durable: list[Durable] = []
+_outbox_write: Callable[[Announcement], int] | None = None
+_outbox_forget: Callable[[list[int]], None] | None = None
 _batch = Batch()
 _lock = threading.Lock()
 _wake = threading.Condition(_lock)  # an announcement, flush_now or a stop: the flusher looks
@@ -149,6 +153,13 @@ def on_announcements(hook: AnnouncementHook, durable: Durable | None = None) -> 
         _durable.append(durable)
 
 
+def keep_with(write: Callable[[Announcement], int], forget: Callable[[list[int]], None]) -> None:
+    """The outbox (agents.outbox) registers how a durable announcement is kept: `write` it
+    in the moving transaction (its row's id), `forget` the rows once the hooks took them."""
+    global _outbox_write, _outbox_forget
+    _outbox_write, _outbox_forget = write, forget
+
+
 def _announced(batch: Batch, announcement: Announcement, row: int | None) -> None:
     batch.announcements.append(announcement)
     if row is not None:
@@ -159,11 +170,9 @@ def _keep(announcement: Announcement) -> int | None:
     """Its outbox row, written now (inside the caller's transaction) if someone consumes it.
 
     Outside a transaction the move committed on its own just before: the row follows it."""
-    if not any(wants(announcement) for wants in _durable):
+    if _outbox_write is None or not any(wants(announcement) for wants in _durable):
         return None
-    from . import outbox  # it imports the models, which import this module
-
-    return outbox.write(announcement)
+    return _outbox_write(announcement)
 
 
 def job_changed(job_id: int, *, moved: bool = False, status: str | None = None) -> None:
@@ -281,11 +290,9 @@ def run_hooks(announcements: list[Announcement]) -> bool:
 def flush_batch(batch: Batch) -> None:
     """Hand a batch's announcements to the hooks, and the batch to the publisher for the
     groups that some page watches."""
-    if run_hooks(batch.announcements) and batch.outbox:
-        from . import outbox
-
+    if run_hooks(batch.announcements) and batch.outbox and _outbox_forget is not None:
         try:
-            outbox.forget(batch.outbox)
+            _outbox_forget(batch.outbox)
         except Exception:  # kept: a reconciler relays them again, under the same ids
             log.exception("could not delete relayed outbox rows")
     if _publisher is None or not batch:

@@ -24,6 +24,7 @@ from django.utils.functional import cached_property
 from . import events, metrics
 from .allocation import PLANNER_SPECIALTIES
 from .planning import TYPE_CHARS, normalise_specialties
+from .statemerge import replay
 
 
 class JobStatus(models.TextChoices):
@@ -788,9 +789,7 @@ class SharedStateVersion(models.Model):
     def data(self) -> dict:
         """The whole state as of this version, rebuilt (two queries: for one version; a page
         of them is `agents.state.history`)."""
-        from .state import data_at  # agents.state writes these rows: it imports this module
-
-        return data_at(self.state_id, self.version)
+        return replay(SharedStateVersion.objects.filter(state_id=self.state_id), upto=self.version)
 
 
 class AuditEntry(models.Model):

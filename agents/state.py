@@ -1,16 +1,16 @@
 """The per-job blackboard: compare-and-set writes, every version kept with its author.
 
-A version stores its changes; `merge` defines how they apply, so any version is rebuilt by
-merging the changes after the nearest snapshot before it. A version also stores the whole
-state when the changes since the last snapshot outweigh SNAPSHOT_AFTER times the state: the
-snapshots then add at most 1/SNAPSHOT_AFTER of the changes' bytes (the history grows
-linearly with what is written), and a rebuild reads at most that many times the state.
+A version stores its changes; `merge` (agents.statemerge) defines how they apply, so any
+version is rebuilt by merging the changes after the nearest snapshot before it. A version
+also stores the whole state when the changes since the last snapshot outweigh SNAPSHOT_AFTER
+times the state: the snapshots then add at most 1/SNAPSHOT_AFTER of the changes' bytes (the
+history grows linearly with what is written), and a rebuild reads at most that many times
+the state.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 
 from django.db import transaction
@@ -20,14 +20,13 @@ from django.db.models.functions import Cast
 from . import events
 from .jsonvalues import JSON_MAX_DEPTH, depth
 from .models import SharedState, SharedStateVersion
+from .statemerge import loads, merge, replay
 
 MAX_CAS_ATTEMPTS = 100
 SNAPSHOT_AFTER = 2
 # Levels a written value may nest: pages render the state as a tree, and Python's JSON and
 # templates recurse (a few hundred levels broke the job page for everyone).
 MAX_DEPTH = JSON_MAX_DEPTH
-# Outside a string: an opening or a closing bracket (strings are matched to be skipped).
-_BRACKET_OR_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class StateConflict(RuntimeError):
@@ -49,39 +48,6 @@ def check_depth(changes: dict) -> None:
             )
 
 
-def loads(text: str) -> object:
-    """A stored state's JSON text, with whatever nests deeper than a written value may
-    (states stored before the bound) kept as its JSON text: too deep for Python's parser or
-    for a page's rendering otherwise."""
-    keep = MAX_DEPTH + 1  # the state's own level, then a value's
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        return json.loads(_fold_text(text, keep))
-    return value if depth(value) <= keep else json.loads(_fold_text(text, keep))
-
-
-def _fold_text(text: str, keep: int) -> str:
-    """JSON text whose containers below `keep` levels are replaced by strings of their text:
-    a scan of brackets outside strings, linear and without recursion."""
-    out, level, start, copied = [], 0, 0, 0
-    for match in _BRACKET_OR_STRING.finditer(text):
-        token = match.group()
-        if token[0] == '"':
-            continue
-        if token in "[{":
-            level += 1
-            if level == keep + 1:
-                start = match.start()
-            continue
-        if level == keep + 1:
-            out += [text[copied:start], json.dumps(text[start : match.end()])]
-            copied = match.end()
-        level -= 1
-    out.append(text[copied:])
-    return "".join(out)
-
-
 def for_page(job_id: int) -> SharedState | None:
     """A job's state to show: its data read through `loads`, so that however deep it was
     stored it renders (bounded) instead of failing the page."""
@@ -94,26 +60,6 @@ def for_page(job_id: int) -> SharedState | None:
     if row is not None:
         row.data = loads(row.data_text)
     return row
-
-
-def merge(data: dict, changes: dict) -> dict:
-    """Top-level keys are replaced, except dicts, which are merged one level deep."""
-    merged = dict(data)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
-
-
-def _merge_into(data: dict, changes: dict) -> None:
-    """`merge`, in place: for a rebuild, whose intermediate versions nobody keeps."""
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
 
 
 def takes_snapshot(chain_bytes: int, data: dict) -> bool:
@@ -177,7 +123,7 @@ def record_result(job_id: int, key: str, result: str, *, author: str) -> int:
 
 def data_at(state_id: int, version: int) -> dict:
     """The whole state as of `version` (0: before the first write): two queries."""
-    return _replay(SharedStateVersion.objects.filter(state_id=state_id), upto=version)
+    return replay(SharedStateVersion.objects.filter(state_id=state_id), upto=version)
 
 
 def version_data(job_id: int, version: int) -> dict | None:
@@ -199,7 +145,7 @@ def history(state: SharedState | None, count: int = 20) -> list[dict]:
         return []
     first = max(state.version - count + 1, 1)
     rows = SharedStateVersion.objects.filter(state_id=state.pk)
-    data = _replay(rows, upto=first - 1)
+    data = replay(rows, upto=first - 1)
     shown = []
     shown_rows = (
         rows.filter(version__gte=first)
@@ -215,20 +161,6 @@ def history(state: SharedState | None, count: int = 20) -> list[dict]:
         after = {key: data[key] for key in touched}
         shown.append({"version": row, "changes": diff(before, after)})
     return shown[::-1]
-
-
-def _replay(rows, *, upto: int) -> dict:
-    """The state as of version `upto` of `rows` (one state's versions): the snapshot at or
-    before it, then the changes after that snapshot merged in order."""
-    if upto <= 0:
-        return {}
-    kept = rows.filter(version__lte=upto, snapshot__isnull=False).order_by("-version")
-    start, data = kept.values_list("version", Cast("snapshot", TextField())).first() or (0, "{}")
-    data = loads(data)
-    after = rows.filter(version__gt=start, version__lte=upto).order_by("version")
-    for changes in after.values_list(Cast("changes", TextField()), flat=True):
-        _merge_into(data, loads(changes))
-    return data
 
 
 def diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, str, object, object]]:

@@ -11,7 +11,7 @@ import threading
 from celery import shared_task
 from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from . import dispatch, leases, limiter, recovery, steps, telemetry, threads
 
@@ -102,5 +102,8 @@ def _on_worker_shutdown(**kwargs: object) -> None:
 @task_prerun.connect
 def _drop_broken_connections(**kwargs: object) -> None:
     # Connections outlive tasks (CELERY_DB_REUSE_MAX); one broken by a database restart, or
-    # older than CONN_MAX_AGE, is replaced before the next task uses it.
-    close_old_connections()
+    # older than CONN_MAX_AGE, is replaced before the next task uses it. One inside a
+    # transaction is its caller's (a task applied in-process, as tests do): never closed.
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

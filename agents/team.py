@@ -7,6 +7,8 @@ is "review".
 
 from decimal import Decimal
 
+from .models import Agent, ModelPrice
+
 DEFAULT_TEAM = [
     {
         "slug": "orchestrator",
@@ -58,8 +60,6 @@ DEFAULT_PRICES = {
 def seed(*, tools: bool = False) -> list[str]:
     """Create the default agents (with DEFAULT_TOOLS granted when `tools`) and prices where
     missing; return the slugs created."""
-    from .models import Agent, ModelPrice
-
     created = []
     for spec in DEFAULT_TEAM:
         if tools and spec["slug"] in DEFAULT_TOOLS:

@@ -11,6 +11,8 @@ from celery.result import _set_task_join_will_block
 from celery.worker import WorkController
 
 from agents import threads
+from agents.tasks import start_reconciler
+from orchestrator_site.celery import app
 
 _worker: WorkController | None = None
 
@@ -18,9 +20,6 @@ _worker: WorkController | None = None
 def start_worker(concurrency: int = 16) -> WorkController:
     """Start the in-process worker (once: a second call returns the running one)."""
     global _worker
-    from agents.tasks import start_reconciler
-    from orchestrator_site.celery import app
-
     if _worker is None or not worker_thread.alive():
         _worker = WorkController(
             app=app,
