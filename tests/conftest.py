@@ -7,14 +7,14 @@ from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 from django.test import TransactionTestCase
 
-from agents import team
+from agents import enqueue, team
 from agents.models import Job, Subtask
 
 from .api_support import token_client
 from .cast import CAST, person, role_users
 from .inprocess import capture_messages, simulated_llm
 from .stack import start_stack
-from .webhook_receiver import capture_sent_tasks
+from .webhook_receiver import capture_sent_tasks, running_receiver
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -97,42 +97,56 @@ def users(db) -> dict[str, User]:
     return role_users()
 
 
+def logged_in(client, name: str) -> User:
+    user = person(name)
+    client.force_login(user)
+    return user
+
+
 @pytest.fixture
 def operator(client) -> User:
     """bob, an Operator, logged in to the pages."""
-    user = person("bob")
-    client.force_login(user)
-    return user
+    return logged_in(client, "bob")
 
 
 @pytest.fixture
 def viewer(client) -> User:
     """carol, a Viewer, logged in: she may read every page."""
-    user = person("carol")
-    client.force_login(user)
-    return user
+    return logged_in(client, "carol")
 
 
 @pytest.fixture
 def manager(client) -> User:
     """dave, an Agent manager, logged in to the pages."""
-    user = person("dave")
-    client.force_login(user)
-    return user
+    return logged_in(client, "dave")
 
 
 @pytest.fixture
 def superuser(client) -> User:
     """alice, a superuser, logged in: the admin's pages too."""
-    user = person("alice")
-    client.force_login(user)
-    return user
+    return logged_in(client, "alice")
 
 
 @pytest.fixture
 def operator_api(users):
     """An API client that sends a token of bob's, the operator."""
     return token_client(users["operator"])
+
+
+@pytest.fixture
+def no_broker(monkeypatch) -> None:
+    """Messages to Celery are dropped: the test runs no worker and needs no broker."""
+    monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
+def receiver(settings):
+    """A webhook receiver on 127.0.0.1, which deliveries may reach; retries come fast."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    settings.WEBHOOK_RETRY_BASE_S = 0.01
+    settings.WEBHOOK_TIMEOUT_S = 2
+    with running_receiver() as running:
+        yield running
 
 
 @pytest.fixture
@@ -169,6 +183,18 @@ def _live_batches_pending() -> bool:
     from dashboard.live import BATCHES_KEY
 
     return bool(redis_client(settings.REDIS_URL).llen(BATCHES_KEY))
+
+
+@pytest.fixture(scope="module")
+def slow_stack(request, django_db_setup, django_db_blocker, tmp_path_factory):
+    """A stack of the module's own whose simulator answers after its LATENCY_MS. Exclusive:
+    the session stack's workers would otherwise take its jobs to their own, fast simulator."""
+    with django_db_blocker.unblock():
+        running = start_stack(
+            tmp_path_factory.mktemp("slow"), latency_ms=request.module.LATENCY_MS, exclusive=True
+        )
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,13 @@ and approve, reject with a reason; problems for bad input (422) and a step moved
 
 import pytest
 
-from agents import actions, enqueue
+from agents import actions
 from agents.models import Approval, AuditEntry, Job, Subtask, SubtaskStatus, ToolCall
 
 from .api_support import PROBLEM, token_client
 from .test_approval_pages import paused, paused_tool_call
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):
-    monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 
 def decide(client, approval: Approval, **body):

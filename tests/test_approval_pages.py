@@ -6,7 +6,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from agents import approvals, enqueue, steps
+from agents import approvals, steps
 from agents.models import (
     Agent,
     Approval,
@@ -21,14 +21,13 @@ from agents.models import (
 )
 from dashboard.live import render_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):
-    monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
+def _no_rules():
     approvals._rules.forget()
 
 

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 from .browser import assert_steady, log_in, mark_page, screenshot, user_page
-from .stack import start_stack, wait_until
+from .stack import wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -58,16 +58,6 @@ RECORD_NODES = """() => {
     {subtree: true, childList: true, attributes: true});
   record();
 }"""
-
-
-@pytest.fixture(scope="module")
-def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    with django_db_blocker.unblock():
-        running = start_stack(
-            tmp_path_factory.mktemp("browser-job"), latency_ms=LATENCY_MS, exclusive=True
-        )
-    yield running
-    running.stop()
 
 
 def stays_true(predicate, what: str, seconds: float) -> None:

@@ -9,7 +9,7 @@ from agents.models import Job, JobStatus, LLMCall
 from .axe import axe_source
 from .browser import assert_steady, mark_page, screenshot, user_page
 from .cast import PASSWORD
-from .stack import login, start_stack, submit, wait_until_terminal
+from .stack import login, submit, wait_until_terminal
 from .test_browser_a11y import assert_none_blocking, check
 
 pytestmark = [
@@ -20,16 +20,6 @@ pytestmark = [
 
 NEW_INPUT = "Implement it as one shell script, and say which shell."
 LATENCY_MS = 1000  # the re-run's three calls take seconds: its page opens before it ends
-
-
-@pytest.fixture(scope="module")
-def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    with django_db_blocker.unblock():
-        running = start_stack(
-            tmp_path_factory.mktemp("browser-rerun"), latency_ms=LATENCY_MS, exclusive=True
-        )
-    yield running
-    running.stop()
 
 
 def test_an_operator_reruns_a_completed_job_from_a_step(slow_stack, seeded, browser, request):

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from agents.models import LLMCall, Subtask, SubtaskStatus
 
 from .browser import assert_steady, screenshot, user_page
-from .stack import start_stack, wait_until
+from .stack import wait_until
 from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
@@ -40,16 +40,6 @@ RECORD_TEXT = """() => {
     {subtree: true, childList: true, characterData: true});
   record();
 }"""
-
-
-@pytest.fixture(scope="module")
-def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    with django_db_blocker.unblock():
-        running = start_stack(
-            tmp_path_factory.mktemp("browser-streaming"), latency_ms=LATENCY_MS, exclusive=True
-        )
-    yield running
-    running.stop()
 
 
 def test_streamed_text_reaches_an_open_job_page_before_the_call_ends(

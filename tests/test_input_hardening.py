@@ -8,20 +8,14 @@ import json
 import pytest
 from django.test import Client
 
-from agents import enqueue
 from agents.jsonvalues import JSON_MAX_DEPTH
 from agents.models import Approval
 
 from .api_support import PROBLEM
 from .test_approval_pages import decide_url, paused, paused_tool_call
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 HUGE = "99999999999999999999"  # past 2**64
-
-
-@pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):
-    monkeypatch.setattr(enqueue, "send_now", lambda *args, **kwargs: None)
 
 
 def nested(depth: int, inner: str = "1") -> str:

@@ -7,9 +7,11 @@ import pytest
 from agents.models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
 from .cast import PASSWORD
-from .stack import finished, login, post, start_stack, submit, wait_until
+from .stack import finished, login, post, submit, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+# The slow stack's calls: long enough to cancel a job while one runs.
+LATENCY_MS = 1500
 
 
 def successful_calls(job: Job) -> dict[str, int]:
@@ -103,16 +105,6 @@ def test_a_viewer_cannot_cancel_or_retry(stack, seeded):
     assert post(viewer, f"/jobs/{job.pk}/cancel/") == 403
     assert post(viewer, "/jobs/submit/") == 403
     assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
-
-
-@pytest.fixture(scope="module")
-def slow_stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    with django_db_blocker.unblock():
-        # Exclusive: the session stack's workers would otherwise take its jobs to their own,
-        # fast simulator.
-        running = start_stack(tmp_path_factory.mktemp("slow"), latency_ms=1500, exclusive=True)
-    yield running
-    running.stop()
 
 
 def test_cancelling_lets_running_calls_finish_and_starts_nothing_new(slow_stack, seeded):

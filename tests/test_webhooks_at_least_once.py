@@ -21,7 +21,7 @@ from webhooks import recovery as lost_messages
 from webhooks import tasks, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint, Outcome
 
-from .webhook_receiver import capture_sent_tasks, running_receiver
+from .webhook_receiver import capture_sent_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -41,13 +41,10 @@ def fresh(settings):
 
 
 @pytest.fixture
-def receiver(settings):
-    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver listens on 127.0.0.1
-    settings.WEBHOOK_RETRY_BASE_S = 0.01
-    settings.WEBHOOK_TIMEOUT_S = 2
-    with running_receiver() as running:
-        Endpoint.objects.create(url=running.url, events=["job.completed"])
-        yield running
+def receiver(receiver):
+    """The shared receiver, an endpoint for job.completed registered at it."""
+    Endpoint.objects.create(url=receiver.url, events=["job.completed"])
+    return receiver
 
 
 def run_deliver_messages(sent_tasks: list[tuple]) -> None:

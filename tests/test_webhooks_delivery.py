@@ -15,18 +15,7 @@ from agents.models import Job, JobStatus
 from webhooks import tasks, transport, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint, Outcome, backoff_s
 
-from .webhook_receiver import running_receiver
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver listens on 127.0.0.1
-    settings.WEBHOOK_RETRY_BASE_S = 0.01
-    settings.WEBHOOK_TIMEOUT_S = 2
-    with running_receiver() as running:
-        yield running
 
 
 @pytest.fixture
