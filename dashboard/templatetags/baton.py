@@ -3,6 +3,10 @@ import json
 from django import template
 from django.utils.html import format_html, format_html_join
 
+from agents.state import depth, history
+
+from ..graph import plan_graph
+
 register = template.Library()
 
 # A value of the state tree is folded past this many characters, and cut past the next: a
@@ -61,8 +65,6 @@ def duration(seconds: float | None) -> str:
 @register.filter
 def pretty_json(value: object) -> str:
     """Indented JSON; compact past the tree's depth (the indenting encoder recurses)."""
-    from agents.state import depth
-
     if depth(value) > STATE_TREE_DEPTH:
         return compact_json(value, STATE_VALUE_CHARS)
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
@@ -71,8 +73,6 @@ def pretty_json(value: object) -> str:
 @register.simple_tag
 def plan_graph_of(subtasks):
     """The plan's graph layout, for templates that events render outside a view."""
-    from ..graph import plan_graph
-
     return plan_graph(subtasks)
 
 
@@ -123,6 +123,4 @@ def state_tree(data: object) -> str:
 @register.simple_tag
 def state_history(state, limit: int = 20) -> list[dict]:
     """The latest versions, newest first, each with its diff against the one before."""
-    from agents.state import history
-
     return history(state, limit)

@@ -6,6 +6,8 @@ from django import template
 from django.utils.safestring import SafeString, mark_safe
 from markdown.extensions import Extension
 
+from agents import limiter
+
 from ..sparkline import sparkline_svg
 
 register = template.Library()
@@ -60,8 +62,6 @@ def sparkline(values: list[float | None], label: str = "", width: int = 120, hei
 def limiter_panel(oob: bool = False) -> dict:
     """The provider limiter as it stands: calls in flight against the cap, callers waiting,
     and a Redis data loss it recovered from (agents.limiter)."""
-    from agents import limiter
-
     try:
         state = limiter.state()
     except Exception:  # Redis down: say so rather than break the page
