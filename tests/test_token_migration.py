@@ -2,7 +2,7 @@
 database migrated before the move keeps its tokens, and permissions granted on them."""
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from rest_framework.test import APIClient
@@ -10,13 +10,15 @@ from rest_framework.test import APIClient
 from agents.credentials import digest
 from agents.models import ApiToken
 
+from .cast import person
+
 BEFORE = [("agents", "0016_job_waiting_for"), ("api", "0001_initial")]
 SECRET = "baton_0123456789ab_an-old-secret"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_token_issued_before_the_move_still_authenticates():
-    owner = User.objects.create_user("olga")
+    owner = person("eve")  # in no group: the permission is her own
     view = Permission.objects.get(content_type__app_label="agents", codename="view_apitoken")
     owner.user_permissions.add(view)
     executor = MigrationExecutor(connection)
@@ -35,6 +37,6 @@ def test_a_token_issued_before_the_move_still_authenticates():
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {SECRET}")
     me = client.get("/api/v1/me").json()
-    assert me["username"] == "olga" and me["token"] == "old"
+    assert me["username"] == "eve" and me["token"] == "old"
     assert "agents.view_apitoken" in me["permissions"]  # the same permission row, relabelled
     assert Permission.objects.get(pk=view.pk).content_type.app_label == "agents"
