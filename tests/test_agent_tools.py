@@ -10,7 +10,7 @@ from agents.models import Agent, JobStatus, MCPServer, ToolCall
 
 from .api_support import token_client
 from .cast import person
-from .inprocess import capture_messages, run_job
+from .inprocess import run_job
 
 pytestmark = pytest.mark.django_db
 
@@ -150,12 +150,12 @@ def test_seeding_grants_the_researcher_read_state_unless_told_not_to():
 
 
 def test_a_job_of_the_seeded_team_on_the_offline_model_shows_a_tool_call(
-    client, viewer, settings, monkeypatch, django_capture_on_commit_callbacks
+    client, viewer, settings, sent, django_capture_on_commit_callbacks
 ):
     settings.LLM_API_KEY = ""  # the offline model
     settings.REDIS_URL = ""
     team.seed(tools=True)
-    job = run_job(capture_messages(monkeypatch), django_capture_on_commit_callbacks)
+    job = run_job(sent, django_capture_on_commit_callbacks)
 
     assert job.status == JobStatus.COMPLETED, job.error
     tool_call = ToolCall.objects.get(job=job)

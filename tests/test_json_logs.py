@@ -12,7 +12,7 @@ import pytest
 from agents import telemetry
 from agents.models import JobStatus, LLMCall
 
-from .inprocess import capture_messages, run_job, simulated_llm, team_on_a_model_of_its_own
+from .inprocess import run_job, simulated_llm, team_on_a_model_of_its_own
 from .stack import ROOT
 
 SCRIPT = """
@@ -79,7 +79,7 @@ def test_a_bad_format_names_its_variable(tmp_path):
 
 @pytest.mark.django_db
 def test_the_lines_of_a_running_job_carry_its_ids(
-    settings, monkeypatch, django_capture_on_commit_callbacks
+    settings, monkeypatch, sent, django_capture_on_commit_callbacks
 ):
     """The steps themselves set the ids: a subtask's call is logged with both."""
     stream = io.StringIO()
@@ -92,7 +92,6 @@ def test_the_lines_of_a_running_job_carry_its_ids(
     logger.addHandler(handler)
     try:
         team_on_a_model_of_its_own(monkeypatch)
-        sent = capture_messages(monkeypatch)
         with simulated_llm(settings):
             job = run_job(sent, django_capture_on_commit_callbacks)
     finally:
