@@ -43,7 +43,6 @@ ACTIONS = {
     "edit": Approval.Decision.EDITED,
     "reject": Approval.Decision.REJECTED,
 }
-TIMEOUT_ACTIONS = ("reject", "approve")
 REJECTED_STEP = "An operator rejected this step as proposed: {feedback}"
 REJECTED_TOOL = "An operator rejected this tool call: {feedback}"
 TIMED_OUT_TOOL = "This tool call was not approved within {seconds:g} s: it did not run."

@@ -367,7 +367,9 @@ def _chunks(answer: dict[str, Any], usage_chunk: bool) -> list[dict[str, Any]]:
     [choice] = answer["choices"]
     message = choice["message"]
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-    deltas += [{"content": piece} for piece in offline.pieces(message.get("content") or "")]
+    deltas += [
+        {"content": piece} for piece in offline.pieces(message.get("content") or "", STREAM_PIECES)
+    ]
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call["function"]
         head = {"index": index, "id": call["id"], "type": "function"}
