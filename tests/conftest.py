@@ -85,6 +85,15 @@ def simulator(settings):
 
 
 @pytest.fixture
+def collector(settings):
+    """An OTLP/HTTP trace receiver, this process's tracing sent to it during the test."""
+    from .otlp_collector import collecting
+
+    with collecting(settings) as server:
+        yield server
+
+
+@pytest.fixture
 def sent_tasks(monkeypatch) -> list[tuple[str, tuple]]:
     """Every Celery message by its full task name (webhooks' `deliver` too), kept instead of
     sent."""

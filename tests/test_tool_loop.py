@@ -24,7 +24,7 @@ from agents.models import (
 )
 
 from .cast import person
-from .test_tracing import attributes, collector  # noqa: F401 (a fixture)
+from .otlp_collector import attributes
 
 pytestmark = pytest.mark.django_db
 
@@ -405,7 +405,7 @@ def test_a_rejected_tool_call_gives_the_model_the_operators_reason(
 def test_each_tool_call_is_a_genai_span_in_its_subtasks_step(
     request, simulator, sent, model, settings, django_capture_on_commit_callbacks
 ):
-    received = request.getfixturevalue("collector")  # tests/test_tracing.py's
+    received = request.getfixturevalue("collector")
     settings.TOOL_HTTP_ALLOWLIST = []
     agent = agent_with(model, ["read_state", "http_get"])
     sub = died_after_asking(agent, "http_get", {"url": "https://example.org/"})

@@ -1,98 +1,22 @@
 """OpenTelemetry: with OTEL_EXPORTER_OTLP_ENDPOINT set, every LLM call is a GenAI `chat`
 span inside its step's span, sent over OTLP/HTTP; unset, tracing costs nothing."""
 
-import gzip
 import os
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agents import telemetry
 from agents.models import Agent, JobStatus, LLMCall
 
 from .inprocess import run_job, simulated_llm, team_on_a_model_of_its_own
+from .otlp_collector import attributes
 from .stack import ROOT
 
 pytestmark = pytest.mark.django_db
-
-
-class Collector(ThreadingHTTPServer):
-    """An OTLP/HTTP trace receiver: keeps every request it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Receive)
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
-
-    def spans(self) -> list[tuple[dict, Span]]:
-        """(resource attributes, span) of every span received."""
-        return [
-            (attributes(resource_spans.resource.attributes), span)
-            for request in self.requests
-            for resource_spans in request.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ]
-
-
-class _Receive(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        self.server.paths.append(self.path)
-        if self.path != "/v1/traces" or self.headers["Content-Type"] != "application/x-protobuf":
-            self.send_error(404)
-            return
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        self.server.requests.append(request)
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def attributes(pairs) -> dict:
-    def plain(value):
-        kind = value.WhichOneof("value")
-        if kind == "array_value":
-            return [plain(v) for v in value.array_value.values]
-        return getattr(value, kind)
-
-    return {pair.key: plain(pair.value) for pair in pairs}
-
-
-@pytest.fixture
-def collector(settings):
-    server = Collector()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    settings.OTEL_EXPORTER_OTLP_ENDPOINT = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.OTEL_SERVICE_NAME = "baton-test"
-    telemetry.configure_tracing()
-    try:
-        yield server
-    finally:
-        settings.OTEL_EXPORTER_OTLP_ENDPOINT = ""
-        telemetry.configure_tracing()  # off again for the tests after this one
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_each_call_is_a_genai_span_inside_its_step(
