@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import approvals, mcp_servers, reruns, views
+from . import approval_pages, mcp_servers, reruns, views
 
 urlpatterns = [
     path("", views.board, name="dash-board"),
@@ -25,12 +25,12 @@ urlpatterns = [
     path("tools/servers/<slug:slug>/edit/", mcp_servers.server_edit, name="dash-mcp-edit"),
     path("tools/servers/<slug:slug>/fetch/", mcp_servers.server_fetch, name="dash-mcp-fetch"),
     path("tools/servers/<slug:slug>/delete/", mcp_servers.server_delete, name="dash-mcp-delete"),
-    path("approvals/", approvals.approval_list, name="dash-approvals"),
-    path("approvals/<int:approval_id>/decide/", approvals.decide, name="dash-approval-decide"),
-    path("approvals/rules/", approvals.rule_add, name="dash-approval-rule-add"),
+    path("approvals/", approval_pages.approval_list, name="dash-approvals"),
+    path("approvals/<int:approval_id>/decide/", approval_pages.decide, name="dash-approval-decide"),
+    path("approvals/rules/", approval_pages.rule_add, name="dash-approval-rule-add"),
     path(
         "approvals/rules/<int:rule_id>/delete/",
-        approvals.rule_delete,
+        approval_pages.rule_delete,
         name="dash-approval-rule-delete",
     ),
 ]
