@@ -1,14 +1,19 @@
+import asyncio
 import os
 import time
 
 import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import CommandError
+from django.db import connections
 from django.test import TransactionTestCase
 
 from agents import enqueue, team
 from agents.models import Job, Subtask
+from stream import access
 
 from .api_support import token_client
 from .cast import CAST, person, role_users
@@ -156,6 +161,29 @@ def receiver(settings):
     settings.WEBHOOK_TIMEOUT_S = 2
     with running_receiver() as running:
         yield running
+
+
+@pytest.fixture(params=["memory", "redis"])
+def feed_kind(request, settings):
+    """The event streams' feed: in this process, or on Redis (skipped without REDIS_URL)."""
+    settings.SSE_KEEPALIVE_S = 0.3
+    if request.param == "redis":
+        url = os.environ.get("REDIS_URL")
+        if not url:
+            pytest.skip("the Redis feed needs REDIS_URL")
+        settings.REDIS_URL = url
+    else:
+        settings.REDIS_URL = ""
+    return request.param
+
+
+@pytest_asyncio.fixture
+async def close_thread_connections():
+    """The ORM calls of the stream tests run in asgiref's one sync thread, the streams' in
+    stream.access's: their connections are closed before the test database is dropped."""
+    yield
+    await sync_to_async(connections.close_all)()
+    await asyncio.to_thread(access.close_connections)  # and those of the streams' own threads
 
 
 @pytest.fixture

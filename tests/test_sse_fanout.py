@@ -15,9 +15,9 @@ from agents.models import Job
 from stream import fanout, feed
 
 from .cast import person
-from .test_sse import Stream, bearer, close_thread_connections, feed_kind, settle  # noqa: F401
+from .sse_client import Stream, bearer, settle
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("close_thread_connections")]
 
 
 @pytest.mark.usefixtures("feed_kind")

@@ -12,9 +12,9 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from .cast import person, user_in
-from .test_sse import Stream, answer, bearer, close_thread_connections  # noqa: F401
+from .sse_client import Stream, answer, bearer
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("close_thread_connections")]
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from django.test import Client
 from agents.models import ApiToken, Job, JobStatus
 
 from .cast import person
-from .test_sse import Stream, close_thread_connections, move, settle  # noqa: F401
+from .sse_client import Stream, move, settle
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("close_thread_connections")]
 KEEPALIVE_S = 0.2
 
 
