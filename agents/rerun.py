@@ -11,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import dispatch, events, state
-from .actions import audit
 from .allocation import Candidate, eligible
+from .audit import audit
 from .models import (
     SUBTASK_DESCRIPTION_CHARS,
     Agent,
