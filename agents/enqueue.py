@@ -1,4 +1,5 @@
-"""Every Celery message Baton sends, sent once the transaction that asks for it commits.
+"""Every Celery message the domain sends, sent once the transaction that asks for it commits
+(a webhook delivery's `deliver` message is sent by webhooks/models.py, the same way).
 
 Messages carry ids only; a worker never reads a row that is not committed yet. Tasks are
 named rather than imported, so the steps that enqueue work never import the tasks that

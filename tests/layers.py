@@ -18,6 +18,23 @@ PACKAGES = ("agents", "dashboard", "api", "stream", "webhooks", "orchestrator_si
 FACES = ("dashboard", "api", "stream", "webhooks")
 # What a face may import of the project: the domain (settings come through django.conf).
 FACE_MAY_IMPORT = {"agents"}
+# The domain's layers, as ARCHITECTURE.md's table lists them: a module of agents/ imports
+# only its own layer and those before it. A new module must be placed here.
+AGENT_LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "text", "jsonvalues", "statemerge", "tokens", "planning", "allocation", "metrics",
+        "roles", "addresses", "outbound", "process", "redisconn", "threads", "telemetry",
+        "enqueue", "offline", "llm", "limiter", "coalesce", "events", "streaming",
+    ),
+    ("models", "credentials"),
+    ("audit", "outbox", "state", "signals", "series", "team"),
+    ("calls", "lifecycle", "takebacks", "leases"),
+    ("dispatch", "approvals", "tools", "mcp", "toolloop", "rerun"),
+    ("steps", "recovery"),
+    ("actions",),
+    ("forms", "queries"),
+    ("tasks", "admin", "admin_base", "admin_mcp", "apps", "management"),
+)  # fmt: skip
 # The one documented lazy import that closes a circle (module, imported module): none today.
 LAZY_ALLOWED: dict[tuple[str, str], str] = {}
 
@@ -91,6 +108,17 @@ def edges(known: dict[str, Path] | None = None) -> list[Edge]:
 
 def package_of(module: str) -> str:
     return module.partition(".")[0]
+
+
+def agent_layer(module: str) -> int | None:
+    """The layer of a module of agents/ (a package's submodules share its layer)."""
+    parts = module.split(".")
+    if parts[0] != "agents" or len(parts) == 1:
+        return None
+    for number, names in enumerate(AGENT_LAYERS):
+        if parts[1] in names:
+            return number
+    raise LookupError(f"{module} is in no layer of tests/layers.py AGENT_LAYERS")
 
 
 def package_graph(found: list[Edge]) -> dict[str, set[str]]:

@@ -22,6 +22,18 @@ def test_the_domain_imports_no_face_and_no_site():
     assert wrong == []
 
 
+def test_a_domain_module_imports_only_its_layer_and_those_before():
+    wrong = [
+        f"{edge.source}:{edge.line} -> {edge.target}"
+        for edge in layers.edges()
+        if layers.package_of(edge.source) == "agents"
+        and layers.agent_layer(edge.target) is not None
+        and layers.agent_layer(edge.target) > layers.agent_layer(edge.source)
+        and not edge.lazy
+    ]
+    assert wrong == []
+
+
 def test_faces_import_only_the_domain():
     found = layers.edges()
     wrong = [
