@@ -19,6 +19,7 @@ from agents.models import (
     Subtask,
     ToolCall,
 )
+from agents.planning import TYPE_CHARS
 
 MONEY = {"max_digits": None, "decimal_places": 6, "read_only": True}
 
@@ -265,7 +266,7 @@ class AgentWriteSerializer(serializers.ModelSerializer):
 
     specialties = serializers.ListField(
         # The page's form reads them comma-separated: a comma cannot be part of a name.
-        child=serializers.RegexField(r"^[^,]+$", max_length=50),
+        child=serializers.RegexField(r"^[^,]+$", max_length=TYPE_CHARS),
         help_text='Task types, e.g. ["research"].',
     )
     tools = serializers.ListField(
