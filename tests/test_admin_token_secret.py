@@ -36,3 +36,12 @@ def test_a_webhook_made_in_the_admin_shows_its_secret_the_same_way(client, super
         {"url": "http://127.0.0.1:9/hook", "events": ["job.failed"], "enabled": "on"},
     )
     assert_only_in_the_page(client, response, Endpoint.objects.get().secret)
+
+
+def test_the_tokens_old_admin_address_leads_to_the_new_one(client, superuser):
+    """Tokens moved from the api app to agents: a bookmark of the old admin page still works."""
+    token, _ = ApiToken.objects.issue(superuser, "old link")
+    response = client.get(f"/admin/api/apitoken/{token.pk}/change/")
+    assert response.status_code == 301
+    assert response["Location"] == f"/admin/agents/apitoken/{token.pk}/change/"
+    assert client.get(response["Location"]).status_code == 200
