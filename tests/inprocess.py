@@ -1,7 +1,8 @@
 """Run a whole job in the test's thread, on the LLM simulator: its steps, and the Celery
-messages they send, delivered one by one until none is left; or a subtask a worker holds,
-for the reconciler to take back."""
+messages they send, delivered one by one until none is left; or a subtask a worker holds (or
+held, and died), for the reconciler to take back."""
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,16 @@ from django.utils import timezone
 
 from agents import dispatch, enqueue, models, recovery, steps
 from agents.management.commands.llm_simulator import SimulatorServer
-from agents.models import Agent, Job, JobStatus, ModelPrice, SharedState, Subtask, SubtaskStatus
+from agents.models import (
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    ModelPrice,
+    SharedState,
+    Subtask,
+    SubtaskStatus,
+)
 
 from .simulator_fixture import running_simulator
 
@@ -108,3 +118,60 @@ def reconcile(django_capture_on_commit_callbacks) -> None:
     """One reconciler pass, its messages sent on commit."""
     with django_capture_on_commit_callbacks(execute=True):
         recovery.reconcile()
+
+
+def queued_subtask(agent: Agent, **job_fields) -> Subtask:
+    job = Job.objects.create(
+        title="Find the notes",
+        description="Read what the team wrote.",
+        status=JobStatus.WORKING,
+        planned_at=timezone.now(),
+        **job_fields,
+    )
+    SharedState.objects.create(job=job, data={"notes": "the cache is warm"}, version=1)
+    return Subtask.objects.create(
+        job=job,
+        key="research",
+        type="research",
+        payload={"description": "find the notes"},
+        agent=agent,
+        status=SubtaskStatus.QUEUED,
+    )
+
+
+def died_after_asking(agent: Agent, tool: str, arguments: dict, *, text: str = "") -> Subtask:
+    """A subtask whose worker died once the model had asked for `tool` (the call recorded,
+    its tool call not yet), its lease lapsed, taken back by the reconciler."""
+    sub = queued_subtask(agent)
+    now = timezone.now()
+    Subtask.objects.filter(pk=sub.pk).update(
+        status=SubtaskStatus.WORKING,
+        attempts=1,
+        started_at=now - timedelta(seconds=30),
+        lease_owner=ELSEWHERE,
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    LLMCall.objects.create(
+        agent=agent,
+        job=sub.job,
+        subtask=sub,
+        purpose=LLMCall.Purpose.SUBTASK,
+        model=agent.model,
+        messages=[{"role": "user", "content": "Find the notes."}],
+        response=text,
+        prompt_tokens=30,
+        completion_tokens=12,
+        cost=Decimal("0.01"),
+        http_status=200,
+        finish_reason="tool_calls",
+        tool_calls=[
+            {
+                "id": "call_recorded",
+                "type": "function",
+                "function": {"name": tool, "arguments": json.dumps(arguments)},
+            }
+        ],
+    )
+    recovery.reconcile()
+    assert Subtask.objects.get(pk=sub.pk).status == SubtaskStatus.QUEUED
+    return sub

@@ -7,7 +7,7 @@ from agents import actions
 from agents.models import Approval, AuditEntry, Job, Subtask, SubtaskStatus, ToolCall
 
 from .api_support import PROBLEM, token_client
-from .test_approval_pages import paused, paused_tool_call
+from .paused import paused, paused_tool_call
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 

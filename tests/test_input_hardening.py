@@ -12,7 +12,7 @@ from agents.jsonvalues import JSON_MAX_DEPTH
 from agents.models import Approval
 
 from .api_support import PROBLEM
-from .test_approval_pages import decide_url, paused, paused_tool_call
+from .paused import decide_url, paused, paused_tool_call
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 HUGE = "99999999999999999999"  # past 2**64

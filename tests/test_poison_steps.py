@@ -22,7 +22,7 @@ from agents.models import (
 from webhooks import tasks, transport, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint, Outcome
 
-from .test_tool_loop import died_after_asking
+from .inprocess import died_after_asking
 
 pytestmark = pytest.mark.django_db
 

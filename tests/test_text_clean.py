@@ -27,8 +27,7 @@ from agents.text import clean, clean_json
 from webhooks import tasks, triggers
 from webhooks.models import Delivery, DeliveryStatus, Endpoint
 
-from .inprocess import simulated_llm
-from .test_tool_loop import died_after_asking
+from .inprocess import died_after_asking, simulated_llm
 from .webhook_receiver import running_receiver
 
 

@@ -4,16 +4,14 @@ once, counted once, and a later attempt goes on from the records."""
 
 import json
 import uuid
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
-from agents import actions, approvals, calls, models, recovery, steps, telemetry
+from agents import actions, approvals, calls, models, steps, telemetry
 from agents.models import (
     Agent,
-    Job,
     JobStatus,
     LLMCall,
     ModelPrice,
@@ -24,6 +22,7 @@ from agents.models import (
 )
 
 from .cast import person
+from .inprocess import died_after_asking, queued_subtask
 from .otlp_collector import attributes
 
 pytestmark = pytest.mark.django_db
@@ -48,25 +47,6 @@ def agent_with(model: str, tools: list[str], **fields) -> Agent:
         model=model,
         tools=tools,
         **fields,
-    )
-
-
-def queued_subtask(agent: Agent, **job_fields) -> Subtask:
-    job = Job.objects.create(
-        title="Find the notes",
-        description="Read what the team wrote.",
-        status=JobStatus.WORKING,
-        planned_at=timezone.now(),
-        **job_fields,
-    )
-    SharedState.objects.create(job=job, data={"notes": "the cache is warm"}, version=1)
-    return Subtask.objects.create(
-        job=job,
-        key="research",
-        type="research",
-        payload={"description": "find the notes"},
-        agent=agent,
-        status=SubtaskStatus.QUEUED,
     )
 
 
@@ -220,44 +200,6 @@ def test_an_agent_without_tools_offers_none_and_makes_one_call(
 
 
 # Resuming: a worker died mid-loop; the reconciler takes the subtask back.
-
-
-def died_after_asking(agent: Agent, tool: str, arguments: dict, *, text: str = "") -> Subtask:
-    """A subtask whose worker died once the model had asked for `tool` (the call recorded,
-    its tool call not yet), its lease lapsed, taken back by the reconciler."""
-    sub = queued_subtask(agent)
-    now = timezone.now()
-    Subtask.objects.filter(pk=sub.pk).update(
-        status=SubtaskStatus.WORKING,
-        attempts=1,
-        started_at=now - timedelta(seconds=30),
-        lease_owner="another-host:4242:1",
-        lease_expires_at=now - timedelta(seconds=1),
-    )
-    LLMCall.objects.create(
-        agent=agent,
-        job=sub.job,
-        subtask=sub,
-        purpose=LLMCall.Purpose.SUBTASK,
-        model=agent.model,
-        messages=[{"role": "user", "content": "Find the notes."}],
-        response=text,
-        prompt_tokens=30,
-        completion_tokens=12,
-        cost=Decimal("0.01"),
-        http_status=200,
-        finish_reason="tool_calls",
-        tool_calls=[
-            {
-                "id": "call_recorded",
-                "type": "function",
-                "function": {"name": tool, "arguments": json.dumps(arguments)},
-            }
-        ],
-    )
-    recovery.reconcile()
-    assert Subtask.objects.get(pk=sub.pk).status == SubtaskStatus.QUEUED
-    return sub
 
 
 def test_a_later_attempt_goes_on_from_the_recorded_call_without_paying_again(
