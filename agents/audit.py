@@ -21,3 +21,11 @@ def audit(action: str, *, actor=None, job=None, subtask=None, agent=None, detail
         agent=agent,
         detail=detail[:DETAIL_CHARS],
     )
+
+
+def audit_system(action: str, rows: list[dict], detail: str) -> None:
+    """What the system did on its own (the reconciler's re-sends), one row per target, in
+    one statement: `rows` give each entry's job_id and/or subtask_id."""
+    AuditEntry.objects.bulk_create(
+        [AuditEntry(action=action, detail=detail[:DETAIL_CHARS], **row) for row in rows]
+    )

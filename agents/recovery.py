@@ -22,10 +22,10 @@ from . import (
     takebacks,
     telemetry,
 )
+from .audit import audit_system
 from .models import (
     SUBTASK_OPEN,
     Agent,
-    AuditEntry,
     Job,
     JobStatus,
     LLMCall,
@@ -76,13 +76,11 @@ def _resend(rows, send, now, what: str) -> int:
     rows.model.objects.filter(pk__in=ids).update(updated_at=now)
     if rows.model is Subtask:
         Subtask.objects.filter(pk__in=ids).update(redispatches=F("redispatches") + 1)
-        entries = [AuditEntry(action="redispatch", subtask_id=pk, detail=what) for pk in ids]
         job_of = dict(Subtask.objects.filter(pk__in=ids).values_list("pk", "job_id"))
-        for entry in entries:
-            entry.job_id = job_of[entry.subtask_id]
+        targets = [{"subtask_id": pk, "job_id": job_of[pk]} for pk in ids]
     else:
-        entries = [AuditEntry(action="redispatch", job_id=pk, detail=what) for pk in ids]
-    AuditEntry.objects.bulk_create(entries)
+        targets = [{"job_id": pk} for pk in ids]
+    audit_system("redispatch", targets, what)
     for pk in ids:
         send(pk)
     return len(ids)

@@ -149,6 +149,8 @@ def test_work_queued_just_before_its_worker_died_is_sent_again_in_the_same_pass(
         assert leases.worker_lost.is_set()
         reconcile(django_capture_on_commit_callbacks)
         assert ("run_subtask", (sub.pk,)) in sent
+        # The re-send is on the record, against the subtask and its job.
+        assert sub.auditentry_set.filter(action="redispatch", job_id=sub.job_id).count() == 1
     finally:
         client.hdel(leases.ROLL_KEY, dead, process.me())
         leases.worker_lost.clear()
@@ -180,4 +182,5 @@ def test_queued_work_is_sent_again_at_once_after_redis_lost_its_data(
     client.delete(leases.MARKER_KEY)  # what a flush or a restart does
     reconcile(django_capture_on_commit_callbacks)
     assert ("plan_job", (job.pk,)) in sent
+    assert job.audit.filter(action="redispatch", subtask=None).count() == 1
     assert leases.broker_intact()  # acted on once
