@@ -34,6 +34,8 @@ from .models import (
 
 JOB_TEXTS = ("description", "result", "error")
 SUBTASK_TEXTS = ("payload", "allocation", "result", "error")
+# Who runs a step and how often it was taken back: the steps' own, never typed by hand.
+STEP_RUN_FIELDS = ("lease_owner", "lease_expires_at", "takebacks", "last_crash")
 
 
 def search_words(search_term: str) -> list[str]:
@@ -188,6 +190,13 @@ class AgentAdmin(ListAdmin):
         else:
             obj.pk = actions.register_agent(form.cleaned_data, user=request.user).pk
 
+    def delete_model(self, request, obj: Agent) -> None:
+        actions.delete_agent(obj, user=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for agent in queryset:  # one audited action each
+            actions.delete_agent(agent, user=request.user)
+
     @admin.display(description="load", ordering="load")
     def load(self, obj: Agent) -> int:
         return obj.load
@@ -252,8 +261,18 @@ class JobAdmin(ListAdmin):
         "submitted_by",
         "rerun_of",  # read only: an editable one would list every job in a select
         "rerun_from",
+        "waiting_for",
+        *STEP_RUN_FIELDS,
     )
     inlines = [SubtaskInline]
+
+    def save_model(self, request, obj: Job, form, change: bool) -> None:
+        """An edit goes through the audited action; a job added here is Django's own."""
+        if change:
+            fields = {name: form.cleaned_data[name] for name in form.changed_data}
+            actions.edit_job(obj, fields, user=request.user)
+        else:
+            super().save_model(request, obj, form, change)
 
     def get_search_results(self, request, queryset, search_term):
         """Each word in the title or the description, through the trigram indexes."""
@@ -305,8 +324,18 @@ class SubtaskAdmin(ListAdmin):
         "started_at",
         "finished_at",
         "copied_from",
+        "redispatches",
+        *STEP_RUN_FIELDS,
     )
     inlines = [LLMCallInline]
+
+    def save_model(self, request, obj: Subtask, form, change: bool) -> None:
+        """An edit goes through the audited action; a subtask added here is Django's own."""
+        if change:
+            fields = {name: form.cleaned_data[name] for name in form.changed_data}
+            actions.edit_subtask_fields(obj, fields, user=request.user)
+        else:
+            super().save_model(request, obj, form, change)
 
     def get_search_results(self, request, queryset, search_term):
         """Each word in the key, the type or the job's title, each matched on its own table

@@ -137,3 +137,56 @@ def test_the_search_indexes_exist_on_postgresql_and_nowhere_else():
         assert search <= names
     else:
         assert not search & names
+
+
+def change_form_data(response) -> dict:
+    """What the admin's change form would post back unchanged (no inline rows)."""
+    form = response.context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is not None and value is not False:
+            data[name] = field.prepare_value(value)
+    for inline in response.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        for name in management.fields:
+            data[f"{inline.formset.prefix}-{name}"] = management.initial.get(name, 0)
+    return data
+
+
+def test_a_job_edited_in_the_admin_is_audited_once_naming_what_changed(admin_client):
+    job = Job.objects.create(title="Old title", description="d", priority=5)
+    url = f"/admin/agents/job/{job.pk}/change/"
+    data = change_form_data(admin_client.get(url)) | {"title": "New title", "priority": 2}
+    assert admin_client.post(url, data).status_code == 302
+    job.refresh_from_db()
+    assert (job.title, job.priority) == ("New title", 2)
+    [entry] = job.audit.all()
+    assert (entry.action, entry.actor.username) == ("edit_job", "admin")
+    assert entry.detail == "title, priority"
+
+
+def test_a_subtask_edited_in_the_admin_is_audited_once_naming_what_changed(admin_client):
+    job = Job.objects.create(title="T", description="d")
+    sub = Subtask.objects.create(job=job, key="s1", type="research", payload={"a": 1})
+    url = f"/admin/agents/subtask/{sub.pk}/change/"
+    page = admin_client.get(url)
+    assert "lease_owner" not in page.context["adminform"].form.fields  # the steps' own
+    data = change_form_data(page) | {"max_retries": 5}
+    assert admin_client.post(url, data).status_code == 302
+    [entry] = sub.auditentry_set.all()
+    assert (entry.action, entry.job_id, entry.detail) == ("edit_subtask", job.pk, "max_retries")
+
+
+def test_agents_deleted_in_the_admin_are_audited_one_by_one(admin_client):
+    team.seed()
+    one, *others = Agent.objects.order_by("pk")[:3]
+    admin_client.post(f"/admin/agents/agent/{one.pk}/delete/", {"post": "yes"})
+    admin_client.post(
+        "/admin/agents/agent/",
+        {"action": "delete_selected", "_selected_action": [a.pk for a in others], "post": "yes"},
+    )
+    assert not Agent.objects.filter(pk__in=[one.pk, *(a.pk for a in others)]).exists()
+    deleted = User.objects.get(username="admin").auditentry_set.filter(action="delete_agent")
+    assert sorted(e.detail.split()[0] for e in deleted) == sorted(a.slug for a in [one, *others])
+    assert all(entry.agent_id is None for entry in deleted)

@@ -3,8 +3,16 @@ the audit entry and sends the events after commit, in one transaction (as Zulip'
 actions). Every face (pages, API, admin) calls these and writes no AuditEntry itself."""
 
 from ._audit import audit
-from .agents import edit_agent, register_agent, set_agent_enabled
-from .jobs import SubmissionLimit, cancel_job, retry_job, retry_subtask, submit_job
+from .agents import delete_agent, edit_agent, register_agent, set_agent_enabled
+from .jobs import (
+    SubmissionLimit,
+    cancel_job,
+    edit_job,
+    edit_subtask_fields,
+    retry_job,
+    retry_subtask,
+    submit_job,
+)
 from .mcp import delete_mcp_server, edit_mcp_server, fetch_mcp_tools, register_mcp_server
 from .plans import add_subtask, approve_plan, delete_subtask, edit_subtask
 from .tokens import issue_token, revoke_token
@@ -15,11 +23,14 @@ __all__ = [
     "approve_plan",
     "audit",
     "cancel_job",
+    "delete_agent",
     "delete_mcp_server",
     "delete_subtask",
     "edit_agent",
+    "edit_job",
     "edit_mcp_server",
     "edit_subtask",
+    "edit_subtask_fields",
     "fetch_mcp_tools",
     "issue_token",
     "register_agent",

@@ -54,3 +54,11 @@ def _enabled() -> None:
     # Work may have been waiting for exactly this agent, or for any agent at all.
     dispatch.resume_jobs_waiting_for_agents()
     enqueue.dispatch_ready()
+
+
+def delete_agent(agent: Agent, *, user=None) -> None:
+    """Delete an agent (its audit rows go with it; this one names it, against no agent)."""
+    with transaction.atomic():
+        slug, name = agent.slug, agent.name
+        agent.delete()
+        audit("delete_agent", actor=user, detail=f"{slug} ({name})")

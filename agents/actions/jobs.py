@@ -1,4 +1,4 @@
-"""Submitting, cancelling and retrying jobs and subtasks."""
+"""Submitting, editing (in the admin), cancelling and retrying jobs and subtasks."""
 
 from __future__ import annotations
 
@@ -92,6 +92,33 @@ def _create_job(**fields) -> Job:
         events.job_changed(job.pk, moved=True)
         enqueue.plan_job(job.pk)
     return job
+
+
+def edit_job(job: Job, fields: dict, *, user=None) -> list[str]:
+    """Save what changed of a job's own fields (title, priority, budgets...; never its
+    status, which only transitions move), audited once naming them; the names changed."""
+    return _edit_fields(job, fields, "edit_job", user=user, job=job)
+
+
+def edit_subtask_fields(sub: Subtask, fields: dict, *, user=None) -> list[str]:
+    """The same for a subtask's own fields (its description, type, agent, retries...)."""
+    return _edit_fields(sub, fields, "edit_subtask", user=user, job=sub.job, subtask=sub)
+
+
+def _edit_fields(row, fields: dict, action: str, *, user, **about) -> list[str]:
+    with transaction.atomic():
+        locked = type(row).objects.select_for_update().get(pk=row.pk)
+        changed = [name for name, value in fields.items() if getattr(locked, name) != value]
+        if not changed:
+            return []
+        for name in changed:
+            setattr(locked, name, fields[name])
+        locked.save(update_fields=[*changed, "updated_at"])
+        audit(action, actor=user, detail=", ".join(changed), **about)
+        if "subtask" in about:
+            events.subtask_changed(locked.pk, about["job"].pk)
+        events.job_changed(about["job"].pk)
+    return changed
 
 
 def cancel_job(job: Job, *, user=None) -> bool:
