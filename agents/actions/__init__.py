@@ -2,7 +2,7 @@
 the audit entry and sends the events after commit, in one transaction (as Zulip's `do_*`
 actions). Every face (pages, API, admin) calls these and writes no AuditEntry itself."""
 
-from ._audit import audit
+from ..audit import audit
 from .agents import delete_agent, edit_agent, register_agent, set_agent_enabled
 from .jobs import (
     SubmissionLimit,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from .. import dispatch, enqueue
+from ..audit import audit
 from ..models import Agent
-from ._audit import audit
 
 
 def register_agent(fields: dict, *, user=None) -> Agent:

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import dispatch, enqueue, events, lifecycle
+from ..audit import audit
 from ..models import (
     JOB_TERMINAL,
     SUBTASK_RETRYABLE,
@@ -23,7 +24,6 @@ from ..models import (
     SubtaskStatus,
     WaitingFor,
 )
-from ._audit import audit
 
 
 def submit_job(

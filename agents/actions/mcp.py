@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from .. import mcp
+from ..audit import audit
 from ..models import MCPServer
-from ._audit import audit
 
 
 def register_mcp_server(fields: dict, *, user=None) -> MCPServer:

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import transaction
 
 from .. import dispatch, events, state
+from ..audit import audit
 from ..models import Agent, Job, JobStatus, Subtask
-from ._audit import audit
 
 
 def edit_subtask(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from ..audit import audit
 from ..credentials import ApiToken
-from ._audit import audit
 
 
 def issue_token(owner, name: str, *, user=None) -> tuple[ApiToken, str]:
