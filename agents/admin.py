@@ -6,6 +6,7 @@ counts its rows once, and searches through an index on PostgreSQL (migrations 00
 """
 
 import re
+from collections.abc import Callable
 
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -218,6 +219,20 @@ class AgentAdmin(ListAdmin):
         self.message_user(request, f"Disabled {len(queryset)} agents.")
 
 
+class EditedThroughAction:
+    """A row changed here goes through its audited action (`edit`), with the fields the
+    form changed; one added here is Django's own."""
+
+    edit: Callable
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        if change:
+            fields = {name: form.cleaned_data[name] for name in form.changed_data}
+            self.edit(obj, fields, user=request.user)
+        else:
+            super().save_model(request, obj, form, change)
+
+
 class SubtaskInline(admin.TabularInline):
     model = Subtask
     fields = ("key", "type", "agent", "status", "retry_count", "tokens", "cost")
@@ -231,7 +246,9 @@ class SubtaskInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(ListAdmin):
+class JobAdmin(EditedThroughAction, ListAdmin):
+    edit = staticmethod(actions.edit_job)
+
     list_display = (
         "id",
         "title",
@@ -266,14 +283,6 @@ class JobAdmin(ListAdmin):
     )
     inlines = [SubtaskInline]
 
-    def save_model(self, request, obj: Job, form, change: bool) -> None:
-        """An edit goes through the audited action; a job added here is Django's own."""
-        if change:
-            fields = {name: form.cleaned_data[name] for name in form.changed_data}
-            actions.edit_job(obj, fields, user=request.user)
-        else:
-            super().save_model(request, obj, form, change)
-
     def get_search_results(self, request, queryset, search_term):
         """Each word in the title or the description, through the trigram indexes."""
         for word in search_words(search_term):
@@ -300,7 +309,9 @@ class LLMCallInline(admin.TabularInline):
 
 
 @admin.register(Subtask)
-class SubtaskAdmin(ListAdmin):
+class SubtaskAdmin(EditedThroughAction, ListAdmin):
+    edit = staticmethod(actions.edit_subtask_fields)
+
     list_display = ("id", "job", "key", "type", "agent", "status", "retry_count", "tokens", "cost")
     list_filter = ("status", TypeFilter, "agent")
     list_select_related = ("job", "agent")
@@ -328,14 +339,6 @@ class SubtaskAdmin(ListAdmin):
         *STEP_RUN_FIELDS,
     )
     inlines = [LLMCallInline]
-
-    def save_model(self, request, obj: Subtask, form, change: bool) -> None:
-        """An edit goes through the audited action; a subtask added here is Django's own."""
-        if change:
-            fields = {name: form.cleaned_data[name] for name in form.changed_data}
-            actions.edit_subtask_fields(obj, fields, user=request.user)
-        else:
-            super().save_model(request, obj, form, change)
 
     def get_search_results(self, request, queryset, search_term):
         """Each word in the key, the type or the job's title, each matched on its own table
