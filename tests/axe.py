@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from .browser import announce
 from .stack import ROOT
 
 AXE_VERSION = "4"
@@ -66,3 +67,21 @@ def describe(page_name: str, violations: list[dict]) -> list[str]:
 
 def blocking(violations: list[dict]) -> list[dict]:
     return [v for v in violations if v["impact"] in BLOCKING]
+
+
+def check(request, page, name: str, axe: str, found: dict) -> None:
+    """Run axe on `page`, report what it found, and keep the blocking violations as `name`'s."""
+    violations = run_axe(page, axe)
+    for line in describe(name, violations):
+        announce(request, line)
+    found[name] = blocking(violations)
+
+
+def assert_none_blocking(found: dict) -> None:
+    """No page `check`ed had a serious or critical violation."""
+    bad = {
+        page: [f"[{v['impact']}] {v['id']} on {len(v['nodes'])} node(s)" for v in violations]
+        for page, violations in found.items()
+        if violations
+    }
+    assert not bad, f"serious or critical accessibility violations: {bad}"

@@ -1,6 +1,7 @@
 """Real Chromium through Playwright, with the Debian build (no browser download here)."""
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,3 +125,26 @@ def screenshot(page: Page, request: pytest.FixtureRequest, name: str) -> Path:
     page.screenshot(path=path, full_page=True)
     announce(request, f"screenshot: {path}")
     return path
+
+
+# What the browser tests submit unless they say otherwise.
+DESCRIPTION = "Build a tiny URL shortener and review it."
+
+
+def submit_in_form(page, title: str, description: str = DESCRIPTION, review=False) -> int:
+    """Submit the board's form (htmx); return the new job's id from the notice's link."""
+    page.get_by_label("Title").fill(title)
+    page.get_by_label("Description").fill(description)
+    if review:
+        page.get_by_label("Review the plan before it runs").check()
+    page.get_by_role("button", name="Submit job").click()
+    notice = page.locator("#submit .notice", has_text=f"{title} submitted")
+    expect(notice).to_be_visible()
+    href = notice.get_by_role("link").get_attribute("href")
+    return int(re.search(r"/jobs/(\d+)/", href).group(1))
+
+
+def open_job(page, base_url: str, job_id: int) -> None:
+    page.goto(f"{base_url}/jobs/{job_id}/")
+    expect(page.locator("#connection")).to_have_text("live")
+    mark_page(page)

@@ -5,10 +5,9 @@ from playwright.sync_api import expect
 
 from agents.models import Job, JobStatus
 
-from .axe import axe_source, blocking, describe, run_axe
-from .browser import announce, user_page
+from .axe import assert_none_blocking, axe_source, check
+from .browser import open_job, submit_in_form, user_page
 from .stack import wait_until
-from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
     pytest.mark.browser,
@@ -20,22 +19,6 @@ pytestmark = [
 @pytest.fixture(scope="session")
 def axe():
     return axe_source()
-
-
-def check(request, page, name: str, axe: str, found: dict) -> None:
-    violations = run_axe(page, axe)
-    for line in describe(name, violations):
-        announce(request, line)
-    found[name] = blocking(violations)
-
-
-def assert_none_blocking(found: dict) -> None:
-    bad = {
-        page: [f"[{v['impact']}] {v['id']} on {len(v['nodes'])} node(s)" for v in violations]
-        for page, violations in found.items()
-        if violations
-    }
-    assert not bad, f"serious or critical accessibility violations: {bad}"
 
 
 def test_the_login_page_is_accessible(stack, axe, browser, request):

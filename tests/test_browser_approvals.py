@@ -8,11 +8,9 @@ from playwright.sync_api import expect
 
 from agents.models import Agent, Approval, AuditEntry, LLMCall, Subtask
 
-from .axe import axe_source
-from .browser import assert_steady, mark_page, screenshot, user_page
+from .axe import assert_none_blocking, axe_source, check
+from .browser import assert_steady, mark_page, open_job, screenshot, submit_in_form, user_page
 from .stack import start_stack
-from .test_browser_a11y import assert_none_blocking, check
-from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
     pytest.mark.browser,

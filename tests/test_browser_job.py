@@ -13,7 +13,15 @@ from playwright.sync_api import expect
 
 from agents.models import AuditEntry, Job, JobStatus, LLMCall, Subtask, SubtaskStatus
 
-from .browser import assert_steady, log_in, mark_page, screenshot, user_page
+from .browser import (
+    assert_steady,
+    log_in,
+    mark_page,
+    open_job,
+    screenshot,
+    submit_in_form,
+    user_page,
+)
 from .stack import wait_until
 
 pytestmark = [
@@ -24,7 +32,6 @@ pytestmark = [
 
 LATENCY_MS = 1000
 LIVE_TIMEOUT_MS = 60_000
-DESCRIPTION = "Build a tiny URL shortener and review it."
 
 # Records, on every DOM change, the progress of the board's cards whose title contains
 # `title`: entries "status value/max", one per change.
@@ -66,25 +73,6 @@ def stays_true(predicate, what: str, seconds: float) -> None:
     while time.monotonic() < deadline:
         assert predicate(), what
         time.sleep(0.1)
-
-
-def submit_in_form(page, title: str, description: str = DESCRIPTION, review=False) -> int:
-    """Submit the board's form (htmx); return the new job's id from the notice's link."""
-    page.get_by_label("Title").fill(title)
-    page.get_by_label("Description").fill(description)
-    if review:
-        page.get_by_label("Review the plan before it runs").check()
-    page.get_by_role("button", name="Submit job").click()
-    notice = page.locator("#submit .notice", has_text=f"{title} submitted")
-    expect(notice).to_be_visible()
-    href = notice.get_by_role("link").get_attribute("href")
-    return int(re.search(r"/jobs/(\d+)/", href).group(1))
-
-
-def open_job(page, base_url: str, job_id: int) -> None:
-    page.goto(f"{base_url}/jobs/{job_id}/")
-    expect(page.locator("#connection")).to_have_text("live")
-    mark_page(page)
 
 
 def test_a_job_is_followed_live_on_the_board_and_the_job_page(slow_stack, seeded, browser):

@@ -6,11 +6,10 @@ from playwright.sync_api import expect
 
 from agents.models import Job, JobStatus, LLMCall
 
-from .axe import axe_source
+from .axe import assert_none_blocking, axe_source, check
 from .browser import assert_steady, mark_page, screenshot, user_page
 from .cast import PASSWORD
 from .stack import login, submit, wait_until_terminal
-from .test_browser_a11y import assert_none_blocking, check
 
 pytestmark = [
     pytest.mark.browser,

@@ -17,10 +17,11 @@ from .browser import (
     assert_steady,
     mark_page,
     not_reloaded,
+    open_job,
+    submit_in_form,
     user_page,
 )
 from .stack import _spawn, _wait_for, start_stack, wait_until
-from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
     pytest.mark.browser,

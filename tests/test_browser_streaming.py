@@ -11,9 +11,8 @@ from playwright.sync_api import expect
 
 from agents.models import LLMCall, Subtask, SubtaskStatus
 
-from .browser import assert_steady, screenshot, user_page
+from .browser import assert_steady, open_job, screenshot, submit_in_form, user_page
 from .stack import wait_until
-from .test_browser_job import open_job, submit_in_form
 
 pytestmark = [
     pytest.mark.browser,
