@@ -357,3 +357,39 @@ def finished(title: str):
         lambda: Job.objects.filter(title=title, status__in=JOB_TERMINAL).order_by("-pk").first(),
         f"job {title!r} to end",
     )
+
+
+def check_exactly_once(ids: list[int]) -> dict[str, object]:
+    """No subtask, plan or synthesis of the jobs `ids` has more than one successful call, and
+    each completed subtask has one; return figures."""
+    from collections import Counter
+
+    from django.db.models import Count
+
+    from agents.models import LLMCall, Subtask, SubtaskStatus
+
+    calls = LLMCall.objects.filter(job_id__in=ids)
+    twice = list(
+        calls.filter(purpose=LLMCall.Purpose.SUBTASK, error="")
+        .values("subtask")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    assert not twice, f"subtasks with more than one successful call: {twice}"
+    for purpose in (LLMCall.Purpose.PLAN, LLMCall.Purpose.SYNTHESIS):
+        again = list(
+            calls.filter(purpose=purpose, error="")
+            .values("job")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+        )
+        assert not again, f"jobs with more than one successful {purpose} call: {again}"
+    for sub in Subtask.objects.filter(job_id__in=ids, status=SubtaskStatus.COMPLETED):
+        assert sub.calls.filter(error="").count() == 1, f"{sub} completed without one ok call"
+    return {
+        "calls": calls.count(),
+        "failed calls": calls.exclude(error="").count(),
+        "subtasks": dict(
+            Counter(Subtask.objects.filter(job_id__in=ids).values_list("status", flat=True))
+        ),
+    }

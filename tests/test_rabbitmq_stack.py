@@ -20,9 +20,15 @@ from agents import process
 from agents.models import Agent, Job, Subtask, SubtaskStatus
 
 from .cast import PASSWORD
-from .stack import login, start_stack, submit, wait_until, wait_until_terminal
+from .stack import (
+    check_exactly_once,
+    login,
+    start_stack,
+    submit,
+    wait_until,
+    wait_until_terminal,
+)
 from .test_end_to_end import test_it_completes_a_job_submitted_in_the_form  # noqa: F401
-from .test_recovery import _check_exactly_once
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
@@ -108,7 +114,7 @@ def test_a_worker_killed_mid_subtask_loses_nothing(stack, seeded, django_db_bloc
     finished = wait_until_terminal(ids, timeout=75)
 
     assert Counter(j.status for j in finished) == {"completed": JOBS}
-    figures = _check_exactly_once(ids)
+    figures = check_exactly_once(ids)
     orphans = list(Subtask.objects.filter(pk__in=orphaned))
     assert all(s.status == SubtaskStatus.COMPLETED and s.attempts >= 2 for s in orphans)
     print(f"\nRabbitMQ, SIGKILL mid-subtask: orphaned {sorted(orphaned)}; {figures}")

@@ -14,16 +14,15 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
 from django.utils import timezone
 from websockets.sync.client import connect
 
 from agents import actions, recovery, team
-from agents.models import Agent, Job, JobStatus, LLMCall, SharedState, Subtask, SubtaskStatus
+from agents.models import Agent, Job, JobStatus, SharedState, Subtask, SubtaskStatus
 from orchestrator_site.celery import app
 
 from .cast import PASSWORD
-from .stack import Stack, login, start_stack, wait_until_terminal
+from .stack import Stack, check_exactly_once, login, start_stack, wait_until_terminal
 
 pytestmark = [pytest.mark.stack, pytest.mark.django_db(transaction=True)]
 
@@ -91,35 +90,6 @@ def _worker_holding(stack: Stack, subtask_ids: list[int]) -> tuple[object, set[i
     return None, set()
 
 
-def _check_exactly_once(ids: list[int]) -> dict[str, object]:
-    """No subtask, plan or synthesis has more than one successful call; return figures."""
-    calls = LLMCall.objects.filter(job_id__in=ids)
-    twice = list(
-        calls.filter(purpose=LLMCall.Purpose.SUBTASK, error="")
-        .values("subtask")
-        .annotate(n=Count("id"))
-        .filter(n__gt=1)
-    )
-    assert not twice, f"subtasks with more than one successful call: {twice}"
-    for purpose in (LLMCall.Purpose.PLAN, LLMCall.Purpose.SYNTHESIS):
-        again = list(
-            calls.filter(purpose=purpose, error="")
-            .values("job")
-            .annotate(n=Count("id"))
-            .filter(n__gt=1)
-        )
-        assert not again, f"jobs with more than one successful {purpose} call: {again}"
-    for sub in Subtask.objects.filter(job_id__in=ids, status=SubtaskStatus.COMPLETED):
-        assert sub.calls.filter(error="").count() == 1, f"{sub} completed without one ok call"
-    return {
-        "calls": calls.count(),
-        "failed calls": calls.exclude(error="").count(),
-        "subtasks": dict(
-            Counter(Subtask.objects.filter(job_id__in=ids).values_list("status", flat=True))
-        ),
-    }
-
-
 def test_a_worker_killed_mid_subtask_loses_nothing(recovery_stack):
     ids = _submit("Killed worker")
     victim, held = None, set()
@@ -140,7 +110,7 @@ def test_a_worker_killed_mid_subtask_loses_nothing(recovery_stack):
 
     finished = wait_until_terminal(ids, timeout=TERMINAL_WITHIN_S)
     recovered_s = time.monotonic() - killed_at
-    figures = _check_exactly_once(ids)
+    figures = check_exactly_once(ids)
     outcomes = Counter(j.status for j in finished)
     orphans = list(Subtask.objects.filter(pk__in=orphaned))
     print(
@@ -183,7 +153,7 @@ def test_a_flushed_broker_loses_nothing(recovery_stack):
 
     finished = wait_until_terminal(ids, timeout=TERMINAL_WITHIN_S)
     recovered_s = time.monotonic() - flushed_at
-    figures = _check_exactly_once(ids)
+    figures = check_exactly_once(ids)
     outcomes = Counter(j.status for j in finished)
     errors = {
         w.name: [line for line in w.read_text().splitlines() if "Error" in line][:3]
