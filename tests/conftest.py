@@ -142,6 +142,12 @@ def superuser(client) -> User:
 
 
 @pytest.fixture
+def admin_user(db) -> User:
+    """pytest-django's admin user (and so its admin_client) is alice, the cast's superuser."""
+    return person("alice")
+
+
+@pytest.fixture
 def operator_api(users):
     """An API client that sends a token of bob's, the operator."""
     return token_client(users["operator"])

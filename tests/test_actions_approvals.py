@@ -21,8 +21,8 @@ def test_the_admin_adds_changes_and_deletes_rules_through_approvals(admin_client
     admin_client.post(f"/admin/agents/approvalrule/{rule.pk}/delete/", {"post": "yes"})
     assert not ApprovalRule.objects.exists()
     assert [row[:2] for row in audit_rows()] == [
-        ("approval.add_rule", "admin"),
-        ("approval.remove_rule", "admin"),
-        ("approval.add_rule", "admin"),
-        ("approval.remove_rule", "admin"),
+        ("approval.add_rule", "alice"),
+        ("approval.remove_rule", "alice"),
+        ("approval.add_rule", "alice"),
+        ("approval.remove_rule", "alice"),
     ]

@@ -92,6 +92,6 @@ def test_the_pages_and_the_admin_write_through_the_actions(
         ("register_webhook_endpoint", "bob"),
         ("edit_webhook_endpoint", "bob"),
         ("resend_webhook_delivery", "bob"),
-        ("register_webhook_endpoint", "admin"),
-        ("delete_webhook_endpoint", "admin"),
+        ("register_webhook_endpoint", "alice"),
+        ("delete_webhook_endpoint", "alice"),
     ]

@@ -55,7 +55,7 @@ def test_agents_can_be_disabled_in_bulk(admin_client):
         "/admin/agents/agent/", {"action": "disable", "_selected_action": ids}, follow=True
     )
     assert not Agent.objects.filter(enabled=True).exists()
-    assert User.objects.get(username="admin").auditentry_set.count() == len(ids)
+    assert User.objects.get(username="alice").auditentry_set.count() == len(ids)
 
 
 @pytest.mark.parametrize("model", PAGES)
@@ -162,7 +162,7 @@ def test_a_job_edited_in_the_admin_is_audited_once_naming_what_changed(admin_cli
     job.refresh_from_db()
     assert (job.title, job.priority) == ("New title", 2)
     [entry] = job.audit.all()
-    assert (entry.action, entry.actor.username) == ("edit_job", "admin")
+    assert (entry.action, entry.actor.username) == ("edit_job", "alice")
     assert entry.detail == "title, priority"
 
 
@@ -187,6 +187,6 @@ def test_agents_deleted_in_the_admin_are_audited_one_by_one(admin_client):
         {"action": "delete_selected", "_selected_action": [a.pk for a in others], "post": "yes"},
     )
     assert not Agent.objects.filter(pk__in=[one.pk, *(a.pk for a in others)]).exists()
-    deleted = User.objects.get(username="admin").auditentry_set.filter(action="delete_agent")
+    deleted = User.objects.get(username="alice").auditentry_set.filter(action="delete_agent")
     assert sorted(e.detail.split()[0] for e in deleted) == sorted(a.slug for a in [one, *others])
     assert all(entry.agent_id is None for entry in deleted)

@@ -126,7 +126,7 @@ def test_admin_shows_the_secret_once_and_never_in_a_form(admin_client, settings)
     assert answer.status_code == 200
     endpoint = Endpoint.objects.get()
     assert endpoint.secret in answer.content.decode()
-    assert endpoint.created_by == User.objects.get(username="admin")
+    assert endpoint.created_by == User.objects.get(username="alice")
     change = admin_client.get(f"/admin/webhooks/endpoint/{endpoint.pk}/change/")
     assert change.status_code == 200 and endpoint.secret not in change.content.decode()
     for page in ("endpoint", "delivery"):
