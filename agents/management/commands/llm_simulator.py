@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -231,18 +232,26 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         answer = _tool_call(model, calls, messages) if calls else self._completion(model, messages)
         if calls:
             server.stats.add("tool_calls")
+
+        def answered() -> None:
+            # Counted before the client can have read the whole answer, so that whoever
+            # reads the stats after a call sees it counted.
+            if not calls:
+                server.stats.answer(messages)
+
         if stream:
             server.stats.add("streamed")
-            if not self._stream(answer, usage_chunk, delay_s - first_s):
-                return None
+            self._stream(answer, usage_chunk, delay_s - first_s, answered)
         else:
+            answered()
             self._send_json(200, answer)
-        if not calls:
-            server.stats.answer(messages)
         return None
 
-    def _stream(self, answer: dict[str, Any], usage_chunk: bool, spread_s: float) -> bool:
-        """Send `answer` as a stream of chunks over `spread_s`; False when it was cut."""
+    def _stream(
+        self, answer: dict[str, Any], usage_chunk: bool, spread_s: float, answered: Callable
+    ) -> bool:
+        """Send `answer` as a stream of chunks over `spread_s`, calling `answered` before its
+        last byte; False when it was cut (then it was not answered)."""
         chunks = _chunks(answer, usage_chunk)
         pieces = sum(1 for chunk in chunks if chunk.get("choices"))
         cut_at = (
@@ -264,7 +273,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 time.sleep(spread_s / pieces)
             self._send_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
         self._send_chunk(b"data: [DONE]\n\n")
-        self._send_chunk(b"")
+        answered()
+        self._send_chunk(b"")  # the body's end: only now has the client read it all
         return True
 
     def _send_chunk(self, data: bytes) -> None:
