@@ -11,10 +11,11 @@ class AgentsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from . import events, outbox, signals
-        from .models import Job, LLMCall
+        from .models import Agent, Job, LLMCall
 
         # A durable announcement is written to the outbox (which imports the models, which
         # import events: events cannot import it, so it is told here).
         events.keep_with(outbox.write, outbox.forget)
+        post_save.connect(signals.agent_created, sender=Agent, dispatch_uid="agents-agent")
         post_save.connect(signals.job_created, sender=Job, dispatch_uid="agents-job-created")
         post_save.connect(signals.call_recorded, sender=LLMCall, dispatch_uid="agents-call")

@@ -68,6 +68,7 @@ def call_llm(
         max_tokens = allowance(spent.get(pk=job_id), agent.model, messages, max_tokens)
     call = LLMCall(
         agent=agent,
+        agent_version=agent.version,
         job_id=job_id,
         subtask_id=subtask_id,
         purpose=purpose,

@@ -179,6 +179,8 @@ class Agent(models.Model):
     needs_approval = models.BooleanField(
         default=False, help_text="Pause before each of its subtasks until an operator approves."
     )
+    # The number of its current AgentVersion (agents.versions records each one).
+    version = models.PositiveIntegerField(default=1, editable=False)
 
     completed_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
@@ -220,6 +222,29 @@ class Agent(models.Model):
     def current_load(self) -> int:
         """In-flight subtasks: derived, never stored (invariant 6)."""
         return self.subtasks.filter(status__in=SUBTASK_IN_FLIGHT).count()
+
+
+class AgentVersion(models.Model):
+    """What shaped an agent's work from one change to the next (agents.versions.snapshot):
+    written once, never edited; a restore writes a new version equal to an old one."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=200, blank=True)
+    config = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="agent_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.name} v{self.number}"
 
 
 def _set_fields(instance: models.Model, fields: dict) -> None:
@@ -544,6 +569,8 @@ class Subtask(models.Model):
     max_retries = models.PositiveSmallIntegerField(default=3)
     redispatches = models.PositiveSmallIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The agent's version its latest attempt ran with (set by the claim).
+    agent_version = models.PositiveIntegerField(null=True, blank=True)
     priority = models.PositiveSmallIntegerField(default=5)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     latency_s = models.FloatField(null=True, blank=True)
@@ -697,6 +724,8 @@ class LLMCall(models.Model):
         SYNTHESIS = "synthesis", "Synthesis"
 
     agent = models.ForeignKey(Agent, null=True, on_delete=models.SET_NULL, related_name="calls")
+    # The agent's version the call ran with.
+    agent_version = models.PositiveIntegerField(null=True, blank=True)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="calls")
     subtask = models.ForeignKey(
         Subtask, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"

@@ -1,5 +1,7 @@
 """What the transitions do not announce: a job's creation and each recorded LLM call,
-announced by the domain itself whatever faces (the event stream, webhooks) listen.
+announced by the domain itself whatever faces (the event stream, webhooks) listen; and an
+agent's first version, however the agent was created (an action, the default team, admin,
+a test's `objects.create`).
 
 A call is recorded by `agents.calls.call_llm` (one row per attempt, never saved twice as a
 new row), so its creation is the moment the call finished.
@@ -7,8 +9,15 @@ new row), so its creation is the moment the call finished.
 
 from __future__ import annotations
 
-from . import events
-from .models import Job, LLMCall
+from . import events, versions
+from .models import Agent, Job, LLMCall
+
+
+def agent_created(
+    sender: type, instance: Agent, created: bool, raw: bool, **kwargs: object
+) -> None:
+    if created and not raw:  # a fixture being loaded brings its own versions
+        versions.first(instance)
 
 
 def job_created(sender: type, instance: Job, created: bool, **kwargs: object) -> None:

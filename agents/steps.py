@@ -305,6 +305,7 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
         SubtaskStatus.WORKING,
         started_at=timezone.now(),
         attempts=attempt,
+        agent_version=sub.agent.version,  # the agent row loaded above: no query of its own
         **leases.claim(),
     ):
         return None

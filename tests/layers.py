@@ -27,7 +27,7 @@ AGENT_LAYERS: tuple[tuple[str, ...], ...] = (
         "enqueue", "offline", "llm", "limiter", "coalesce", "events", "streaming",
     ),
     ("models", "credentials"),
-    ("audit", "outbox", "state", "signals", "series", "team"),
+    ("audit", "outbox", "state", "versions", "signals", "series", "team"),
     ("calls", "lifecycle", "takebacks", "leases"),
     ("dispatch", "approvals", "tools", "mcp", "toolloop", "rerun"),
     ("steps", "recovery"),
