@@ -35,3 +35,7 @@ class InOrder(Cursor):
 
 class NewestVersionFirst(Cursor):
     ordering = ("-version",)
+
+
+class NewestNumberFirst(Cursor):
+    ordering = ("-number",)

@@ -8,11 +8,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agents import versions
 from agents.forms import AgentForm, JobForm, NewSubtaskForm
 from agents.models import (
     PRIORITY_HIGHEST,
     PRIORITY_LOWEST,
     Agent,
+    AgentVersion,
     Job,
     JobStatus,
     LLMCall,
@@ -76,6 +78,7 @@ class SubtaskSerializer(serializers.ModelSerializer):
             "depends_on",
             "assign_hint",
             "agent",
+            "agent_version",
             "allocation",
             "result",
             "error",
@@ -94,7 +97,8 @@ class SubtaskSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
         extra_kwargs = {
-            "copied_from": {"help_text": "In a re-run: the subtask whose result was copied."}
+            "copied_from": {"help_text": "In a re-run: the subtask whose result was copied."},
+            "agent_version": {"help_text": "The agent's version its latest attempt ran with."},
         }
 
     def get_depends_on(self, sub: Subtask) -> list[str]:
@@ -246,6 +250,7 @@ class AgentSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             *AGENT_FIELDS,
+            "version",
             "is_orchestrator",
             "load",
             "completed_count",
@@ -272,10 +277,17 @@ class AgentWriteSerializer(serializers.ModelSerializer):
     tools = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, help_text=TOOLS_HELP
     )
+    version_note = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="A note on the version an edit of what shapes the agent's work records.",
+    )
 
     class Meta:
         model = Agent
-        fields = AGENT_FIELDS
+        fields = [*AGENT_FIELDS, "version_note"]
         # Uniqueness and the model's own rules are the form's to check, as on the page.
         extra_kwargs = {"slug": {"validators": []}}
 
@@ -325,6 +337,7 @@ class CallSerializer(serializers.ModelSerializer):
             "id",
             "purpose",
             "agent",
+            "agent_version",
             "subtask",
             "model",
             "messages",
@@ -345,6 +358,51 @@ class CallSerializer(serializers.ModelSerializer):
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
+class AgentVersionSerializer(serializers.ModelSerializer):
+    """One version of what shapes an agent's work."""
+
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    label = serializers.SerializerMethodField(help_text='As the pages name it: "Reviewer v7".')
+    author = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Who made the change."
+    )
+    config = serializers.DictField(
+        read_only=True,
+        help_text="The versioned fields: model, system_prompt, specialties, tools, "
+        "needs_approval, temperature, max_tokens, max_tool_steps.",
+    )
+    current = serializers.SerializerMethodField(help_text="Whether the agent runs with it now.")
+
+    class Meta:
+        model = AgentVersion
+        fields = ["agent", "number", "label", "current", "author", "created_at", "note", "config"]
+        read_only_fields = fields
+
+    def get_label(self, version: AgentVersion) -> str:
+        return versions.label(version.agent.name, version.number)
+
+    def get_current(self, version: AgentVersion) -> bool:
+        return version.agent.version == version.number
+
+
+class AgentVersionChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    old = serializers.JSONField(allow_null=True)
+    new = serializers.JSONField(allow_null=True)
+    lines = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text='For system_prompt: a line diff ("-removed", "+added", " context").',
+    )
+
+
+class AgentVersionDiffSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    from_version = serializers.IntegerField()
+    to_version = serializers.IntegerField()
+    changes = AgentVersionChangeSerializer(many=True)
+
+
 class StateDataField(serializers.JSONField):
     """The blackboard: a JSON object."""
 

@@ -37,6 +37,22 @@ urlpatterns = [
     path("agents/<slug:slug>", agents.AgentDetail.as_view(), name="api-agent"),
     path("agents/<slug:slug>/enable", agents.AgentEnable.as_view(), name="api-agent-enable"),
     path("agents/<slug:slug>/disable", agents.AgentDisable.as_view(), name="api-agent-disable"),
+    path("agents/<slug:slug>/versions", agents.AgentVersions.as_view(), name="api-agent-versions"),
+    path(
+        "agents/<slug:slug>/versions/<int:number>",
+        agents.AgentVersionDetail.as_view(),
+        name="api-agent-version",
+    ),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/diff/<int:other>",
+        agents.AgentVersionDiff.as_view(),
+        name="api-agent-version-diff",
+    ),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/restore",
+        agents.AgentVersionRestore.as_view(),
+        name="api-agent-version-restore",
+    ),
     path("spend", records.Spend.as_view(), name="api-spend"),
     path("approvals", approvals.ApprovalList.as_view(), name="api-approvals"),
     path("approvals/<int:approval_id>", approvals.ApprovalDetail.as_view(), name="api-approval"),

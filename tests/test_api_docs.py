@@ -57,7 +57,7 @@ def test_swagger_ui_renders_and_tries_calls_with_the_session(
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="API docs").click()
 
-    expect(page.locator(".opblock")).to_have_count(28, timeout=15_000)
+    expect(page.locator(".opblock")).to_have_count(32, timeout=15_000)
     screenshot(page, request, "api-docs")
     cancel = page.locator(".opblock-post", has_text="/api/v1/jobs/{job_id}/cancel")
     cancel.locator(".opblock-summary").click()

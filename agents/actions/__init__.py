@@ -3,7 +3,13 @@ the audit entry and sends the events after commit, in one transaction (as Zulip'
 actions). Every face (pages, API, admin) calls these and writes no AuditEntry itself."""
 
 from ..audit import audit
-from .agents import delete_agent, edit_agent, register_agent, set_agent_enabled
+from .agents import (
+    delete_agent,
+    edit_agent,
+    register_agent,
+    restore_agent_version,
+    set_agent_enabled,
+)
 from .jobs import (
     SubmissionLimit,
     cancel_job,
@@ -37,6 +43,7 @@ __all__ = [
     "register_mcp_server",
     "retry_job",
     "retry_subtask",
+    "restore_agent_version",
     "revoke_token",
     "set_agent_enabled",
     "submit_job",
