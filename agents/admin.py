@@ -21,6 +21,7 @@ from .admin_base import BatonAdmin, StorableChangeList
 from .forms import ToolsField
 from .models import (
     Agent,
+    AgentVersion,
     Approval,
     ApprovalRule,
     AuditEntry,
@@ -217,6 +218,19 @@ class AgentAdmin(ListAdmin):
         for agent in queryset:
             actions.set_agent_enabled(agent, False, user=request.user)
         self.message_user(request, f"Disabled {len(queryset)} agents.")
+
+
+@admin.register(AgentVersion)
+class AgentVersionAdmin(RecordAdmin):
+    """Written by the actions, never edited: restoring one is the agents page's (or the
+    API's); a deleted agent takes its versions with it."""
+
+    list_display = ("agent", "number", "author", "note", "created_at")
+    list_select_related = ("agent", "author")
+    list_defer = ("config",)
+    list_filter = ("agent",)
+    ordering = ("-pk",)
+    readonly_fields = ("agent", "number", "author", "note", "config", "created_at")
 
 
 class EditedThroughAction:

@@ -235,3 +235,13 @@ def test_calls_and_subtasks_in_the_api_show_their_version(users, reviewer):
     assert client.get(f"/api/v1/subtasks/{sub.pk}").json()["agent_version"] == 4
     agent = client.get("/api/v1/agents/reviewer").json()
     assert agent["version"] == 2
+
+
+def test_the_admin_shows_versions_read_only(admin_client, reviewer):
+    assert admin_client.get("/admin/agents/agentversion/").status_code == 200
+    version = reviewer.versions.get(number=2)
+    page = admin_client.get(f"/admin/agents/agentversion/{version.pk}/change/")
+    assert page.status_code == 200 and "Second" in page.content.decode()
+    assert admin_client.get("/admin/agents/agentversion/add/").status_code == 403
+    edit = admin_client.post(f"/admin/agents/agentversion/{version.pk}/change/", {"note": "x"})
+    assert edit.status_code == 403 and reviewer.versions.get(number=2).note == "Second"
