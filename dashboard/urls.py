@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import approval_pages, mcp_servers, reruns, views
+from . import agent_versions, approval_pages, mcp_servers, reruns, views
 
 urlpatterns = [
     path("", views.board, name="dash-board"),
@@ -20,6 +20,16 @@ urlpatterns = [
     path("agents/new/", views.agent_create, name="dash-agent-create"),
     path("agents/<slug:slug>/edit/", views.agent_edit, name="dash-agent-edit"),
     path("agents/<slug:slug>/toggle/", views.agent_toggle, name="dash-agent-toggle"),
+    path(
+        "agents/<slug:slug>/versions/",
+        agent_versions.agent_versions,
+        name="dash-agent-versions",
+    ),
+    path(
+        "agents/<slug:slug>/versions/<int:number>/restore/",
+        agent_versions.agent_version_restore,
+        name="dash-agent-version-restore",
+    ),
     path("tools/", mcp_servers.tool_list, name="dash-tools"),
     path("tools/servers/new/", mcp_servers.server_create, name="dash-mcp-create"),
     path("tools/servers/<slug:slug>/edit/", mcp_servers.server_edit, name="dash-mcp-edit"),

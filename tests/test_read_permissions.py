@@ -88,6 +88,7 @@ def test_no_dashboard_url_answers_a_get_from_a_user_in_no_group(client, job):
     kwargs = {"job_id": job.pk, "subtask_id": subtask.pk, "slug": Agent.objects.first().slug}
     kwargs["other_id"] = job.pk  # a comparison of two jobs
     kwargs["approval_id"] = kwargs["rule_id"] = 1  # POST only: refused before any lookup
+    kwargs["number"] = 1  # an agent's version
     client.force_login(person("eve"))
     for pattern in urlpatterns:
         url = reverse(pattern.name, kwargs={k: kwargs[k] for k in pattern.pattern.converters})
