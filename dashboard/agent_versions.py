@@ -36,6 +36,18 @@ class VersionPairForm(forms.Form):
         self.fields["a"].choices = self.fields["b"].choices = choices
 
 
+class VersionNoteForm(forms.Form):
+    """The note an edit of the agent saves with the version it makes, if it makes one."""
+
+    note = forms.CharField(
+        label="Note for the new version",
+        max_length=200,
+        required=False,
+        help_text="Kept with the version an edit of the model, prompt, specialties, tools, "
+        "approval or generation settings makes: why it changed.",
+    )
+
+
 def _field_label(name: str) -> str:
     try:
         return str(Agent._meta.get_field(name).verbose_name).capitalize()

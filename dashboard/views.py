@@ -31,7 +31,7 @@ from agents.queries import (
 )
 
 from .access import read_required
-from .agent_versions import with_call_agents
+from .agent_versions import VersionNoteForm, with_call_agents
 from .graph import plan_graph
 
 BOARD_CARDS_PER_COLUMN = 25
@@ -271,13 +271,13 @@ def agent_create(request: HttpRequest) -> HttpResponse:
 def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
     agent = get_object_or_404(Agent, slug=slug)
     form = AgentForm(request.POST or None, instance=agent)
-    if request.method == "POST" and form.is_valid():
-        actions.edit_agent(agent, form.cleaned_data, user=request.user)
+    note = VersionNoteForm(request.POST or None, prefix="version")
+    if request.method == "POST" and form.is_valid() and note.is_valid():
+        actions.edit_agent(agent, form.cleaned_data, user=request.user, **note.cleaned_data)
         return redirect("dash-agents")
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "dashboard/agent_edit.html", {"agent": agent, "form": form}, status=status
-    )
+    context = {"agent": agent, "form": form, "note": note}
+    return render(request, "dashboard/agent_edit.html", context, status=status)
 
 
 @login_required

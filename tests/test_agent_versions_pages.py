@@ -105,6 +105,35 @@ def test_a_manager_restores_an_old_version_as_a_new_one(reviewer, client, manage
     assert restore_forms(html) == ["3", "2", "1"]
 
 
+def test_an_edit_on_the_edit_page_saves_its_note_with_the_new_version(reviewer, client, manager):
+    page = client.get("/agents/reviewer/edit/").content.decode()
+    assert 'name="version-note"' in page and f'href="{PAGE}"' in page
+    form = {
+        "name": "Reviewer",
+        "slug": "reviewer",
+        "specialties": "review",
+        "model": "gpt-4.1",
+        "system_prompt": "Only the facts.",
+        "temperature": reviewer.temperature,
+        "max_tokens": reviewer.max_tokens,
+        "max_concurrency": reviewer.max_concurrency,
+        "enabled": "on",
+        "max_tool_steps": reviewer.max_tool_steps,
+        "version-note": "Shorter prompt",
+    }
+    assert client.post("/agents/reviewer/edit/", form).status_code == 302
+    v4 = reviewer.versions.get(number=4)
+    assert (v4.note, v4.author, v4.config["system_prompt"]) == (
+        "Shorter prompt",
+        manager,
+        "Only the facts.",
+    )
+    html = client.get(PAGE).content.decode()
+    assert "Shorter prompt" in html and "the lines" in html
+    too_long = client.post("/agents/reviewer/edit/", {**form, "version-note": "n" * 201})
+    assert too_long.status_code == 400 and reviewer.versions.count() == 4
+
+
 def test_restoring_a_version_it_does_not_have_is_a_404(reviewer, client, manager):
     assert client.post(f"{PAGE}99/restore/").status_code == 404
     assert client.get(f"{PAGE}1/restore/").status_code == 405
