@@ -237,6 +237,7 @@ def _create_rerun(
             copy.status = SubtaskStatus.COMPLETED
             copy.result = sub.result
             copy.agent_id = sub.agent_id
+            copy.agent_version = sub.agent_version  # the version its result came from
             copy.copied_from = sub
             copy.finished_at = now
         copies.append(copy)

@@ -7,11 +7,12 @@ from django.core.management import call_command
 
 from agents import actions, team, versions
 from agents.models import Agent, AgentVersion, AuditEntry, JobStatus, LLMCall, Subtask
+from agents.rerun import rerun_from
 
 from .api_support import PROBLEM, planned_job, token_client
 from .auditing import AuditFailed, audit_rows, make_audit_fail
 from .cast import person
-from .inprocess import run_job, simulated_llm, team_on_a_model_of_its_own
+from .inprocess import deliver, run_job, simulated_llm, team_on_a_model_of_its_own
 
 pytestmark = pytest.mark.django_db
 
@@ -144,7 +145,16 @@ def test_each_attempt_and_call_records_the_version_it_ran_with(
         assert job.status == JobStatus.COMPLETED, job.error
         actions.edit_agent(coder, {"system_prompt": "Write tidier code."})  # coder v3
         second = run_job(sent, django_capture_on_commit_callbacks, title="Another")
+        # A re-run from the last step: the steps copied before it keep the version they ran
+        # with, the step run again runs with the agent's current one.
+        with django_capture_on_commit_callbacks(execute=True):
+            rerun = rerun_from(job.subtasks.get(key="review"), None)
+        deliver(sent, django_capture_on_commit_callbacks)
     assert second.status == JobStatus.COMPLETED, second.error
+    rerun.refresh_from_db()
+    assert rerun.status == JobStatus.COMPLETED, rerun.error
+    steps = dict(rerun.subtasks.values_list("key", "agent_version"))
+    assert steps == {"research": 2, "coding": 2, "review": 3}
 
     for ran, version in ((job, 2), (second, 3)):
         subtasks = Subtask.objects.filter(job=ran)
