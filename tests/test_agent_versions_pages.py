@@ -230,3 +230,15 @@ def summary(html: str, subtask_id: int) -> str:
 def trace(html: str, subtask_id: int) -> str:
     part = section(html, subtask_id)
     return part[part.index('<ol class="trace"') : part.index("</ol>")]
+
+
+def test_two_jobs_compared_show_the_version_each_step_ran_with(reviewer, client, viewer):
+    jobs = []
+    for number in (1, 3):
+        job = Job.objects.create(title="checked", description="d" * 20, status="completed")
+        job.subtasks.create(
+            key="review", type="review", status="completed", agent=reviewer, agent_version=number
+        )
+        jobs.append(job)
+    html = client.get(f"/jobs/{jobs[0].pk}/compare/{jobs[1].pk}/").content.decode()
+    assert "→ Reviewer v1" in html and "→ Reviewer v3" in html
