@@ -20,6 +20,7 @@ from .series import agent_series
 from .tools import RESULT_CHARS
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
+AGENT_TEXTS = ("system_prompt", "specialties", "tools")  # a call shows its agent's name
 
 
 # A job page lists every subtask: each shows the start of its result and its newest calls
@@ -36,10 +37,11 @@ PENDING_APPROVALS = Approval.objects.filter(decision="").select_related("tool_ca
 
 def job_subtasks(job_id: int) -> QuerySet[Subtask]:
     """A job's subtasks as its page lists them, in plan order: agent, dependencies, newest
-    calls with their tool calls, `result_head` and `result_chars`. A few queries whatever
+    calls with their agents and tool calls, `result_head` and `result_chars`. A few queries whatever
     their number."""
     newest_calls = (
-        LLMCall.objects.defer("messages", "response")
+        LLMCall.objects.select_related("agent")  # its name labels the call's version
+        .defer("messages", "response", *(f"agent__{f}" for f in AGENT_TEXTS))
         .prefetch_related(Prefetch("tool_runs", queryset=tool_calls(TOOL_PREVIEW)))
         .order_by("-pk")
     )

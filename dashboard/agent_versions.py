@@ -8,14 +8,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from agents import actions, versions
-from agents.models import Agent, AgentVersion, Subtask
+from agents.models import Agent, AgentVersion
 
 from .access import read_required
 from .reruns import line_diff
@@ -125,11 +124,3 @@ def agent_version_restore(request: HttpRequest, slug: str, number: int) -> HttpR
         raise Http404(f"{agent.name} has no version {number}.") from None
     messages.success(request, f"Restored v{number} of {agent.name} as its new v{made.number}.")
     return redirect(reverse("dash-agent-versions", args=[agent.slug]))
-
-
-def with_call_agents(subtasks: QuerySet[Subtask]) -> QuerySet[Subtask]:
-    """Subtasks as agents.queries.job_subtasks loads them, and the agent of each call in
-    their trace (its name labels the call's version): one query for all of them."""
-    return subtasks.prefetch_related(
-        Prefetch("newest_calls__agent", queryset=Agent.objects.only("pk", "name"))
-    )

@@ -39,8 +39,6 @@ from agents.models import Agent, Job
 from agents.queries import agents_with_metrics, board_jobs, job_activity, job_subtasks
 from agents.redisconn import redis_client
 
-from .agent_versions import with_call_agents
-
 log = logging.getLogger(__name__)
 BATCHES_KEY = "baton:live:batches"
 # With no web process taking them, batches must not pile up: keep the newest ones.
@@ -201,7 +199,7 @@ def render_job(job_id: int, moved: bool | None, changed: set[int], state: bool) 
         if context["job"] is None:
             return ""
     if moved or changed:
-        subtasks = list(with_call_agents(job_subtasks(job_id)))
+        subtasks = list(job_subtasks(job_id))
         context["subtasks"] = subtasks
         context["changed"] = [s for s in subtasks if s.pk in changed]
     if moved is not None or changed:

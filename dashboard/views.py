@@ -31,7 +31,7 @@ from agents.queries import (
 )
 
 from .access import read_required
-from .agent_versions import VersionNoteForm, with_call_agents
+from .agent_versions import VersionNoteForm
 from .graph import plan_graph
 
 BOARD_CARDS_PER_COLUMN = 25
@@ -105,7 +105,7 @@ def submit_job(request: HttpRequest) -> HttpResponse:
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     # The header shows progress and submitter; the agents of a card are the board's.
     job = get_object_or_404(Job.objects.for_board().prefetch_related(None), pk=job_id)
-    subtasks = with_call_agents(job_subtasks(job.pk))
+    subtasks = job_subtasks(job.pk)
     context = {
         "job": job,
         "subtasks": subtasks,
