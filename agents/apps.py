@@ -10,7 +10,7 @@ class AgentsConfig(AppConfig):
         # app registry is ready, which is why Django calls this method.
         from django.db.models.signals import post_save
 
-        from . import events, outbox, signals
+        from . import events, experiments, outbox, quality, signals
         from .models import Agent, Job, LLMCall
 
         # A durable announcement is written to the outbox (which imports the models, which
@@ -19,3 +19,5 @@ class AgentsConfig(AppConfig):
         post_save.connect(signals.agent_created, sender=Agent, dispatch_uid="agents-agent")
         post_save.connect(signals.job_created, sender=Job, dispatch_uid="agents-job-created")
         post_save.connect(signals.call_recorded, sender=LLMCall, dispatch_uid="agents-call")
+        experiments.register()
+        quality.register()

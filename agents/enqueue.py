@@ -35,3 +35,11 @@ def synthesize_job(job_id: int, *, countdown: float | None = None) -> None:
 
 def dispatch_ready(*, countdown: float | None = None) -> None:
     _send("dispatch_ready", countdown=countdown)
+
+
+def advance_experiment(experiment_id: int, *, countdown: float | None = None) -> None:
+    _send("advance_experiment", experiment_id, countdown=countdown)
+
+
+def score_subtask(subtask_id: int, scorer_id: int) -> None:
+    _send("score_subtask", subtask_id, scorer_id)

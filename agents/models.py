@@ -424,6 +424,9 @@ class Job(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
     rerun_from = models.CharField(max_length=64, blank=True, help_text="The subtask's key.")
+    # Agent versions this job runs with ({slug: number}: an experiment's or a re-run's
+    # choice); an agent not named runs its current version (agents.versions.pinned).
+    agent_versions = models.JSONField(default=dict, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -722,6 +725,7 @@ class LLMCall(models.Model):
         PLAN = "plan", "Plan"
         SUBTASK = "subtask", "Subtask"
         SYNTHESIS = "synthesis", "Synthesis"
+        JUDGE = "judge", "Judge"
 
     agent = models.ForeignKey(Agent, null=True, on_delete=models.SET_NULL, related_name="calls")
     # The agent's version the call ran with.
@@ -1029,6 +1033,279 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.event_id}"
+
+
+# --- Evaluation: datasets, scorers, experiments and scores (agents.datasets, agents.scoring,
+# agents.experiments, agents.quality). ---
+
+CASE_TEXT_CHARS = 20000
+CASE_NOTES_CHARS = 4000
+CASE_TAGS_MAX = 20
+# Experiment jobs run below every priority an operator may give (dispatch takes the lowest
+# number first), so they never hold back what is submitted meanwhile.
+EXPERIMENT_PRIORITY = PRIORITY_LOWEST + 1
+
+
+class Dataset(models.Model):
+    """Named cases to run an experiment on."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True, max_length=2000)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("dash-dataset", args=[self.slug])
+
+
+class Case(models.Model):
+    """One input (as a job's title and description), what a good answer holds, and tags."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="cases")
+    title = models.CharField(max_length=200)
+    description = models.TextField(max_length=CASE_TEXT_CHARS)
+    expected = models.TextField(
+        blank=True, max_length=CASE_TEXT_CHARS, help_text="The expected output, if any."
+    )
+    notes = models.TextField(
+        blank=True, max_length=CASE_NOTES_CHARS, help_text="Reference notes for a judge."
+    )
+    tags = models.JSONField(default=list, blank=True)
+    # The finished job it was taken from, if any: a job is added to a dataset once.
+    source_job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset", "source_job"],
+                condition=Q(source_job__isnull=False),
+                name="case_job_once_per_dataset",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Scorer(models.Model):
+    """How an output is scored, in [0, 1]: an LLM judge, a code check, or a person."""
+
+    class Kind(models.TextChoices):
+        JUDGE = "judge", "LLM judge"
+        EXACT = "exact", "Exact match"
+        CONTAINS = "contains", "Contains"
+        REGEX = "regex", "Regular expression"
+        JSON_SCHEMA = "json_schema", "Valid JSON (schema)"
+        LENGTH = "length", "Length bounds"
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # judge: {"rubric", "model"}; contains: {"text", "case_sensitive"}; regex: {"pattern"};
+    # json_schema: {"schema"}; length: {"min", "max"}; exact: {"case_sensitive"}.
+    config = models.JSONField(default=dict, blank=True)
+    threshold = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A score at or above this passes.",
+    )
+    # Online scoring: completed live subtasks of this type are scored at this rate.
+    online_type = models.CharField(max_length=50, blank=True)
+    sample_rate = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"  # its budget ran out
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Experiment(models.Model):
+    """A dataset run against one configuration of the agents, each case as a job."""
+
+    name = models.CharField(max_length=200)
+    dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="experiments"
+    )
+    dataset_name = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.RUNNING
+    )
+    status_reason = models.CharField(max_length=300, blank=True)
+    # Versions chosen per agent ({slug: number}); an agent not named runs its current one.
+    agent_versions = models.JSONField(default=dict, blank=True)
+    scorers = models.ManyToManyField(Scorer, blank=True, related_name="experiments")
+    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+    )
+    priority = models.PositiveSmallIntegerField(default=EXPERIMENT_PRIORITY)
+    # Cases in flight at once: the rest wait their turn, not in the broker's queue.
+    concurrency = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(50)]
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status"], name="experiment_status")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("dash-experiment", args=[self.pk])
+
+
+class ExperimentCase(models.Model):
+    """The copy of a case an experiment ran (editing the dataset never changes it), and the
+    job that ran it."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="cases")
+    position = models.PositiveIntegerField()
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=200)
+    description = models.TextField(max_length=CASE_TEXT_CHARS)
+    expected = models.TextField(blank=True, max_length=CASE_TEXT_CHARS)
+    notes = models.TextField(blank=True, max_length=CASE_NOTES_CHARS)
+    tags = models.JSONField(default=list, blank=True)
+    job = models.OneToOneField(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="experiment_case"
+    )
+    # Set once every scorer of the experiment has scored the job (or the job never ran).
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["experiment", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "position"], name="experiment_case_position"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}#{self.position} {self.title}"
+
+
+class Score(models.Model):
+    """One score of a job's output (or, online, of a subtask's), with who or what gave it."""
+
+    class Source(models.TextChoices):
+        JUDGE = "judge", "LLM judge"
+        CODE = "code", "Code"
+        HUMAN = "human", "Human"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="scores")
+    # Online scoring scores one subtask's result; experiments and people score the job's.
+    subtask = models.ForeignKey(
+        Subtask, null=True, blank=True, on_delete=models.CASCADE, related_name="scores"
+    )
+    experiment = models.ForeignKey(
+        Experiment, null=True, blank=True, on_delete=models.CASCADE, related_name="scores"
+    )
+    scorer = models.ForeignKey(
+        Scorer, null=True, blank=True, on_delete=models.SET_NULL, related_name="scores"
+    )
+    scorer_name = models.CharField(max_length=100)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    value = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    passed = models.BooleanField(null=True, blank=True)
+    reason = models.TextField(blank=True, max_length=2000)
+    # A person's rating, 1–5 (value is (rating − 1) / 4), and who gave it.
+    rating = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    given_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # The judge's own model call (its cost and trace).
+    call = models.ForeignKey(
+        LLMCall, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A scorer scores a job's output once, and a subtask's once; a person rates a
+            # job once (a new rating replaces the old).
+            models.UniqueConstraint(
+                fields=["job", "scorer"],
+                condition=Q(subtask__isnull=True, scorer__isnull=False),
+                name="score_job_scorer_once",
+            ),
+            models.UniqueConstraint(
+                fields=["subtask", "scorer"],
+                condition=Q(subtask__isnull=False, scorer__isnull=False),
+                name="score_subtask_scorer_once",
+            ),
+            models.UniqueConstraint(
+                fields=["job", "given_by"],
+                condition=Q(source="human"),
+                name="score_human_once_per_job",
+            ),
+        ]
+        indexes = [models.Index(fields=["experiment", "scorer"], name="score_experiment")]
+
+    def __str__(self) -> str:
+        return f"{self.scorer_name} {self.value:.2f} on job #{self.job_id}"
+
+
+class QualitySample(models.Model):
+    """A score credited to the agent whose work it scored, under the subtask's type: the
+    allocator's quality term is the recent mean of these (agents.quality)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="quality_samples")
+    agent_version = models.PositiveIntegerField(null=True, blank=True)
+    specialty = models.CharField(max_length=50)
+    value = models.FloatField()
+    score = models.ForeignKey(Score, on_delete=models.CASCADE, related_name="samples")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at", "agent", "specialty"], name="quality_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}/{self.specialty} {self.value:.2f}"
 
 
 # Defined beside the code that reads the header; imported here so Django registers it.

@@ -1,12 +1,37 @@
 """The roles Baton ships with, as Django groups, and what each face needs to read. Everything
 else is Django admin's."""
 
-VIEW = ["view_job", "view_subtask", "view_agent", "view_llmcall", "view_sharedstate"]
+VIEW = [
+    "view_job",
+    "view_subtask",
+    "view_agent",
+    "view_llmcall",
+    "view_sharedstate",
+    "view_dataset",
+    "view_case",
+    "view_scorer",
+    "view_experiment",
+    "view_score",
+]
+# Keep datasets and scorers, run experiments and score outputs.
+EVALUATE = [
+    "add_dataset",
+    "change_dataset",
+    "delete_dataset",
+    "add_case",
+    "change_case",
+    "delete_case",
+    "add_scorer",
+    "change_scorer",
+    "add_experiment",
+    "change_experiment",
+    "add_score",
+]
 ROLES = {
     # Read only: every page, no controls.
     "Viewers": VIEW,
     # Submit, cancel, retry, review and approve plans.
-    "Operators": [*VIEW, "add_job", "change_job", "change_subtask"],
+    "Operators": [*VIEW, *EVALUATE, "add_job", "change_job", "change_subtask"],
     # Register and edit agents, enable and disable them.
     "Agent managers": [*VIEW, "add_agent", "change_agent"],
 }
@@ -36,6 +61,13 @@ READ_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "agents.view_sharedstate",
     ),
     "agents": ("agents.view_agent",),
+    # Datasets, scorers, experiments and their scores.
+    "evaluation": (
+        "agents.view_dataset",
+        "agents.view_experiment",
+        "agents.view_score",
+        "agents.view_job",
+    ),
 }
 
 

@@ -13,7 +13,7 @@ from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
-from . import dispatch, leases, limiter, recovery, steps, telemetry, threads
+from . import dispatch, experiments, leases, limiter, recovery, scoring, steps, telemetry, threads
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,16 @@ def synthesize_job(job_id: int) -> None:
 @shared_task(**STEP)
 def dispatch_ready() -> None:
     dispatch.dispatch_ready()
+
+
+@shared_task(**STEP)
+def advance_experiment(experiment_id: int) -> None:
+    experiments.advance(experiment_id)
+
+
+@shared_task(**STEP)
+def score_subtask(subtask_id: int, scorer_id: int) -> None:
+    scoring.score_subtask(subtask_id, scorer_id)
 
 
 @shared_task(ignore_result=True)

@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import schema  # noqa: F401  (registers the bearer scheme; web processes only)
-from .views import agents, approvals, jobs, meta, records, reruns
+from .views import agents, approvals, datasets, experiments, jobs, meta, records, reruns, scorers
 
 urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="api-schema"),
@@ -61,5 +61,8 @@ urlpatterns = [
         approvals.ApprovalDecide.as_view(),
         name="api-approval-decide",
     ),
+    *datasets.urlpatterns,
+    *scorers.urlpatterns,
+    *experiments.urlpatterns,
     re_path(r"^.*$", meta.NoSuchEndpoint.as_view(), name="api-not-found"),
 ]

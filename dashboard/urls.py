@@ -1,6 +1,15 @@
 from django.urls import path
 
-from . import agent_versions, approval_pages, mcp_servers, reruns, views
+from . import (
+    agent_versions,
+    approval_pages,
+    datasets,
+    experiments,
+    mcp_servers,
+    reruns,
+    scorers,
+    views,
+)
 
 urlpatterns = [
     path("", views.board, name="dash-board"),
@@ -44,3 +53,5 @@ urlpatterns = [
         name="dash-approval-rule-delete",
     ),
 ]
+# Evaluation: datasets, scorers and experiments, each module with its own routes.
+urlpatterns += datasets.urlpatterns + scorers.urlpatterns + experiments.urlpatterns

@@ -1,0 +1,1 @@
+"""Datasets and their cases: each write checked, changed, audited in one transaction."""

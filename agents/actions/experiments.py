@@ -1,0 +1,1 @@
+"""Experiments: each write checked, changed, audited in one transaction."""

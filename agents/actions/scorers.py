@@ -1,0 +1,1 @@
+"""Scorers: each write checked, changed, audited in one transaction."""

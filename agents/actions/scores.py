@@ -1,0 +1,1 @@
+"""Human scores: each write checked, changed, audited in one transaction."""

@@ -1,0 +1,1 @@
+"""The write rules for datasets and cases, shared by the pages and the API."""

@@ -1,0 +1,1 @@
+"""The write rules for experiments, shared by the pages and the API."""

@@ -1,0 +1,1 @@
+"""The write rules for scorers, shared by the pages and the API."""

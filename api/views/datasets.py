@@ -1,0 +1,3 @@
+"""API: dataset pages: list, cases, import and export, and adding jobs."""
+
+urlpatterns: list = []

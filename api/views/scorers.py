@@ -1,0 +1,3 @@
+"""API: scorer pages: list, create and edit."""
+
+urlpatterns: list = []

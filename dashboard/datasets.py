@@ -1,0 +1,3 @@
+"""Dataset pages: list, cases, import and export, and adding jobs."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Experiment pages: new, live progress, compare, export, and the annotation queue."""
+
+urlpatterns: list = []

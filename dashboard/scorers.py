@@ -1,0 +1,3 @@
+"""Scorer pages: list, create and edit."""
+
+urlpatterns: list = []
