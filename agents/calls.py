@@ -66,9 +66,11 @@ def call_llm(
     if budgeted:
         spent = Job.objects.only("total_tokens", "total_cost", "budget_tokens", "budget_cost")
         max_tokens = allowance(spent.get(pk=job_id), agent.model, messages, max_tokens)
+    # A judge runs as an agent no row holds (agents.scoring): its calls name none.
+    saved = agent.pk is not None
     call = LLMCall(
-        agent=agent,
-        agent_version=agent.version,
+        agent=agent if saved else None,
+        agent_version=agent.version if saved else None,
         job_id=job_id,
         subtask_id=subtask_id,
         purpose=purpose,

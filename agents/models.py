@@ -1210,6 +1210,8 @@ class ExperimentCase(models.Model):
     )
     # Set once every scorer of the experiment has scored the job (or the job never ran).
     scored_at = models.DateTimeField(null=True, blank=True)
+    # Why a scorer could not score it (its judge's answer unusable, its call failed).
+    scoring_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["experiment", "position"]
