@@ -345,6 +345,11 @@ class RerunForm(forms.Form):
         to_field_name="slug",
         help_text="Enabled agents that may run a step of this type.",
     )
+    version = forms.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Run the agent as it was at this version (blank: its current one).",
+    )
     submit_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, sub: Subtask, **kwargs) -> None:
@@ -355,3 +360,8 @@ class RerunForm(forms.Form):
         field = self.fields["agent"]
         field.queryset = Agent.objects.filter(pk__in=allowed).order_by("name")
         field.empty_label = f"As the plan chose ({sub.assign_hint or 'best by score'})"
+        if sub.agent is not None:
+            self.fields["version"].help_text = (
+                f"Run the agent as it was at this version (blank: its current one); "
+                f"{sub.agent.name}, which ran this step, has versions 1 to {sub.agent.version}."
+            )

@@ -201,6 +201,8 @@ class Agent(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        if getattr(self, "pinned_version", None) is not None:
+            raise ValueError("an agent as it was at a past version is never saved")
         self._normalise_specialties()
         super().save(*args, **kwargs)
 

@@ -1,7 +1,7 @@
 """Re-run a job from one of its subtasks: a new job with the same plan, whose subtasks
 upstream of the chosen one are copied with their results (no provider call), and whose
-chosen subtask (its input or its agent changed, if the operator wishes) and everything
-downstream of it run again."""
+chosen subtask (its input, its agent or the agent's version changed, if the operator wishes)
+and everything downstream of it run again."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from . import dispatch, events, state
+from . import dispatch, events, state, versions
 from .allocation import Candidate, eligible
 from .audit import audit
 from .models import (
     SUBTASK_DESCRIPTION_CHARS,
     Agent,
+    AgentVersion,
     Job,
     JobStatus,
     SharedState,
@@ -130,11 +131,14 @@ def rerun_from(
     *,
     description: str | None = None,
     agent: Agent | None = None,
+    version: int | None = None,
     submit_token: uuid.UUID | None = None,
 ) -> Job:
     """A new job linked to `subtask`'s: the plan copied, the steps upstream of `subtask`
     completed with their results and no call, `subtask` (with a new description or agent,
-    if given) and its dependents waiting to run; set working and dispatched. The same
+    if given) and its dependents waiting to run; set working and dispatched. A `version`
+    runs the step's agent (`agent`, or the one that ran it) as it was at that version, in
+    this step and any later one it runs (the new job's `agent_versions`). The same
     `submit_token` twice (a form posted twice) gives one job.
 
     Raises RerunRefused, saying why, when the job has not ended or has no plan, when an
@@ -164,6 +168,19 @@ def rerun_from(
                 )
             if description != chosen.description:
                 changes.append(f"description: {description}")
+        pins = dict(original.agent_versions or {})
+        if version is not None:
+            runner = agent or chosen.agent
+            if runner is None:
+                raise RerunRefused("Choose the agent whose version runs the step.")
+            if not AgentVersion.objects.filter(agent=runner, number=version).exists():
+                raise RerunRefused(
+                    f"{runner.slug} has no version {version}: its versions run from 1 to "
+                    f"{runner.version}."
+                )
+            pins[runner.slug] = version
+            changes.append(f"version: {versions.label(runner.slug, version)}")
+            agent = runner  # the version belongs to this agent: the step goes to it
         if agent is not None:
             if agent.pk not in {a.pk for a in eligible_agents(chosen.type)}:
                 raise RerunRefused(
@@ -178,7 +195,9 @@ def rerun_from(
                     "again once it has room, or choose another agent."
                 )
             changes.append(f"agent: {agent.slug}")
-        job = _create_rerun(original, subtasks, chosen, description, agent, user, submit_token)
+        job = _create_rerun(
+            original, subtasks, chosen, description, agent, user, submit_token, pins
+        )
         detail = f"Re-run of #{original.pk} from {chosen.key}"
         audit(
             "job.rerun",
@@ -199,6 +218,7 @@ def _create_rerun(
     agent: Agent | None,
     user,
     submit_token: uuid.UUID | None,
+    pins: dict[str, int],
 ) -> Job:
     mark = f" (re-run from {chosen.key})"
     job = Job.objects.create(
@@ -211,6 +231,7 @@ def _create_rerun(
         rerun_of=original,
         rerun_from=chosen.key,
         submit_token=submit_token,
+        agent_versions=pins,
     )
     SharedState.objects.create(job=job)
     copied = _copied(chosen, subtasks)

@@ -28,6 +28,7 @@ from . import (
     state,
     telemetry,
     toolloop,
+    versions,
 )
 from .calls import BudgetExceeded
 from .models import Agent, Job, JobStatus, LLMCall, Subtask, SubtaskStatus, WaitingFor
@@ -69,7 +70,7 @@ def plan_job(job_id: int) -> None:
         )
         return
     with leases.holding(job):
-        _plan(job, orchestrator, tried_before)
+        _plan(job, versions.pinned(orchestrator, job.agent_versions), tried_before)
 
 
 def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
@@ -299,6 +300,8 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
     if sub.job.status != JobStatus.WORKING:
         sub.transition(SubtaskStatus.QUEUED, SubtaskStatus.CANCELLED, error="job is not running")
         return None
+    if sub.job.agent_versions:  # an experiment's or a re-run's chosen versions
+        sub.agent = versions.pinned(sub.agent, sub.job.agent_versions)
     attempt = sub.attempts + 1
     if not sub.transition(
         SubtaskStatus.QUEUED,
@@ -428,7 +431,7 @@ def synthesize_job(job_id: int) -> None:
         job.release(JobStatus.SYNTHESIZING)
         return  # the reconciler tries again once an agent is enabled
     with leases.holding(job):
-        _synthesize(job, orchestrator, tried_before)
+        _synthesize(job, versions.pinned(orchestrator, job.agent_versions), tried_before)
 
 
 def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:

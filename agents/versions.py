@@ -9,6 +9,7 @@ enabled-only change is not a version.
 
 from __future__ import annotations
 
+import copy
 import difflib
 
 from django.db import transaction
@@ -36,6 +37,36 @@ def snapshot(agent: Agent) -> dict:
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple | list) else value
+
+
+def pinned(agent: Agent, pins: dict | None) -> Agent:
+    """The agent as it was at the version `pins` choose for it ({slug: number}: a job's
+    `agent_versions`), or the agent itself when none is chosen (or the version is gone).
+
+    A copy, marked so that saving it is refused: a past version must never overwrite the
+    agent's current fields.
+    """
+    number = (pins or {}).get(agent.slug)
+    if not isinstance(number, int) or number == agent.version:
+        return agent
+    config = _config(agent.pk, number)
+    if config is None:
+        return agent
+    past = copy.copy(agent)
+    for name in VERSIONED_FIELDS:
+        if name in config:
+            setattr(past, name, config[name])
+    past.version = number
+    past.pinned_version = number
+    return past
+
+
+def _config(agent_id: int, number: int) -> dict | None:
+    return (
+        AgentVersion.objects.filter(agent_id=agent_id, number=number)
+        .values_list("config", flat=True)
+        .first()
+    )
 
 
 def changed(agent: Agent, fields: dict) -> list[str]:

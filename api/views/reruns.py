@@ -32,6 +32,13 @@ class RerunSerializer(serializers.Serializer):
         required=False,
         help_text="An enabled agent's slug that may run the step's type; null: as the plan chose.",
     )
+    version = serializers.IntegerField(
+        min_value=1,
+        allow_null=True,
+        required=False,
+        help_text="The agent's version to run the step with (the chosen agent's, or the one "
+        "that ran it); null: its current one.",
+    )
 
 
 class SubtaskRerun(APIView):
@@ -47,7 +54,8 @@ class SubtaskRerun(APIView):
         sub = _subtask(subtask_id)
         body = RerunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        values = {"description": sub.description, "agent": None, **body.validated_data}
+        values = {"description": sub.description, "agent": None, "version": None}
+        values.update(body.validated_data)
         fields = checked(RerunForm(data=form_data(values), sub=sub))
         try:
             job = rerun.rerun_from(sub, request.user, **fields)
