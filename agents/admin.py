@@ -16,8 +16,8 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils.text import smart_split, unescape_string_literal
 
-from . import actions, approvals
-from .admin_base import BatonAdmin, StorableChangeList
+from . import actions, admin_evaluation, approvals  # noqa: F401  (registers its models)
+from .admin_base import BatonAdmin, ListAdmin, RecordAdmin, StorableChangeList
 from .forms import ToolsField
 from .models import (
     Agent,
@@ -48,12 +48,6 @@ def search_words(search_term: str) -> list[str]:
             word = unescape_string_literal(word)
         words.append(word)
     return words
-
-
-class LeanChangeList(StorableChangeList):
-    def get_queryset(self, request, exclude_parameters=None):
-        rows = super().get_queryset(request, exclude_parameters)
-        return rows.defer(*self.model_admin.list_defer)
 
 
 class ValuesFilter(admin.SimpleListFilter):
@@ -117,26 +111,6 @@ class HttpStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         chosen = self.CLASSES.get(self.value() or "")
         return queryset.filter(chosen[1]) if chosen else queryset
-
-
-class ListAdmin(BatonAdmin):
-    # "N results (M total)" would count the whole table a second time on every page.
-    show_full_result_count = False
-    list_per_page = 50  # rendering, not the database, is most of a page: about 0.5 ms a row
-    list_defer: tuple[str, ...] = ()  # columns the changelist never shows
-
-    def get_changelist(self, request, **kwargs):
-        return LeanChangeList
-
-
-class RecordAdmin(ListAdmin):
-    """For rows the system writes (calls, audit entries): browsable, never edited by hand."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 METRICS = (

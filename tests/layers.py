@@ -34,7 +34,7 @@ AGENT_LAYERS: tuple[tuple[str, ...], ...] = (
     ("steps", "recovery", "experiments"),
     ("actions",),
     ("forms", "queries", "dataset_forms", "experiment_forms", "scorer_forms"),
-    ("tasks", "admin", "admin_base", "admin_mcp", "apps", "management"),
+    ("tasks", "admin_base", "admin_mcp", "admin_evaluation", "admin", "apps", "management"),
 )  # fmt: skip
 # The one documented lazy import that closes a circle (module, imported module): none today.
 LAZY_ALLOWED: dict[tuple[str, str], str] = {}
