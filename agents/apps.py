@@ -10,7 +10,7 @@ class AgentsConfig(AppConfig):
         # app registry is ready, which is why Django calls this method.
         from django.db.models.signals import post_save
 
-        from . import events, experiments, outbox, quality, signals
+        from . import events, experiments, outbox, quality, recovery, signals
         from .models import Agent, Job, LLMCall
 
         # A durable announcement is written to the outbox (which imports the models, which
@@ -21,3 +21,4 @@ class AgentsConfig(AppConfig):
         post_save.connect(signals.call_recorded, sender=LLMCall, dispatch_uid="agents-call")
         experiments.register()
         quality.register()
+        recovery.on_pass("quality", quality.check_drops_due)  # a layer above quality

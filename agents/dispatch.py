@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from . import coalesce, enqueue, lifecycle
-from .allocation import Candidate, choose
+from . import coalesce, enqueue, lifecycle, quality
+from .allocation import Candidate, QualityRule, choose
 from .models import SUBTASK_OPEN, Agent, Job, JobStatus, Subtask, SubtaskStatus, WaitingFor
 
 NO_AGENT = "No agent is enabled: waiting until one is."
@@ -88,6 +89,9 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
     candidates = _candidates(agents)
     if not any(c.load < c.max_concurrency for c in candidates.values()):
         return 0
+    # Per (agent, specialty): read at most once every QUALITY_CACHE_S by this process.
+    qualities = quality.recent()
+    rule = QualityRule(settings.QUALITY_WEIGHT, settings.QUALITY_MIN_SAMPLES)
     full_types: set[str] = set()
     nobody_types: set[str] = set()  # types no enabled agent may run, at any load
     stranded: set[int] = set()
@@ -106,7 +110,7 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
             continue
         if type_ in full_types and not hint:
             continue
-        chosen, reasons = choose(type_, candidates.values(), hint)
+        chosen, reasons = choose(type_, candidates.values(), hint, qualities=qualities, rule=rule)
         if chosen is None:
             if reasons["eligible"]:
                 full_types.add(type_)

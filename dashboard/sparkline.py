@@ -15,14 +15,19 @@ def _number(value: float) -> str:
 
 
 def sparkline_svg(
-    values: list[float | None], width: int = 120, height: int = 28, label: str = ""
+    values: list[float | None],
+    width: int = 120,
+    height: int = 28,
+    label: str = "",
+    top: float | None = None,
 ) -> SafeString:
-    """A polyline scaled from 0 to the largest value; None leaves a gap in the line."""
+    """A polyline scaled from 0 to `top` (the largest value if not given); None leaves a gap
+    in the line."""
     known = [v for v in values if v is not None]
     latest = f"latest {_number(known[-1])}" if known else "no data"
     description = f"{label}: {latest}" if label else latest
     pad = 2
-    top = max(known, default=0) or 1
+    top = top or max(known, default=0) or 1
     step = (width - 2 * pad) / (len(values) - 1) if len(values) > 1 else 0
 
     def point(index: int, value: float) -> tuple[str, str]:

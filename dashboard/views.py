@@ -2,6 +2,7 @@ import math
 from datetime import timedelta
 
 from axes.helpers import get_cool_off
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
@@ -11,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from agents import actions, state
+from agents import actions, quality, state
 from agents.forms import AgentForm, BoardFilterForm, JobForm, NewSubtaskForm, SubtaskForm
 from agents.models import (
     Agent,
@@ -33,6 +34,7 @@ from agents.queries import (
 from .access import read_required
 from .agent_versions import VersionNoteForm
 from .graph import plan_graph
+from .sparkline import sparkline_svg
 
 BOARD_CARDS_PER_COLUMN = 25
 BOARD_PAGE_SIZE = 50
@@ -252,6 +254,19 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     context["audit"] = AuditEntry.objects.filter(agent__isnull=False).select_related(
         "actor", "agent"
     )[:20]
+    hours = settings.QUALITY_CHART_H
+    rows = quality.by_agent(context["agents"], hours)
+    for row in rows:
+        label = f"Mean score per hour, last {hours} hours"
+        row.chart = sparkline_svg(row.series, label=label, top=1.0)
+    context["quality"] = rows
+    context["quality_notices"] = [(row.agent, s) for row in rows for s in row.dropped]
+    context["quality_settings"] = {
+        "threshold": settings.QUALITY_ALERT_BELOW,
+        "window_days": round(settings.QUALITY_WINDOW_H / 24, 1),
+        "min_samples": settings.QUALITY_MIN_SAMPLES,
+        "hours": hours,
+    }
     return render(request, "dashboard/agents.html", context)
 
 

@@ -441,3 +441,22 @@ if LOG_FORMAT == "json":  # one object per line, with the job and subtask a line
     LOGGING["formatters"] = {"json": {"()": "agents.telemetry.JsonFormatter"}}
     LOGGING["filters"] = {"step_ids": {"()": "agents.telemetry.StepIds"}}
     LOGGING["handlers"]["console"] |= {"formatter": "json", "filters": ["step_ids"]}
+
+# --- Quality in allocation (agents.quality, agents.allocation) ---------------------------
+# Scores credited to an agent per specialty (QualitySample rows) count over the last
+# QUALITY_WINDOW_H hours; the allocator adds QUALITY_WEIGHT × (shrunk mean − 0.5), at most
+# ±QUALITY_WEIGHT / 2, and nothing for an agent with fewer than QUALITY_MIN_SAMPLES scores
+# (newcomers still get work). A process reads the means again every QUALITY_CACHE_S seconds.
+QUALITY_WINDOW_H = envint("QUALITY_WINDOW_H", 24 * 7, minimum=1)
+QUALITY_CACHE_S = envfloat("QUALITY_CACHE_S", 10.0, minimum=0.0)
+QUALITY_WEIGHT = envfloat("QUALITY_WEIGHT", 40.0, minimum=0.0)
+QUALITY_MIN_SAMPLES = envint("QUALITY_MIN_SAMPLES", 5, minimum=1)
+# A mean below QUALITY_ALERT_BELOW (over at least QUALITY_MIN_SAMPLES scores) raises
+# agent.quality_dropped once (a webhook event) and a notice on the agents page; the
+# reconciler looks every QUALITY_CHECK_EVERY_S seconds.
+QUALITY_ALERT_BELOW = envfloat("QUALITY_ALERT_BELOW", 0.5, minimum=0.0)
+if QUALITY_ALERT_BELOW > 1:
+    raise ImproperlyConfigured("QUALITY_ALERT_BELOW must be between 0 and 1")
+QUALITY_CHECK_EVERY_S = envfloat("QUALITY_CHECK_EVERY_S", 60.0, minimum=0.0)
+# The agents page's quality chart: hourly means over the last QUALITY_CHART_H hours.
+QUALITY_CHART_H = envint("QUALITY_CHART_H", 24, minimum=1)

@@ -42,6 +42,8 @@ class EventType(models.TextChoices):
     JOB_AWAITING_REVIEW = "job.awaiting_review"
     SUBTASK_FAILED = "subtask.failed"  # for good: no retries left
     BUDGET_EXCEEDED = "budget.exceeded"  # a job failed because its budget is spent
+    # An agent's recent quality in a specialty fell below QUALITY_ALERT_BELOW (agents.quality).
+    AGENT_QUALITY_DROPPED = "agent.quality_dropped"
 
 
 def validate_events(value: object) -> None:

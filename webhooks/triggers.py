@@ -6,7 +6,9 @@ asks the database (once per SUBSCRIPTIONS_TTL_S per process, models.py) when a m
 an event. For each event some endpoint wants it reads the job, builds the payload and makes
 one delivery per subscribed endpoint (`create_deliveries`), all in one transaction, each then
 sent by its own `deliver` task on commit. So the outbox row is deleted only once its
-deliveries exist: no Celery message stands between the two to be lost.
+deliveries exist: no Celery message stands between the two to be lost. An announcement about
+an agent, not a job (`agent.quality_dropped`), carries its whole payload: it reads nothing but
+the endpoints.
 
 `wanted` tells agents.events, in the moving transaction, which moves some endpoint wants:
 those go through the outbox (agents.outbox) and reach us even if their process is killed
@@ -20,8 +22,10 @@ import json
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
+from agents import quality
 from agents.calls import BUDGET_EXCEEDED
 from agents.events import Announcement
 from agents.models import Job, JobStatus, Subtask, SubtaskStatus
@@ -40,9 +44,16 @@ JOB_TRIGGERS: dict[str, frozenset[str]] = {
 SUBTASK_TRIGGERS: dict[str, frozenset[str]] = {
     SubtaskStatus.FAILED: frozenset({EventType.SUBTASK_FAILED}),
 }
+# Announcements that are an event whatever they hold, each with its payload's fields.
+AGENT_TRIGGERS: dict[str, frozenset[str]] = {
+    quality.DROPPED: frozenset({EventType.AGENT_QUALITY_DROPPED}),
+}
+QUALITY_FIELDS = ("agent", "specialty", "mean", "n", "threshold", "window_h")
 
 
 def triggers(announcement: Announcement) -> frozenset[str]:
+    if announcement.event in AGENT_TRIGGERS:
+        return AGENT_TRIGGERS[announcement.event]
     table = {"job.status": JOB_TRIGGERS, "subtask.status": SUBTASK_TRIGGERS}.get(
         announcement.event, {}
     )
@@ -59,13 +70,16 @@ def on_announcements(announcements: list[Announcement]) -> None:
     """The agents.events hook: the deliveries of each move that some endpoint wants."""
     wanted = None
     moves = []
+    facts = []
     for announcement in announcements:
         possible = triggers(announcement)
         if not possible:
             continue
         if wanted is None:
             wanted = Endpoint.objects.subscribed_events()  # not for moves that cannot matter
-        if possible & wanted:
+        if possible & wanted and announcement.event in AGENT_TRIGGERS:
+            facts.append(announcement)
+        elif possible & wanted:
             data = announcement.data
             kind, object_id = (
                 ("subtask", data["subtask_id"])
@@ -73,11 +87,13 @@ def on_announcements(announcements: list[Announcement]) -> None:
                 else ("job", data["job_id"])
             )
             moves.append((kind, object_id, data["status"], announcement.id))
-    if moves:
+    if moves or facts:
         # One transaction: should it fail, the hook raises and the outbox row stays.
         with transaction.atomic():
             for move in moves:
                 create_deliveries(*move)
+            for fact in facts:
+                create_agent_deliveries(fact)
 
 
 def events_for(job: Job, status: str) -> list[str]:
@@ -130,10 +146,33 @@ def create_deliveries(kind: str, object_id: int, status: str, key: str) -> list[
         events = events_for(job, status) if job else []
     if job is None or not events:
         return []
-    endpoints = [e for e in Endpoint.objects.filter(enabled=True) if set(e.events) & set(events)]
+    bodies = {event: payload(event, job, status, subtask) for event in events}
+    return _deliver(bodies, key, job)
+
+
+def agent_payload(event: str, data: dict) -> dict:
+    """An agent's quality fell: which agent, in which specialty, its mean over how many
+    scores, the threshold and the window (hours) it was measured over."""
+    fields = {name: data.get(name) for name in QUALITY_FIELDS}
+    fields["url"] = settings.PUBLIC_URL + reverse("dash-agents")
+    moment = timezone.now().isoformat().replace("+00:00", "Z")
+    return {"type": event, "timestamp": moment, "data": fields}
+
+
+def create_agent_deliveries(announcement: Announcement) -> list[int]:
+    """One delivery per endpoint subscribed to the event an agent's announcement is."""
+    events = sorted(AGENT_TRIGGERS.get(announcement.event, ()))
+    bodies = {event: agent_payload(event, announcement.data) for event in events}
+    return _deliver(bodies, announcement.id, None)
+
+
+def _deliver(bodies: dict[str, dict], key: str, job: Job | None) -> list[int]:
+    """For each event and its payload, a delivery to each enabled endpoint subscribed to it
+    (none twice for one announcement: `key` is its id); the new deliveries' ids."""
+    endpoints = [e for e in Endpoint.objects.filter(enabled=True) if set(e.events) & set(bodies)]
     created = []
-    for event in events:
-        body = json.dumps(payload(event, job, status, subtask), separators=(",", ":"))
+    for event, data in bodies.items():
+        body = json.dumps(data, separators=(",", ":"))
         for endpoint in endpoints:
             if event not in endpoint.events:
                 continue
