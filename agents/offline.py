@@ -4,14 +4,20 @@ Used when no LLM_API_KEY is set, and by the LLM simulator, so the whole pipeline
 end to end without a provider. Every answer says plainly that no model was called.
 """
 
+import hashlib
 import json
+import re
 import time
 
+from . import judging
 from .planning import DECOMPOSITION_MARKER
 from .tokens import content_text
 
 _GIST_CHARS = 160
 _TASK_CHARS = 300
+# The offline judge's scores lie in this range: never 0 or 1, so that a mean has noise.
+JUDGE_LOW, JUDGE_HIGH = 0.3, 0.95
+_WORD_RE = re.compile(r"\w+")
 
 
 def pieces(text: str, count: int = 8) -> list[str]:
@@ -30,10 +36,20 @@ def is_decomposition(messages: list[dict]) -> bool:
     )
 
 
+def is_judge(messages: list[dict]) -> bool:
+    return any(
+        message.get("role") == "system"
+        and judging.JUDGE_MARKER in content_text(message.get("content")).lower()
+        for message in messages
+    )
+
+
 def respond(messages: list[dict], *, label: str = "offline model") -> str:
     request = _last_user_text(messages)
     if is_decomposition(messages):
         return json.dumps(_plan(_shorten(request, _TASK_CHARS) or "the job"))
+    if is_judge(messages):
+        return json.dumps(judge_verdict(request, label=label))
     gist = _shorten(request, _GIST_CHARS) or "(empty request)"
     answer = (
         f"[{label}] This is a placeholder answer from Baton's built-in {label}; "
@@ -68,6 +84,26 @@ def tool_calls(messages: list[dict], tools: list[dict]) -> list[dict]:
             "function": {"name": function["name"], "arguments": json.dumps(arguments)},
         }
     ]
+
+
+def judge_verdict(request: str, *, label: str = "offline model") -> dict:
+    """A judge's answer made without a model, the same for the same request: with an
+    expected output, the share of its words the output has; otherwise a value drawn from a
+    hash of the output and the rubric. Either way in [JUDGE_LOW, JUDGE_HIGH]."""
+    parts = judging.request_sections(request)
+    output = parts.get("output", "")
+    expected = set(_WORD_RE.findall(parts.get("expected", "").lower()))
+    if expected:
+        found = expected & set(_WORD_RE.findall(output.lower()))
+        share = len(found) / len(expected)
+        how = f"{len(found)} of the {len(expected)} words of the expected output are in it"
+    else:
+        seed = f"{parts.get('rubric', '')}\n{output}".encode()
+        share = int.from_bytes(hashlib.sha256(seed).digest()[:4], "big") / 2**32
+        how = "a value drawn from a hash of the output"
+    score = round(JUDGE_LOW + (JUDGE_HIGH - JUDGE_LOW) * share, 2)
+    reason = f"[{label}] No language model was called: a deterministic score ({how})."
+    return {"score": score, "reason": reason}
 
 
 def _tool_results(messages: list[dict]) -> list[str]:

@@ -3,7 +3,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents import offline
+from agents import judging, offline
 
 PLANNER = {"role": "system", "content": "You are a task-decomposition expert. Answer in JSON."}
 
@@ -89,3 +89,40 @@ def test_it_is_deterministic_and_plans_are_valid_json(job: str, planning: bool):
     assert offline.respond(messages) == first
     if planning:
         assert len(json.loads(first)["subtasks"]) == 3
+
+
+def judge_request(output: str, expected: str = "", rubric: str = "Helpful?") -> list[dict]:
+    return judging.judge_messages(
+        rubric=rubric, title="T", description="D", output=output, expected=expected
+    )
+
+
+def test_it_recognises_a_judge_request_by_its_system_prompt():
+    assert offline.is_judge(judge_request("x"))
+    assert not offline.is_judge([PLANNER, {"role": "user", "content": "x"}])
+    assert not offline.is_judge([{"role": "user", "content": "You are an evaluation judge"}])
+
+
+def test_a_judge_request_gets_a_deterministic_score_in_the_judges_format():
+    answer = offline.respond(judge_request("The answer is 42"))
+    assert answer == offline.respond(judge_request("The answer is 42"))
+    value, reason = judging.parse(answer)
+    assert offline.JUDGE_LOW <= value <= offline.JUDGE_HIGH
+    assert "No language model was called" in reason
+    assert "[offline model]" in reason
+    # Another output (or rubric) draws another value.
+    others = {judging.parse(offline.respond(judge_request(f"out {n}")))[0] for n in range(10)}
+    assert len(others) > 3
+
+
+def test_with_an_expected_output_the_score_follows_their_overlap():
+    expected = "Paris is the capital of France"
+    full = judging.parse(
+        offline.respond(judge_request("Yes: Paris is the capital of France.", expected))
+    )
+    half = judging.parse(offline.respond(judge_request("Paris is lovely", expected)))
+    none = judging.parse(offline.respond(judge_request("No idea at all", expected)))
+    assert full[0] == offline.JUDGE_HIGH
+    assert none[0] == offline.JUDGE_LOW
+    assert none[0] < half[0] < full[0]
+    assert "words of the expected output" in full[1]

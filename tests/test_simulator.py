@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents import offline
+from agents import judging, offline
 from tests.simulator_fixture import running_simulator
 
 AUTH = {"Authorization": "Bearer sk-anything"}
@@ -381,3 +381,46 @@ def test_it_cuts_a_stream_on_demand():
     assert not any("[DONE]" in line for line in data)
     assert stats["cut_streams"] == 1
     assert stats["answered_twice"] == 0
+
+
+JUDGING = {
+    "model": "judge-model",
+    "messages": judging.judge_messages(
+        rubric="Is it right?", title="Add", description="2 + 2", output="4", expected="4"
+    ),
+}
+
+
+def test_it_answers_a_judge_in_the_judges_format():
+    with running_simulator() as sim:
+        answer = content(post(sim.base_url, JUDGING))
+    verdict = json.loads(answer)
+    assert verdict["score"] == offline.JUDGE_HIGH
+    assert "[simulator]" in verdict["reason"]
+
+
+@pytest.mark.parametrize(
+    ("style", "looks"),
+    [
+        ("prose", lambda text: text.startswith("Here is my evaluation")),
+        ("fence", lambda text: text.startswith("```json\n{")),
+        ("out-of-ten", lambda text: '"score": "9.5/10"' in text),
+    ],
+)
+def test_it_writes_judge_answers_messily_on_demand(style, looks):
+    with running_simulator(judge_style=style) as sim:
+        answer = content(post(sim.base_url, JUDGING))
+        # Only judge answers are written so.
+        assert content(post(sim.base_url, CHAT)).startswith("[simulator]")
+    assert looks(answer)
+    with pytest.raises(ValueError):
+        json.loads(answer)
+    assert judging.parse(answer)[0] == pytest.approx(offline.JUDGE_HIGH)
+
+
+def test_a_mixed_judge_writes_each_style_and_every_answer_parses():
+    with running_simulator(judge_style="mixed", seed=7) as sim:
+        answers = [content(post(sim.base_url, JUDGING)) for _ in range(24)]
+    kinds = {a[:4] for a in answers}
+    assert len(kinds) >= 3
+    assert {judging.parse(a)[0] for a in answers} == {offline.JUDGE_HIGH}

@@ -12,6 +12,10 @@ OpenAI format, in pieces spread over its latency, with a usage chunk when
 `stream_options.include_usage` asks for one; `--refuse-stream` answers such a request with a
 400, as providers without streaming do, and `--cut-stream-rate` drops the connection halfway.
 
+Judge requests (agents.judging's marker) get the offline judge's deterministic score, as JSON
+or, with `--judge-style`, as real judges write it: in prose, in a code fence, out of ten, or a
+mix of these chosen at random.
+
 Plans are the offline model's chain (research → coding → review) unless `--plan-shape
 one-dependency` asks for the benchmark's shape: coding after research, review on its own.
 """
@@ -36,6 +40,7 @@ from agents import offline, tokens
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 WRAPS = ("none", "prose", "fence")
 PLAN_SHAPES = ("chain", "one-dependency")
+JUDGE_STYLES = ("none", "prose", "fence", "out-of-ten", "mixed")
 UNKNOWN_MODEL_PREFIX = "unknown-"
 # A streamed answer's text comes in about this many pieces, its arguments in three.
 STREAM_PIECES = 8
@@ -63,6 +68,8 @@ class SimulatorConfig:
     # When set, only this key is accepted (401 otherwise, echoing the key as OpenAI does).
     api_key: str = ""
     plan_shape: str = "chain"
+    # How judge answers are written (JUDGE_STYLES): "mixed" picks one per answer.
+    judge_style: str = "none"
     # A 400 for `stream: true`, as providers that do not stream answer.
     refuse_stream: bool = False
     # A streamed answer cut halfway: the connection drops, no [DONE].
@@ -139,6 +146,10 @@ class SimulatorServer(ThreadingHTTPServer):
 
     def chance(self, rate: float) -> bool:
         return rate > 0 and self.uniform(0, 1) < rate
+
+    def choice(self, options: tuple[str, ...]) -> str:
+        with self._random_lock:
+            return self._random.choice(options)
 
     def uniform(self, low: float, high: float) -> float:
         with self._random_lock:
@@ -312,6 +323,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 text = f"Sure! Here is the plan:\n{text}\nLet me know if it needs changes."
             elif config.wrap == "fence":
                 text = f"```json\n{text}\n```"
+        elif offline.is_judge(messages):
+            style = config.judge_style
+            if style == "mixed":
+                style = server.choice(JUDGE_STYLES[:-1])
+            text = _judgement(text, style)
         text += config.text_suffix
         finish_reason = "stop"
         if server.chance(config.truncate_rate):
@@ -403,6 +419,19 @@ def _chunks(answer: dict[str, Any], usage_chunk: bool) -> list[dict[str, Any]]:
     return chunks
 
 
+def _judgement(verdict_json: str, style: str) -> str:
+    """The offline judge's verdict written the way `style` says real judges write it."""
+    if style == "prose":
+        return f"Here is my evaluation of the output.\n{verdict_json}\nI hope this helps."
+    if style == "fence":
+        return f"```json\n{verdict_json}\n```"
+    if style == "out-of-ten":
+        verdict = json.loads(verdict_json)
+        verdict["score"] = f"{round(verdict['score'] * 10, 1):g}/10"
+        return f"Score: {verdict['score']}\n\n{json.dumps(verdict)}"
+    return verdict_json
+
+
 def _one_dependency(plan_json: str) -> str:
     """The offline plan with only its first dependency kept: 3 subtasks, one edge."""
     plan = json.loads(plan_json)
@@ -452,6 +481,12 @@ class Command(BaseCommand):
             help="appended to every text answer (Python escapes: \\x00 is a NUL)",
         )
         parser.add_argument(
+            "--judge-style",
+            choices=JUDGE_STYLES,
+            default="none",
+            help="how judge answers are written; mixed: one of the others at random",
+        )
+        parser.add_argument(
             "--plan-shape",
             choices=PLAN_SHAPES,
             default="chain",
@@ -473,6 +508,7 @@ class Command(BaseCommand):
             truncate_rate=options["truncate_rate"],
             api_key=options["api_key"],
             plan_shape=options["plan_shape"],
+            judge_style=options["judge_style"],
             refuse_stream=options["refuse_stream"],
             cut_stream_rate=options["cut_stream_rate"],
             text_suffix=options["text_suffix"].encode().decode("unicode_escape"),
