@@ -1,12 +1,537 @@
 """Experiments: a dataset's cases run as ordinary jobs below live work, scored as they end,
-stopped by their budget; their summaries and comparisons."""
+stopped by their budget; their summaries and comparisons.
+
+`advance` is the one step that moves an experiment on. Any worker may run it at any time,
+several at once: it is sent when a case's job ends (a hook on the job's announcement) and by
+every reconciler pass while the experiment runs, so a lost message only delays it. Scoring
+claims each case with a conditional UPDATE before the judge is asked and holds no
+transaction across that call; the bookkeeping (spend, budget, starting the next cases,
+finishing) runs under the experiment's row lock.
+"""
 
 from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from . import enqueue, evalstats, events, lifecycle, recovery, scoring
+from .audit import audit_system
+from .models import (
+    JOB_TERMINAL,
+    Dataset,
+    Experiment,
+    ExperimentCase,
+    ExperimentStatus,
+    Job,
+    JobStatus,
+    Score,
+    Scorer,
+    SharedState,
+    Subtask,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_OPEN = tuple(s for s in JobStatus.values if s not in JOB_TERMINAL)
+BUDGET_REACHED = "experiment budget reached"
+CANCELLED = "experiment cancelled"
+# While a worker scores a case, its scoring_error says so, with the time of the claim: a
+# claim older than SCORING_LEASE_S (a judge's call with its retries takes far less) is taken
+# to have died with its worker.
+SCORING = "Being scored since "
+SCORING_LEASE_S = 900
+# How long a process trusts its last look at whether any experiment runs.
+RUNNING_CACHE_S = 3.0
+CLAIM_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
+ERROR_CHARS = ExperimentCase._meta.get_field("scoring_error").max_length
+
+
+def format_versions(pins: dict[str, int]) -> str:
+    """{"reviewer": 2} as "reviewer@2", as the forms and the CLI read it."""
+    return ", ".join(f"{slug}@{number}" for slug, number in pins.items())
+
+
+def start(
+    *,
+    dataset: Dataset,
+    name: str,
+    scorers: list[Scorer],
+    agent_versions: dict[str, int],
+    budget_tokens: int | None,
+    budget_cost: Decimal | None,
+    concurrency: int,
+    actor,
+) -> Experiment:
+    """Copy the dataset's cases into a new running experiment and start its first cases.
+    The copies are what it runs: editing the dataset later changes nothing here."""
+    with transaction.atomic():
+        experiment = Experiment.objects.create(
+            name=name,
+            dataset=dataset,
+            dataset_name=dataset.name,
+            agent_versions=dict(agent_versions),
+            budget_tokens=budget_tokens,
+            budget_cost=budget_cost,
+            concurrency=concurrency,
+            created_by=actor if actor is not None and actor.pk else None,
+        )
+        experiment.scorers.set(scorers)
+        ExperimentCase.objects.bulk_create(
+            ExperimentCase(
+                experiment=experiment,
+                position=position,
+                case=case,
+                title=case.title,
+                description=case.description,
+                expected=case.expected,
+                notes=case.notes,
+                tags=case.tags,
+            )
+            for position, case in enumerate(dataset.cases.order_by("pk"), start=1)
+        )
+        _running.forget()
+        advance(experiment.pk)
+    return experiment
 
 
 def advance(experiment_id: int) -> None:
     """Score the cases whose jobs ended, start the next ones, stop or finish."""
+    experiment = Experiment.objects.filter(pk=experiment_id).first()
+    if experiment is None or experiment.status == ExperimentStatus.CANCELLED:
+        return
+    _score_ended(experiment)
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment_id)
+        if experiment.status != ExperimentStatus.RUNNING:
+            return
+        tokens, cost = spend(experiment)
+        reached = _budget_reached(experiment, tokens, cost)
+        if reached:
+            _end(experiment, ExperimentStatus.STOPPED, reached, BUDGET_REACHED)
+            return
+        counts = ExperimentCase.objects.filter(experiment=experiment).aggregate(
+            unstarted=Count("pk", filter=Q(job__isnull=True, scored_at__isnull=True)),
+            unfinished=Count("pk", filter=Q(job__status__in=JOB_OPEN)),
+            unscored=Count("pk", filter=Q(scored_at__isnull=True)),
+        )
+        free = experiment.concurrency - counts["unfinished"]
+        if counts["unstarted"] and free > 0:
+            _start_cases(experiment, free, tokens, cost)
+        elif not counts["unscored"]:
+            experiment.status = ExperimentStatus.COMPLETED
+            experiment.finished_at = timezone.now()
+            experiment.save(update_fields=["status", "finished_at"])
+
+
+def spend(experiment: Experiment) -> tuple[int, Decimal]:
+    """Tokens and money its cases' jobs spent (a judge's calls count in the job it scored)."""
+    totals = Job.objects.filter(experiment_case__experiment=experiment).aggregate(
+        tokens=Sum("total_tokens"), cost=Sum("total_cost")
+    )
+    return totals["tokens"] or 0, totals["cost"] or Decimal(0)
+
+
+def _budget_reached(experiment: Experiment, tokens: int, cost: Decimal) -> str:
+    if experiment.budget_tokens is not None and tokens >= experiment.budget_tokens:
+        return f"Budget reached: {tokens:,} of {experiment.budget_tokens:,} tokens spent."
+    if experiment.budget_cost is not None and cost >= experiment.budget_cost:
+        return f"Budget reached: ${cost:.4f} of ${experiment.budget_cost:.4f} spent."
+    return ""
+
+
+def _start_cases(experiment: Experiment, count: int, tokens: int, cost: Decimal) -> None:
+    """The next `count` cases as ordinary jobs, each allowed what is left of the budget (a
+    hard stop, as a job's own: one case cannot run far past the experiment's)."""
+    cases = list(
+        ExperimentCase.objects.filter(
+            experiment=experiment, job__isnull=True, scored_at__isnull=True
+        ).order_by("position")[:count]
+    )
+    left_tokens = None if experiment.budget_tokens is None else experiment.budget_tokens - tokens
+    left_cost = None if experiment.budget_cost is None else experiment.budget_cost - cost
+    for case in cases:
+        # As a submitted job is made (agents.actions.jobs), without the operator's audit
+        # row: the experiment's start is audited once.
+        job = Job.objects.create(
+            title=case.title,
+            description=case.description,
+            priority=experiment.priority,
+            submitted_by_id=experiment.created_by_id,
+            budget_tokens=left_tokens,
+            budget_cost=left_cost,
+            agent_versions=experiment.agent_versions,
+        )
+        SharedState.objects.create(job=job)
+        events.job_changed(job.pk, moved=True)
+        enqueue.plan_job(job.pk)
+        case.job = job
+        case.save(update_fields=["job"])
+
+
+def _end(experiment: Experiment, status: str, reason: str, why: str) -> None:
+    """Under the experiment's lock: its status, then every running case job cancelled (calls
+    in flight finish; nothing new starts); unstarted cases never start."""
+    experiment.status = status
+    experiment.status_reason = reason[:300]
+    experiment.finished_at = timezone.now()
+    experiment.save(update_fields=["status", "status_reason", "finished_at"])
+    running = Job.objects.filter(
+        experiment_case__experiment=experiment, status__in=JOB_OPEN
+    ).values_list("pk", flat=True)
+    ended = [pk for pk in running if lifecycle.end_job(pk, JobStatus.CANCELLED, why)]
+    if ended:
+        audit_system("cancel", [{"job_id": pk} for pk in ended], why)
+
+
+def cancel(experiment: Experiment, actor=None) -> bool:
+    """Cancel a running experiment and its running case jobs; False when it had ended."""
+    with transaction.atomic():
+        locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        if locked.status != ExperimentStatus.RUNNING:
+            return False
+        who = getattr(actor, "username", "") or "an operator"
+        _end(locked, ExperimentStatus.CANCELLED, f"Cancelled by {who}.", CANCELLED)
+    experiment.refresh_from_db()
+    return True
+
+
+# --- Scoring the cases whose jobs ended ---
+
+
+def _claim_mark(now) -> str:
+    return SCORING + now.strftime(CLAIM_FORMAT)
+
+
+def _claim_lapsed(mark: str, now) -> bool:
+    try:
+        claimed = datetime.strptime(mark.removeprefix(SCORING), CLAIM_FORMAT)
+    except ValueError:
+        return True
+    return now - claimed > timedelta(seconds=SCORING_LEASE_S)
+
+
+def _score_ended(experiment: Experiment) -> None:
+    ended = ExperimentCase.objects.filter(experiment=experiment, scored_at__isnull=True)
+    # A case whose job failed or was cancelled has no output to score: it counts as a
+    # failure in the summary.
+    ended.filter(job__status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).update(
+        scored_at=timezone.now()
+    )
+    done = list(ended.filter(job__status=JobStatus.COMPLETED).select_related("job"))
+    if not done:
+        return
+    scorers = list(experiment.scorers.all())
+    for case in done:
+        mark = _claim(case)
+        if mark is None:
+            continue
+        errors = []
+        for scorer in scorers:
+            try:
+                scoring.score_job(
+                    case.job,
+                    scorer,
+                    experiment=experiment,
+                    expected=case.expected,
+                    notes=case.notes,
+                )
+            except scoring.ScoringFailed as exc:
+                errors.append(f"{scorer.name}: {exc}")
+        ExperimentCase.objects.filter(pk=case.pk, scoring_error=mark).update(
+            scored_at=timezone.now(), scoring_error="; ".join(errors)[:ERROR_CHARS]
+        )
+
+
+def _claim(case: ExperimentCase) -> str | None:
+    """Take the case's scoring, or None when another worker holds it: a conditional UPDATE
+    on the mark it read, so of two workers that read the same row one wins."""
+    now = timezone.now()
+    if case.scoring_error.startswith(SCORING) and not _claim_lapsed(case.scoring_error, now):
+        return None
+    mark = _claim_mark(now)
+    won = ExperimentCase.objects.filter(
+        pk=case.pk, scored_at__isnull=True, scoring_error=case.scoring_error
+    ).update(scoring_error=mark)
+    return mark if won else None
+
+
+# --- Hooks: a case's job ended; the reconciler's pass ---
+
+
+class _RunningCache:
+    """Whether any experiment runs, asked of the database at most every few seconds per
+    process: a job's end costs nothing more when none does."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.until = 0.0
+        self.value = False
+
+    def get(self) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if now < self.until:
+                return self.value
+        value = Experiment.objects.filter(status=ExperimentStatus.RUNNING).exists()
+        with self.lock:
+            self.value, self.until = value, now + RUNNING_CACHE_S
+        return value
+
+    def forget(self) -> None:
+        with self.lock:
+            self.until = 0.0
+
+
+_running = _RunningCache()
+
+
+def on_announcements(announcements: list[events.Announcement]) -> None:
+    """The agents.events hook: a job that ended may be a case of a running experiment."""
+    ended = [
+        a.job_id
+        for a in announcements
+        if a.event == "job.status" and a.data.get("status") in JOB_TERMINAL
+    ]
+    if not ended or not _running.get():
+        return
+    found = (
+        ExperimentCase.objects.filter(job_id__in=ended, experiment__status=ExperimentStatus.RUNNING)
+        .values_list("experiment_id", flat=True)
+        .distinct()
+    )
+    for experiment_id in found:
+        enqueue.send_now("advance_experiment", experiment_id)
+
+
+def sweep() -> int:
+    """The reconciler's pass: every running experiment advanced once more, in case a job's
+    end was announced where no hook saw it. Counts those with an ended case unscored."""
+    running = list(
+        Experiment.objects.filter(status=ExperimentStatus.RUNNING).values_list("pk", flat=True)
+    )
+    if not running:
+        return 0
+    for experiment_id in running:
+        enqueue.send_now("advance_experiment", experiment_id)
+    stale = ExperimentCase.objects.filter(
+        experiment_id__in=running, scored_at__isnull=True, job__status__in=JOB_TERMINAL
+    )
+    return stale.values("experiment_id").distinct().count()
 
 
 def register() -> None:
     """Hook the experiments to job ends (events) and to the reconciler's passes."""
+    events.on_announcements(on_announcements)
+    recovery.on_pass("experiments", sweep)
+
+
+# --- Reading: summary, comparison, export ---
+
+
+def _cases(experiment: Experiment) -> list[ExperimentCase]:
+    return list(
+        ExperimentCase.objects.filter(experiment=experiment)
+        .select_related("job")
+        .defer("job__description", "job__error", "job__last_crash")
+        .order_by("position")
+    )
+
+
+def _scores(cases: list[ExperimentCase], scorers: list[Scorer]) -> dict[int, dict[str, Score]]:
+    """Job id → scorer name → its score of the job's output."""
+    job_ids = [case.job_id for case in cases if case.job_id]
+    found: dict[int, dict[str, Score]] = {}
+    if not job_ids or not scorers:
+        return found
+    rows = Score.objects.filter(
+        job_id__in=job_ids, subtask__isnull=True, scorer__in=scorers
+    ).order_by("pk")
+    names = {scorer.pk: scorer.name for scorer in scorers}
+    for score in rows:
+        found.setdefault(score.job_id, {})[names[score.scorer_id]] = score
+    return found
+
+
+def _elapsed(job: Job | None) -> float | None:
+    if job is None or job.status != JobStatus.COMPLETED or job.finished_at is None:
+        return None
+    return (job.finished_at - job.created_at).total_seconds()
+
+
+def _failure(case: ExperimentCase) -> str:
+    job = case.job
+    if job is not None and job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        return job.error or job.status_reason or f"The job was {job.status}."
+    if case.scoring_error and not case.scoring_error.startswith(SCORING):
+        return case.scoring_error
+    return ""
+
+
+def summary(experiment: Experiment) -> dict:
+    """Progress, spend, latency and per scorer the mean with its 95 % interval and pass
+    rate; each case with its job and scores; the failures. Three queries."""
+    scorers = list(experiment.scorers.all())
+    cases = _cases(experiment)
+    scores = _scores(cases, scorers)
+    jobs = [case.job for case in cases if case.job is not None]
+    latencies = [s for s in map(_elapsed, jobs) if s is not None]
+    by_scorer = []
+    for scorer in scorers:
+        given = (scores.get(job.pk, {}).get(scorer.name) for job in jobs)
+        values = [score.value for score in given if score is not None]
+        mean, low, high = evalstats.mean_interval(values)
+        by_scorer.append(
+            {
+                "scorer": scorer,
+                "name": scorer.name,
+                "n": len(values),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "pass_rate": evalstats.pass_rate(values, scorer.threshold),
+                "threshold": scorer.threshold,
+            }
+        )
+    return {
+        "total": len(cases),
+        "done": sum(1 for job in jobs if job.status in JOB_TERMINAL),
+        "running": sum(1 for job in jobs if job.status in JOB_OPEN),
+        "failed": sum(1 for job in jobs if job.status in (JobStatus.FAILED, JobStatus.CANCELLED)),
+        "scored": sum(1 for case in cases if case.scored_at is not None),
+        "tokens": sum(job.total_tokens for job in jobs),
+        "cost": sum((job.total_cost for job in jobs), Decimal(0)),
+        "latency_p50": evalstats.percentile(latencies, 50),
+        "latency_p95": evalstats.percentile(latencies, 95),
+        "scorers": by_scorer,
+        "cases": [
+            {"case": case, "job": case.job, "scores": scores.get(case.job_id, {})} for case in cases
+        ],
+        "failures": [{"case": case, "error": error} for case in cases if (error := _failure(case))],
+    }
+
+
+def _ran_versions(experiment: Experiment, cases: list[ExperimentCase]) -> dict[str, int]:
+    """The versions each agent ran with: those the experiment chose, else the one its steps
+    recorded (when they all ran the same)."""
+    seen: dict[str, set[int]] = {}
+    rows = (
+        Subtask.objects.filter(job_id__in=[c.job_id for c in cases if c.job_id])
+        .exclude(agent__isnull=True)
+        .exclude(agent_version__isnull=True)
+        .values_list("agent__slug", "agent_version")
+        .distinct()
+    )
+    for slug, number in rows:
+        seen.setdefault(slug, set()).add(number)
+    ran = {slug: numbers.pop() for slug, numbers in seen.items() if len(numbers) == 1}
+    return {**ran, **(experiment.agent_versions or {})}
+
+
+def _same_input(a: ExperimentCase | None, b: ExperimentCase | None) -> bool:
+    return bool(a and b and a.title == b.title and a.description == b.description)
+
+
+def compare(a: Experiment, b: Experiment) -> dict:
+    """B against A, case by case (paired by position): per scorer B's wins, losses and ties,
+    both means, the difference B − A with its 95 % interval (paired when every pair ran the
+    same input, Welch's otherwise) and whether it is larger than its noise; the cases side
+    by side; the agent versions that differ."""
+    cases_a, cases_b = _cases(a), _cases(b)
+    scorers_a, scorers_b = list(a.scorers.all()), list(b.scorers.all())
+    scores_a, scores_b = _scores(cases_a, scorers_a), _scores(cases_b, scorers_b)
+    by_position_a = {case.position: case for case in cases_a}
+    by_position_b = {case.position: case for case in cases_b}
+    positions = sorted(by_position_a.keys() | by_position_b.keys())
+
+    def values(case: ExperimentCase | None, scores: dict) -> dict[str, float]:
+        if case is None or not case.job_id:
+            return {}
+        return {name: score.value for name, score in scores.get(case.job_id, {}).items()}
+
+    rows = []
+    for position in positions:
+        case_a, case_b = by_position_a.get(position), by_position_b.get(position)
+        rows.append(
+            {
+                "position": position,
+                "title": (case_b or case_a).title,
+                "a": case_a,
+                "b": case_b,
+                "scores_a": values(case_a, scores_a),
+                "scores_b": values(case_b, scores_b),
+            }
+        )
+    paired = all(_same_input(by_position_a.get(p), by_position_b.get(p)) for p in positions)
+    names = sorted({s.name for s in scorers_a} | {s.name for s in scorers_b})
+    by_scorer = []
+    for name in names:
+        all_a = [row["scores_a"][name] for row in rows if name in row["scores_a"]]
+        all_b = [row["scores_b"][name] for row in rows if name in row["scores_b"]]
+        pairs = [
+            (row["scores_b"][name], row["scores_a"][name])
+            for row in rows
+            if name in row["scores_a"] and name in row["scores_b"]
+        ]
+        wins, losses, ties = evalstats.win_loss_tie(pairs)
+        if paired:
+            diff, low, high = evalstats.diff_interval(
+                [x for _, x in pairs], [y for y, _ in pairs], paired=True
+            )
+        else:
+            diff, low, high = evalstats.diff_interval(all_a, all_b, paired=False)
+        by_scorer.append(
+            {
+                "name": name,
+                "wins": wins,
+                "losses": losses,
+                "ties": ties,
+                "mean_a": evalstats.mean(all_a),
+                "mean_b": evalstats.mean(all_b),
+                "diff": diff,
+                "diff_low": low,
+                "diff_high": high,
+                "significant": evalstats.significant(low, high),
+            }
+        )
+    ran_a, ran_b = _ran_versions(a, cases_a), _ran_versions(b, cases_b)
+    versions = [
+        {"agent": slug, "a": ran_a.get(slug), "b": ran_b.get(slug)}
+        for slug in sorted(ran_a.keys() | ran_b.keys())
+        if ran_a.get(slug) != ran_b.get(slug)
+    ]
+    return {"scorers": by_scorer, "cases": rows, "versions": versions}
+
+
+def export_rows(experiment: Experiment) -> list[dict]:
+    """One flat row per case: its input's title, the job's status and output, spend and
+    latency, and each scorer's score and reason."""
+    scorers = list(experiment.scorers.all())
+    cases = _cases(experiment)
+    scores = _scores(cases, scorers)
+    rows = []
+    for case in cases:
+        job = case.job
+        elapsed = _elapsed(job)
+        row = {
+            "position": case.position,
+            "title": case.title,
+            "status": job.status if job else "not started",
+            "output": job.result if job else "",
+            "tokens": job.total_tokens if job else 0,
+            "cost": float(job.total_cost) if job else 0.0,
+            "latency_s": round(elapsed, 3) if elapsed is not None else None,
+        }
+        given = scores.get(case.job_id, {})
+        for scorer in scorers:
+            score = given.get(scorer.name)
+            row[f"score:{scorer.name}"] = score.value if score else None
+            row[f"reason:{scorer.name}"] = score.reason if score else ""
+        rows.append(row)
+    return rows

@@ -1,0 +1,217 @@
+"""The experiment engine's bookkeeping, step by step, with no worker: each case job is ended
+here as a worker would end it, and `advance` is called as the job-end hook would call it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from agents import experiments, scoring
+from agents.models import (
+    EXPERIMENT_PRIORITY,
+    AuditEntry,
+    ExperimentCase,
+    ExperimentStatus,
+    Job,
+    JobStatus,
+    Score,
+)
+
+from .cast import person
+from .experiments_support import code_scorers, dataset, finish, start
+
+pytestmark = pytest.mark.usefixtures("no_broker")
+
+
+def _case_jobs(experiment) -> list[Job]:
+    return list(Job.objects.filter(experiment_case__experiment=experiment).order_by("pk"))
+
+
+@pytest.mark.django_db
+def test_it_copies_the_cases_and_starts_them_as_low_priority_pinned_jobs():
+    bob = person("bob")
+    data = dataset(3)
+    experiment = start(data, bob, versions={"coder": 1}, concurrency=2)
+
+    cases = list(experiment.cases.order_by("position"))
+    assert [(c.position, c.title, c.expected, c.notes) for c in cases] == [
+        (1, "Case 1", "hello", "note 1"),
+        (2, "Case 2", "hello", "note 2"),
+        (3, "Case 3", "hello", "note 3"),
+    ]
+    jobs = _case_jobs(experiment)
+    assert len(jobs) == 2  # the concurrency: the third waits its turn
+    assert {j.priority for j in jobs} == {EXPERIMENT_PRIORITY}
+    assert all(j.agent_versions == {"coder": 1} for j in jobs)
+    assert all(j.submitted_by == bob and j.status == JobStatus.QUEUED for j in jobs)
+    assert [j.title for j in jobs] == ["Case 1", "Case 2"]
+    assert experiment.status == ExperimentStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_editing_the_dataset_later_changes_nothing_in_the_experiment():
+    data = dataset(2)
+    experiment = start(data, person("bob"))
+    data.cases.filter(title="Case 1").update(title="Renamed", description="Something else.")
+    data.cases.filter(title="Case 2").delete()
+    data.cases.create(title="Case 3", description="A newcomer, added after.")
+
+    cases = list(experiment.cases.order_by("position"))
+    assert [(c.title, c.description) for c in cases] == [
+        ("Case 1", "Say hello to person number 1, politely."),
+        ("Case 2", "Say hello to person number 2, politely."),
+    ]
+    assert experiments.summary(experiment)["total"] == 2
+
+
+@pytest.mark.django_db
+def test_no_more_than_its_concurrency_run_at_once():
+    experiment = start(dataset(5), person("bob"), concurrency=2)
+    experiments.advance(experiment.pk)
+    assert len(_case_jobs(experiment)) == 2
+
+    first = _case_jobs(experiment)[0]
+    finish(first)
+    experiments.advance(experiment.pk)
+    jobs = _case_jobs(experiment)
+    assert len(jobs) == 3
+    assert sum(1 for j in jobs if j.status not in (JobStatus.COMPLETED,)) == 2
+
+
+@pytest.mark.django_db
+def test_ended_cases_are_scored_and_the_experiment_completes():
+    experiment = start(dataset(2), person("bob"), concurrency=5)
+    one, two = _case_jobs(experiment)
+    finish(one, "Hello from the simulator.")
+    two.transition(two.status, JobStatus.FAILED, error="The plan could not be read.")
+    experiments.advance(experiment.pk)
+
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED
+    assert experiment.finished_at is not None
+    scores = Score.objects.filter(job=one).order_by("scorer_name")
+    assert [(s.scorer_name, s.value, s.experiment_id) for s in scores] == [
+        ("Not empty (E)", 1.0, experiment.pk),
+        ("Says simulator", 1.0, experiment.pk),
+    ]
+    assert not Score.objects.filter(job=two).exists()  # a failed job has nothing to score
+    summary = experiments.summary(experiment)
+    assert (summary["total"], summary["done"], summary["failed"], summary["scored"]) == (2, 2, 1, 2)
+    assert [f["error"] for f in summary["failures"]] == ["The plan could not be read."]
+    rows = {row["name"]: row for row in summary["scorers"]}
+    assert rows["Says simulator"]["n"] == 1 and rows["Says simulator"]["pass_rate"] == 1.0
+
+
+@pytest.mark.django_db
+def test_a_budget_stops_it_cleanly():
+    experiment = start(dataset(5), person("bob"), budget_tokens=1000, concurrency=2)
+    one, two = _case_jobs(experiment)
+    assert one.budget_tokens == 1000  # each case may spend what is left of the experiment's
+    finish(one, tokens=1200)
+    experiments.advance(experiment.pk)
+
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.STOPPED
+    assert "1,200 of 1,000 tokens" in experiment.status_reason
+    two.refresh_from_db()
+    assert two.status == JobStatus.CANCELLED
+    assert two.error == experiments.BUDGET_REACHED
+    # The cases that had not started never will.
+    assert ExperimentCase.objects.filter(experiment=experiment, job__isnull=True).count() == 3
+    experiments.advance(experiment.pk)
+    assert len(_case_jobs(experiment)) == 2
+    assert AuditEntry.objects.filter(job=two, action="cancel").exists()
+
+
+@pytest.mark.django_db
+def test_the_next_case_gets_what_is_left_of_the_budget():
+    experiment = start(dataset(3), person("bob"), budget_tokens=1000, concurrency=1)
+    finish(_case_jobs(experiment)[0], tokens=300)
+    experiments.advance(experiment.pk)
+    assert _case_jobs(experiment)[1].budget_tokens == 700
+
+
+@pytest.mark.django_db
+def test_cancelling_cancels_the_running_case_jobs():
+    experiment = start(dataset(3), person("bob"), concurrency=2)
+    assert experiments.cancel(experiment, person("bob"))
+    assert experiment.status == ExperimentStatus.CANCELLED
+    assert {j.status for j in _case_jobs(experiment)} == {JobStatus.CANCELLED}
+    assert not experiments.cancel(experiment, person("bob"))  # it had ended
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_advances_at_once_score_each_case_once(monkeypatch):
+    experiment = start(dataset(3), person("bob"), concurrency=3)
+    for job in _case_jobs(experiment):
+        finish(job)
+    calls = []
+    real = scoring.score_job
+
+    def slow_score(job, scorer, **kwargs):
+        calls.append((job.pk, scorer.pk))
+        time.sleep(0.05)  # long enough for the other advance to reach the same case
+        return real(job, scorer, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_job", slow_score)
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            experiments.advance(experiment.pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(calls) == len(set(calls)) == 3 * len(code_scorers())
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED
+
+
+@pytest.mark.django_db
+def test_a_claim_left_by_a_dead_worker_lapses(monkeypatch):
+    experiment = start(dataset(1), person("bob"))
+    (job,) = _case_jobs(experiment)
+    finish(job)
+    case = experiment.cases.get()
+    # A worker claimed it and died before it finished.
+    case.scoring_error = experiments._claim_mark(job.finished_at)
+    case.save(update_fields=["scoring_error"])
+    experiments.advance(experiment.pk)
+    case.refresh_from_db()
+    assert case.scored_at is None  # the claim still holds
+
+    monkeypatch.setattr(experiments, "SCORING_LEASE_S", 0)
+    experiments.advance(experiment.pk)
+    case.refresh_from_db()
+    assert case.scored_at is not None and case.scoring_error == ""
+    assert Score.objects.filter(job=job).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_scoring_failure_is_kept_on_the_case(monkeypatch):
+    experiment = start(dataset(1), person("bob"))
+    (job,) = _case_jobs(experiment)
+    finish(job)
+
+    def failing(job, scorer, **kwargs):
+        raise scoring.ScoringFailed("The judge's answer held no score.")
+
+    monkeypatch.setattr(scoring, "score_job", failing)
+    experiments.advance(experiment.pk)
+    case = experiment.cases.get()
+    assert case.scored_at is not None
+    assert "The judge's answer held no score." in case.scoring_error
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED
+    failures = experiments.summary(experiment)["failures"]
+    assert [f["case"].pk for f in failures] == [case.pk]
