@@ -1,9 +1,35 @@
 from django import template
+from django.template.loader import render_to_string
+
+from agents.models import Score
+
+from ..experiments import RatingForm
 
 register = template.Library()
 
 
+def job_score_rows(job) -> list[Score]:
+    """The job's scores, newest first, in one query whatever their number."""
+    return list(Score.objects.filter(job=job).select_related("given_by", "subtask"))
+
+
 @register.simple_tag(takes_context=True)
 def job_scores(context, job) -> str:
-    """The job page's scores and, for those who may, a 1–5 rating form."""
-    return ""
+    """The job's scores and, for those who may, a 1–5 rating form once the job has ended.
+
+    Not part of the live fragments: an operator's page fetches itself when the job ends (its
+    controls change), which draws the form; a viewer's shows the same whatever the status."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    scores = job_score_rows(job)
+    can_rate = bool(user and user.has_perm("agents.add_score") and job.is_terminal)
+    form = None
+    if can_rate:
+        mine = next((s for s in scores if s.source == "human" and s.given_by_id == user.pk), None)
+        initial = {"rating": mine.rating, "comment": mine.reason} if mine else {}
+        form = RatingForm(initial=initial, prefix="rate")
+    return render_to_string(
+        "dashboard/_job_scores.html",
+        {"job": job, "scores": scores, "form": form},
+        request=request,
+    )
