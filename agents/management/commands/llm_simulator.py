@@ -14,7 +14,7 @@ OpenAI format, in pieces spread over its latency, with a usage chunk when
 
 Judge requests (agents.judging's marker) get the offline judge's deterministic score, as JSON
 or, with `--judge-style`, as real judges write it: in prose, in a code fence, out of ten, or a
-mix of these chosen at random.
+mix of these chosen at random; `refusal` gives no score at all.
 
 Plans are the offline model's chain (research → coding → review) unless `--plan-shape
 one-dependency` asks for the benchmark's shape: coding after research, review on its own.
@@ -40,7 +40,8 @@ from agents import offline, tokens
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 WRAPS = ("none", "prose", "fence")
 PLAN_SHAPES = ("chain", "one-dependency")
-JUDGE_STYLES = ("none", "prose", "fence", "out-of-ten", "mixed")
+# "refusal" answers with no score at all, as judges now and then do; "mixed" never refuses.
+JUDGE_STYLES = ("none", "prose", "fence", "out-of-ten", "refusal", "mixed")
 UNKNOWN_MODEL_PREFIX = "unknown-"
 # A streamed answer's text comes in about this many pieces, its arguments in three.
 STREAM_PIECES = 8
@@ -326,7 +327,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         elif offline.is_judge(messages):
             style = config.judge_style
             if style == "mixed":
-                style = server.choice(JUDGE_STYLES[:-1])
+                style = server.choice(("none", "prose", "fence", "out-of-ten"))
             text = _judgement(text, style)
         text += config.text_suffix
         finish_reason = "stop"
@@ -425,6 +426,8 @@ def _judgement(verdict_json: str, style: str) -> str:
         return f"Here is my evaluation of the output.\n{verdict_json}\nI hope this helps."
     if style == "fence":
         return f"```json\n{verdict_json}\n```"
+    if style == "refusal":
+        return "I am sorry, but I cannot evaluate this output."
     if style == "out-of-ten":
         verdict = json.loads(verdict_json)
         verdict["score"] = f"{round(verdict['score'] * 10, 1):g}/10"
