@@ -73,13 +73,13 @@ def test_every_bad_jsonl_line_is_reported_by_number_and_nothing_is_stored(datase
 
 def test_every_bad_csv_row_is_reported_by_its_line_and_nothing_is_stored(dataset):
     data = (
-        "title,description,expected,notes,tags\r\n"
-        "Sea,A haiku about the sea.,,,poem;sea\r\n"  # 2
-        ",No title here,,,\r\n"  # 3
-        'Multi,"two\nlines",,,\r\n'  # 4-5
-        "Short,row\r\n"  # 6
-        "Moon,,,,\r\n"  # 7
-    ).encode()
+        b"title,description,expected,notes,tags\r\n"
+        b"Sea,A haiku about the sea.,,,poem;sea\r\n"  # 2
+        b",No title here,,,\r\n"  # 3
+        b'Multi,"two\nlines",,,\r\n'  # 4-5
+        b"Short,row\r\n"  # 6
+        b"Moon,,,,\r\n"  # 7
+    )
     errors = dict(refused(dataset, data, "csv"))
     assert errors == {
         3: "missing title",
