@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from . import enqueue, evalstats, events, lifecycle, recovery, scoring
+from . import calls, enqueue, evalstats, events, lifecycle, recovery, scoring
 from .audit import audit_system
 from .models import (
     JOB_TERMINAL,
@@ -112,7 +112,7 @@ def advance(experiment_id: int) -> None:
         if experiment.status != ExperimentStatus.RUNNING:
             return
         tokens, cost = spend(experiment)
-        reached = _budget_reached(experiment, tokens, cost)
+        reached = _budget_reached(experiment, tokens, cost) or _case_out_of_budget(experiment)
         if reached:
             _end(experiment, ExperimentStatus.STOPPED, reached, BUDGET_REACHED)
             return
@@ -144,6 +144,24 @@ def _budget_reached(experiment: Experiment, tokens: int, cost: Decimal) -> str:
     if experiment.budget_cost is not None and cost >= experiment.budget_cost:
         return f"Budget reached: ${cost:.4f} of ${experiment.budget_cost:.4f} spent."
     return ""
+
+
+def _case_out_of_budget(experiment: Experiment) -> str:
+    """A case's job that failed on its budget (what was left of the experiment's): a call
+    is refused before it starts when its prompt alone would pass it, so the experiment's
+    spend may stay under its budget while no case can run in what is left."""
+    error = (
+        Job.objects.filter(
+            experiment_case__experiment=experiment,
+            status=JobStatus.FAILED,
+            error__startswith=calls.BUDGET_EXCEEDED,
+        )
+        .values_list("error", flat=True)
+        .first()
+    )
+    if error is None:
+        return ""
+    return f"Budget reached: a case stopped on what was left of it ({error})."
 
 
 def _start_cases(experiment: Experiment, count: int, tokens: int, cost: Decimal) -> None:

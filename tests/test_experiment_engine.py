@@ -127,6 +127,21 @@ def test_a_budget_stops_it_cleanly():
 
 
 @pytest.mark.django_db
+def test_a_case_that_ran_out_of_what_was_left_stops_it():
+    # Its first call was refused before it started: the experiment's spend stays under its
+    # budget, but no case can run in what is left.
+    experiment = start(dataset(3), person("bob"), budget_tokens=20, concurrency=1)
+    (job,) = _case_jobs(experiment)
+    job.transition(job.status, JobStatus.FAILED, error="budget exceeded")
+    experiments.advance(experiment.pk)
+
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.STOPPED
+    assert experiment.status_reason.startswith("Budget reached: a case stopped")
+    assert len(_case_jobs(experiment)) == 1
+
+
+@pytest.mark.django_db
 def test_the_next_case_gets_what_is_left_of_the_budget():
     experiment = start(dataset(3), person("bob"), budget_tokens=1000, concurrency=1)
     finish(_case_jobs(experiment)[0], tokens=300)
