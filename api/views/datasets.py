@@ -343,7 +343,8 @@ class DatasetImport(APIView):
             f"{datasets.IMPORT_MAX_BYTES:,} bytes and {datasets.IMPORT_MAX_CASES:,} cases). "
             "One bad line and nothing is imported: the 422 lists each, by line number."
         ),
-        request=ImportSerializer,
+        # The two JSONL media types read as text/csv does; listing one text type is enough.
+        request={"application/json": ImportSerializer, "text/csv": OpenApiTypes.STR},
         responses={201: ImportedSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
