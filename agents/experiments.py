@@ -11,6 +11,9 @@ finishing) runs under the experiment's row lock.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import threading
 import time
@@ -362,7 +365,7 @@ def _cases(experiment: Experiment) -> list[ExperimentCase]:
     )
 
 
-def _scores(cases: list[ExperimentCase], scorers: list[Scorer]) -> dict[int, dict[str, Score]]:
+def scores_of(cases: list[ExperimentCase], scorers: list[Scorer]) -> dict[int, dict[str, Score]]:
     """Job id → scorer name → its score of the job's output."""
     job_ids = [case.job_id for case in cases if case.job_id]
     found: dict[int, dict[str, Score]] = {}
@@ -377,7 +380,8 @@ def _scores(cases: list[ExperimentCase], scorers: list[Scorer]) -> dict[int, dic
     return found
 
 
-def _elapsed(job: Job | None) -> float | None:
+def elapsed(job: Job | None) -> float | None:
+    """A completed job's seconds from its submission to its answer."""
     if job is None or job.status != JobStatus.COMPLETED or job.finished_at is None:
         return None
     return (job.finished_at - job.created_at).total_seconds()
@@ -397,9 +401,9 @@ def summary(experiment: Experiment) -> dict:
     rate; each case with its job and scores; the failures. Three queries."""
     scorers = list(experiment.scorers.all())
     cases = _cases(experiment)
-    scores = _scores(cases, scorers)
+    scores = scores_of(cases, scorers)
     jobs = [case.job for case in cases if case.job is not None]
-    latencies = [s for s in map(_elapsed, jobs) if s is not None]
+    latencies = [s for s in map(elapsed, jobs) if s is not None]
     by_scorer = []
     for scorer in scorers:
         given = (scores.get(job.pk, {}).get(scorer.name) for job in jobs)
@@ -463,7 +467,7 @@ def compare(a: Experiment, b: Experiment) -> dict:
     by side; the agent versions that differ."""
     cases_a, cases_b = _cases(a), _cases(b)
     scorers_a, scorers_b = list(a.scorers.all()), list(b.scorers.all())
-    scores_a, scores_b = _scores(cases_a, scorers_a), _scores(cases_b, scorers_b)
+    scores_a, scores_b = scores_of(cases_a, scorers_a), scores_of(cases_b, scorers_b)
     by_position_a = {case.position: case for case in cases_a}
     by_position_b = {case.position: case for case in cases_b}
     positions = sorted(by_position_a.keys() | by_position_b.keys())
@@ -532,11 +536,11 @@ def export_rows(experiment: Experiment) -> list[dict]:
     latency, and each scorer's score and reason."""
     scorers = list(experiment.scorers.all())
     cases = _cases(experiment)
-    scores = _scores(cases, scorers)
+    scores = scores_of(cases, scorers)
     rows = []
     for case in cases:
         job = case.job
-        elapsed = _elapsed(job)
+        seconds = elapsed(job)
         row = {
             "position": case.position,
             "title": case.title,
@@ -544,7 +548,7 @@ def export_rows(experiment: Experiment) -> list[dict]:
             "output": job.result if job else "",
             "tokens": job.total_tokens if job else 0,
             "cost": float(job.total_cost) if job else 0.0,
-            "latency_s": round(elapsed, 3) if elapsed is not None else None,
+            "latency_s": round(seconds, 3) if seconds is not None else None,
         }
         given = scores.get(case.job_id, {})
         for scorer in scorers:
@@ -553,3 +557,29 @@ def export_rows(experiment: Experiment) -> list[dict]:
             row[f"reason:{scorer.name}"] = score.reason if score else ""
         rows.append(row)
     return rows
+
+
+# A cell a spreadsheet would read as a formula (OWASP's list) is written with a quote first.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def export_csv(rows: list[dict]) -> str:
+    """export_rows as CSV, safe to open in a spreadsheet."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    return out.getvalue()
+
+
+def export_jsonl(rows: list[dict]) -> str:
+    """export_rows as JSON Lines, one case a line."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
