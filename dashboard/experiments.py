@@ -3,10 +3,6 @@ person's 1–5 rating of a job (agents.actions.scores.rate)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -38,8 +34,6 @@ EXPERIMENTS_PAGE = 25
 PAIR_CHOICES = 200  # the compare form offers the newest ones; any pair has its own URL
 POLL_S = 3  # the live region of a running experiment fetches itself this often
 LIVE_TARGET = "experiment-live"
-# A cell a spreadsheet would read as a formula (OWASP's list): written with a quote first.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class RatingForm(forms.Form):
@@ -176,19 +170,6 @@ def experiment_cancel(request: HttpRequest, experiment_id: int) -> HttpResponse:
     return redirect(experiment)
 
 
-def _safe_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _columns(rows: list[dict]) -> list[str]:
-    seen: dict[str, None] = {}
-    for row in rows:
-        seen.update(dict.fromkeys(row))
-    return list(seen)
-
-
 def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
     response = HttpResponse(body, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -199,23 +180,14 @@ def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
 def export_csv(request: HttpRequest, experiment_id: int) -> HttpResponse:
     """One row per case; a text that a spreadsheet would run as a formula starts with '."""
     experiment = _get_experiment(experiment_id)
-    rows = experiments.export_rows(experiment)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=_columns(rows), restval="")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _safe_cell(value) for key, value in row.items()})
-    return _attachment(out.getvalue(), "text/csv; charset=utf-8", f"experiment-{experiment.pk}.csv")
+    body = experiments.export_csv(experiments.export_rows(experiment))
+    return _attachment(body, "text/csv; charset=utf-8", f"experiment-{experiment.pk}.csv")
 
 
 @read_required("evaluation")
 def export_jsonl(request: HttpRequest, experiment_id: int) -> HttpResponse:
     experiment = _get_experiment(experiment_id)
-    lines = (
-        json.dumps(row, ensure_ascii=False, default=str)
-        for row in experiments.export_rows(experiment)
-    )
-    body = "".join(f"{line}\n" for line in lines)
+    body = experiments.export_jsonl(experiments.export_rows(experiment))
     filename = f"experiment-{experiment.pk}.jsonl"
     return _attachment(body, "application/jsonl; charset=utf-8", filename)
 

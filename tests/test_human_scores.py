@@ -106,3 +106,12 @@ def test_an_invalid_rating_is_refused_with_a_message(client, operator, job):
     response = client.post(f"/jobs/{job.pk}/rate/", {"rate-rating": "9"}, follow=True)
     assert "choose a rating from 1 to 5" in response.content.decode()
     assert not Score.objects.exists()
+
+
+def test_an_experiments_job_names_its_experiment_and_case(client, viewer):
+    made = rows.experiment("Baseline", {rows.scorer("Exact"): [1.0, 0.0]})
+    case = made.cases.get(position=2)
+    html = client.get(f"/jobs/{case.job_id}/").content.decode()
+    assert f'Case #2 of experiment <a href="/experiments/{made.pk}/">' in html
+    scores_html = html[html.index('id="job-scores"') :]
+    assert "Exact gave 0.0" in scores_html and "Exact gave 1.0" not in scores_html

@@ -1,16 +1,24 @@
 from django import template
 from django.template.loader import render_to_string
 
-from agents.models import Score
+from agents.models import ExperimentCase, Score
 
 from ..experiments import RatingForm
 
 register = template.Library()
 
+JOB_SCORES_SHOWN = 50  # online scoring may score every step of a large plan: the newest ones
+
 
 def job_score_rows(job) -> list[Score]:
-    """The job's scores, newest first, in one query whatever their number."""
-    return list(Score.objects.filter(job=job).select_related("given_by", "subtask"))
+    """The job's newest scores (one more than shown, to tell there are more), one query."""
+    rows = Score.objects.filter(job=job).select_related("given_by", "subtask")
+    return list(rows[: JOB_SCORES_SHOWN + 1])
+
+
+def _experiment_case(job) -> ExperimentCase | None:
+    """The experiment case the job ran, if any (one query: the reverse side is not loaded)."""
+    return ExperimentCase.objects.filter(job=job).select_related("experiment").first()
 
 
 @register.simple_tag(takes_context=True)
@@ -22,6 +30,8 @@ def job_scores(context, job) -> str:
     request = context.get("request")
     user = getattr(request, "user", None)
     scores = job_score_rows(job)
+    more = len(scores) > JOB_SCORES_SHOWN
+    scores = scores[:JOB_SCORES_SHOWN]
     can_rate = bool(user and user.has_perm("agents.add_score") and job.is_terminal)
     form = None
     if can_rate:
@@ -30,6 +40,6 @@ def job_scores(context, job) -> str:
         form = RatingForm(initial=initial, prefix="rate")
     return render_to_string(
         "dashboard/_job_scores.html",
-        {"job": job, "scores": scores, "form": form},
+        {"job": job, "scores": scores, "form": form, "case": _experiment_case(job), "more": more},
         request=request,
     )
