@@ -136,6 +136,15 @@ class Api:
     def agents(self) -> list[dict]:
         return self.call("GET", "agents")
 
+    def start_experiment(self, fields: dict) -> dict:
+        return self.call("POST", "experiments", json=fields)
+
+    def experiment(self, experiment_id: int) -> dict:
+        return self.call("GET", f"experiments/{experiment_id}")
+
+    def compare(self, a: int, b: int) -> dict:
+        return self.call("GET", f"experiments/{a}/compare/{b}")
+
     @contextmanager
     def events(self, job_id: int, last_id: str | None = None) -> Iterator[EventSource]:
         """The job's Server-Sent Events, from just after `last_id` when it is given."""

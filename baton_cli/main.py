@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import time
 
 import httpx
 
@@ -14,6 +16,9 @@ from .client import Api, ApiError
 from .follow import follow
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# How often `eval run --wait` reads the experiment again.
+POLL_S = 2.0
+PIN = re.compile(r"^(?P<slug>[-a-zA-Z0-9_]+)@v?(?P<number>\d{1,9})$")
 
 EPILOG = f"""\
 environment:
@@ -25,16 +30,18 @@ output:
   Errors go to stderr as "error: <title>: <detail>".
 
 exit codes:
-  0  done (with --wait and watch: the job completed)
-  1  the job failed or was cancelled (--wait, watch)
+  0  done (with --wait and watch: the job or experiment completed)
+  1  the job failed or was cancelled, or the experiment stopped or was cancelled
   2  usage error, or values the server refused (422)
   3  not authenticated or not allowed (401, 403, no token)
   4  not found (404)
   5  conflict: the action does not apply to the job as it is now (409)
   6  server or connection error (5xx, 429, no answer)
 
-example:
+examples:
   baton submit --title "Haiku" --description "About the sea." --wait --json | jq -r .result
+  baton eval run support-questions --agent reviewer@2 --budget-cost 0.50 --wait
+  baton eval compare 7 8
 """
 
 
@@ -126,6 +133,63 @@ def agents(api: Api, args: argparse.Namespace) -> int:
     return client.OK
 
 
+def eval_run(api: Api, args: argparse.Namespace) -> int:
+    pins = {}
+    for pin in args.agent or []:
+        match = PIN.match(pin)
+        if match is None:
+            print(f"error: --agent {pin}: give it as slug@version (reviewer@2)", file=sys.stderr)
+            return client.USAGE
+        pins[match["slug"]] = int(match["number"])
+    given = {
+        "dataset": args.dataset,
+        "name": args.name,
+        "scorers": args.scorer,
+        "agent_versions": pins or None,
+        "budget_tokens": args.budget_tokens,
+        "budget_cost": args.budget_cost,
+        "concurrency": args.concurrency,
+    }
+    experiment = api.start_experiment({k: v for k, v in given.items() if v is not None})
+    if not args.json:
+        print(experiment["id"])
+        if experiment.get("url"):
+            print(experiment["url"])
+    if not args.wait:
+        if args.json:
+            print(output.dumps(experiment))
+        return client.OK
+    sys.stdout.flush()
+    line = output.ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    while experiment["status"] == "running":
+        if line:
+            line.show(output.experiment_progress(experiment))
+        time.sleep(POLL_S)
+        experiment = api.experiment(experiment["id"])
+    if line:
+        line.end()
+    if args.json:
+        print(output.dumps(experiment))
+    else:
+        print(output.experiment_progress(experiment))
+        print(output.scorers_table(experiment))
+    if experiment["status"] == "completed":
+        return client.OK
+    if not args.json:
+        why = experiment.get("status_reason") or ""
+        print(
+            f"experiment {experiment['id']} {experiment['status']}" + (f": {why}" if why else ""),
+            file=sys.stderr,
+        )
+    return client.JOB_FAILED
+
+
+def eval_compare(api: Api, args: argparse.Namespace) -> int:
+    comparison = api.compare(args.a, args.b)
+    print(output.dumps(comparison) if args.json else output.comparison_table(comparison))
+    return client.OK
+
+
 def parser() -> argparse.ArgumentParser:
     connection = argparse.ArgumentParser(add_help=False)
     # Given after a subcommand they must not reset what was given before it.
@@ -182,6 +246,47 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--description", help="the subtask's new input")
     sub.add_argument("--agent", metavar="SLUG", help="the agent to run it")
     command("agents", agents, "list agents with their live metrics")
+
+    evaluation = commands.add_parser(
+        "eval",
+        help="run a dataset as an experiment, compare two",
+        description="Run a dataset's cases as an experiment, scored; compare two experiments.",
+    )
+    steps = evaluation.add_subparsers(title="commands", metavar="COMMAND")
+
+    def step(name: str, run, summary: str) -> argparse.ArgumentParser:
+        sub = steps.add_parser(
+            name, parents=[connection, as_json], help=summary, description=summary
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = step("run", eval_run, "run a dataset as an experiment and print its id and page")
+    sub.add_argument("dataset", metavar="DATASET", help="the dataset's slug")
+    sub.add_argument(
+        "--agent",
+        action="append",
+        metavar="SLUG@VERSION",
+        help="run this agent at this version (repeat for more); others run their current one",
+    )
+    sub.add_argument(
+        "--scorer",
+        action="append",
+        metavar="SLUG",
+        help="score with this scorer (repeat for more; default: every enabled scorer)",
+    )
+    sub.add_argument("--name", help="the experiment's name (default: the dataset and versions)")
+    sub.add_argument("--budget-tokens", type=int, metavar="N", help="stop after N tokens")
+    sub.add_argument("--budget-cost", metavar="USD", help="stop after spending this much")
+    sub.add_argument("--concurrency", type=int, metavar="N", help="cases at once (default 4)")
+    sub.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until it ends, then print each scorer's mean, 95%% interval and pass rate",
+    )
+    sub = step("compare", eval_compare, "compare experiment B with A, scorer by scorer")
+    sub.add_argument("a", type=int, metavar="A", help="the experiment compared against")
+    sub.add_argument("b", type=int, metavar="B")
     return top
 
 

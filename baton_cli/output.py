@@ -91,6 +91,76 @@ def agents_table(agents: list[dict]) -> str:
     return table(headers, rows, right={2, 3, 4, 5, 6})
 
 
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def interval(mean: float | None, low: float | None, high: float | None) -> str:
+    """`0.720 [0.610, 0.830]`, or the mean alone when there is no interval."""
+    if low is None or high is None:
+        return _score(mean)
+    return f"{_score(mean)} [{_score(low)}, {_score(high)}]"
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
+def experiment_progress(experiment: dict) -> str:
+    """`experiment 7 running · 3/5 cases done · 1 failed · 1,234 tokens · $0.0012`"""
+    summary = experiment["summary"]
+    parts = [
+        f"experiment {experiment['id']} {experiment['status']}",
+        f"{summary['done']}/{summary['total']} cases done",
+    ]
+    if summary["failed"]:
+        parts.append(f"{summary['failed']} failed")
+    parts += [f"{tokens(summary['tokens'])} tokens", money(summary["cost"])]
+    return " · ".join(parts)
+
+
+def scorers_table(experiment: dict) -> str:
+    headers = ("SCORER", "N", "MEAN [95% INTERVAL]", "PASS", "THRESHOLD")
+    rows = [
+        (
+            s["name"],
+            s["n"],
+            interval(s["mean"], s["ci_low"], s["ci_high"]),
+            percent(s["pass_rate"]),
+            f"{s['threshold']:.2f}",
+        )
+        for s in experiment["summary"]["scorers"]
+    ]
+    return table(headers, rows, right={1, 3, 4})
+
+
+def comparison_table(comparison: dict) -> str:
+    """Per scorer B against A: wins, losses and ties, both means, the difference with its
+    interval and whether it is larger than its noise; then the versions that differ."""
+    headers = ("SCORER", "WINS", "LOSSES", "TIES", "MEAN A", "MEAN B", "B − A [95%]", "SIGNIFICANT")
+    rows = [
+        (
+            s["name"],
+            s["wins"],
+            s["losses"],
+            s["ties"],
+            _score(s["mean_a"]),
+            _score(s["mean_b"]),
+            interval(s["diff"], s["diff_low"], s["diff_high"]),
+            "yes" if s["significant"] else "no",
+        )
+        for s in comparison["scorers"]
+    ]
+    a, b = comparison["a"], comparison["b"]
+    lines = [f"A: experiment {a['id']} {a['name']}", f"B: experiment {b['id']} {b['name']}", ""]
+    lines.append(table(headers, rows, right={1, 2, 3, 4, 5}) if rows else "No scorers.")
+    for change in comparison["versions"]:
+        old = "current" if change["a"] is None else f"v{change['a']}"
+        new = "current" if change["b"] is None else f"v{change['b']}"
+        lines.append(f"{change['agent']}: {old} in A, {new} in B")
+    return "\n".join(lines)
+
+
 class ProgressLine:
     """A line rewritten in place on a terminal; elsewhere, a new line for each change."""
 
