@@ -20,6 +20,7 @@ from agents.actions import scores as score_actions
 from agents.models import (
     JOB_TERMINAL,
     Agent,
+    AgentVersion,
     Experiment,
     ExperimentCase,
     Job,
@@ -31,6 +32,7 @@ from .access import read_required
 from .reruns import line_diff
 
 EXPERIMENTS_PAGE = 25
+PIN = "pin-"  # the page form's per-agent version selects: pin-<slug>
 PAIR_CHOICES = 200  # the compare form offers the newest ones; any pair has its own URL
 POLL_S = 3  # the live region of a running experiment fetches itself this often
 LIVE_TARGET = "experiment-live"
@@ -52,6 +54,35 @@ class RatingForm(forms.Form):
         max_length=score_actions.COMMENT_CHARS,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+
+
+class ExperimentPageForm(experiment_forms.ExperimentForm):
+    """The shared ExperimentForm, its agent versions chosen on the page with one select per
+    enabled agent (its versions, "current" first) rather than typed as agent@version."""
+
+    def __init__(self, data=None, *args, **kwargs) -> None:
+        self.agents = list(Agent.objects.filter(enabled=True).order_by("name"))
+        if data is not None:  # the selects, written as the shared form's versions
+            data = data.copy()
+            picked = ((a.slug, data.get(PIN + a.slug, "")) for a in self.agents)
+            data["versions"] = ", ".join(f"{slug}@{n}" for slug, n in picked if n)
+        super().__init__(data, *args, **kwargs)
+        self.fields["versions"].widget = forms.HiddenInput()
+        kept: dict[int, list[int]] = {}
+        numbers = AgentVersion.objects.filter(agent__in=self.agents).order_by("-number")
+        for agent_id, number in numbers.values_list("agent_id", "number"):
+            kept.setdefault(agent_id, []).append(number)
+        for agent in self.agents:
+            choices = [("", f"current (v{agent.version})")]
+            choices += [(str(n), versions.label(agent.name, n)) for n in kept.get(agent.pk, [])]
+            self.fields[PIN + agent.slug] = forms.ChoiceField(
+                label=f"{agent.name}: version", choices=choices, required=False
+            )
+        self.order_fields(["name", "dataset", "scorers", *(PIN + a.slug for a in self.agents)])
+
+    def action_fields(self) -> dict:
+        """What agents.actions.experiments.start_experiment takes."""
+        return {k: v for k, v in self.cleaned_data.items() if not k.startswith(PIN)}
 
 
 class ComparePairForm(forms.Form):
@@ -114,7 +145,7 @@ def _list_page(request: HttpRequest, form: forms.Form | None, status: int = 200)
 @read_required("evaluation")
 def experiment_list(request: HttpRequest) -> HttpResponse:
     may_start = request.user.has_perm("agents.add_experiment")
-    form = experiment_forms.ExperimentForm() if may_start else None
+    form = ExperimentPageForm() if may_start else None
     return _list_page(request, form)
 
 
@@ -122,11 +153,11 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("agents.add_experiment", raise_exception=True)
 def experiment_start(request: HttpRequest) -> HttpResponse:
-    form = experiment_forms.ExperimentForm(request.POST)
+    form = ExperimentPageForm(request.POST)
     if not form.is_valid():
         return _list_page(request, form, status=400)
     try:
-        experiment = experiment_actions.start_experiment(user=request.user, **form.cleaned_data)
+        experiment = experiment_actions.start_experiment(user=request.user, **form.action_fields())
     except experiment_actions.ExperimentRefused as refused:
         form.add_error(None, str(refused))
         return _list_page(request, form, status=409)

@@ -4,9 +4,11 @@ its live region, two compared, the exports, and who may do what."""
 import csv
 import io
 import json
+import re
 
 import pytest
 
+from agents import actions
 from agents.models import (
     Agent,
     AuditEntry,
@@ -18,6 +20,7 @@ from agents.models import (
 )
 
 from . import experiment_rows as rows
+from .cast import person
 
 pytestmark = pytest.mark.django_db
 
@@ -213,3 +216,35 @@ def test_an_operator_starts_an_experiment_from_the_form(client, operator, exact,
     assert made.created_by == operator and made.cases.count() == 2
     assert list(made.scorers.all()) == [exact]
     assert AuditEntry.objects.filter(actor=operator, action="start_experiment").exists()
+
+
+def test_the_form_offers_each_enabled_agents_versions_and_runs_the_one_chosen(
+    client, operator, exact, no_broker
+):
+    reviewer = Agent.objects.create(name="Reviewer", slug="reviewer", specialties=["review"])
+    actions.edit_agent(reviewer, {"system_prompt": "Be strict."}, user=person("dave"))
+    Agent.objects.create(name="Idle", slug="idle", specialties=["x"], enabled=False)
+    html = client.get("/experiments/").content.decode()
+    select = html[html.index('name="pin-reviewer"') :]
+    select = select[: select.index("</select>")]
+    assert re.findall(r'<option value="(\d*)"[^>]*>([^<]*)<', select) == [
+        ("", "current (v2)"),
+        ("2", "Reviewer v2"),
+        ("1", "Reviewer v1"),
+    ]
+    assert 'name="pin-idle"' not in html
+
+    dataset = Dataset.objects.create(name="Outages", slug="outages")
+    Case.objects.create(dataset=dataset, title="Case 1", description="Input 1")
+    response = client.post(
+        "/experiments/new/", {"dataset": "outages", "scorers": ["exact"], "pin-reviewer": "1"}
+    )
+    made = Experiment.objects.get()
+    assert response.status_code == 302
+    assert made.agent_versions == {"reviewer": 1} and made.cases.get().job.agent_versions == {
+        "reviewer": 1
+    }
+    assert (
+        client.post("/experiments/new/", {"dataset": "outages", "pin-reviewer": "7"}).status_code
+        == 400
+    )
