@@ -8,11 +8,14 @@ import time
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents import experiments, scoring
 from agents.models import (
     EXPERIMENT_PRIORITY,
     AuditEntry,
+    Case,
+    Dataset,
     ExperimentCase,
     ExperimentStatus,
     Job,
@@ -230,3 +233,48 @@ def test_a_scoring_failure_is_kept_on_the_case(monkeypatch):
     assert experiment.status == ExperimentStatus.COMPLETED
     failures = experiments.summary(experiment)["failures"]
     assert [f["case"].pk for f in failures] == [case.pk]
+
+
+@pytest.mark.django_db
+def test_summary_compare_and_export_read_200_cases_in_a_few_queries():
+    data = Dataset.objects.create(name="Big", slug="big")
+    Case.objects.bulk_create(
+        Case(dataset=data, title=f"Case {i}", description="Say hello.") for i in range(200)
+    )
+    scorers = code_scorers()
+    runs = []
+    for _ in range(2):
+        experiment = start(data, person("bob"), scorers=scorers, concurrency=1)
+        jobs = Job.objects.bulk_create(
+            Job(title=f"Case {i}", description="Say hello.", status=JobStatus.COMPLETED)
+            for i in range(199)
+        )
+        cases = list(experiment.cases.filter(job__isnull=True).order_by("position"))
+        for case, job in zip(cases, jobs, strict=True):
+            case.job = job
+        ExperimentCase.objects.bulk_update(cases, ["job"])
+        Score.objects.bulk_create(
+            Score(
+                job=job,
+                scorer=s,
+                scorer_name=s.name,
+                source="code",
+                value=0.5,
+                experiment=experiment,
+            )
+            for job in jobs
+            for s in scorers
+        )
+        runs.append(experiment)
+
+    with CaptureQueriesContext(connection) as summary_queries:
+        summary = experiments.summary(runs[0])
+    assert summary["total"] == 200 and summary["scorers"][0]["n"] == 199
+    assert len(summary_queries) <= 4
+    with CaptureQueriesContext(connection) as export_queries:
+        assert len(experiments.export_rows(runs[0])) == 200
+    assert len(export_queries) <= 4
+    with CaptureQueriesContext(connection) as compare_queries:
+        compared = experiments.compare(*runs)
+    assert len(compared["cases"]) == 200
+    assert len(compare_queries) <= 8
