@@ -69,7 +69,7 @@ def score(c: Candidate, rule: QualityRule = DEFAULT_RULE) -> float:
     """success_rate × 100 − avg_response_time × 0.1 − current_load × 5 (100 with no history),
     plus the quality term (0 without enough scores)."""
     base = success_rate(c.completed, c.failed) * 100 - c.avg_latency_s * 0.1 - c.load * 5
-    return base + rule.term(c.quality, c.quality_n)
+    return base if c.quality is None else base + rule.term(c.quality, c.quality_n)
 
 
 def with_quality(task_type: str, candidates: Iterable[Candidate], qualities: Qualities):
@@ -94,7 +94,7 @@ def _hint_refused(
     named = next((c for c in everyone if c.slug == hint), None)
     if named is None:
         return f"{hint} is not an enabled agent"
-    if named not in pool:
+    if all(c.id != named.id for c in pool):
         if task_type not in named.specialties and named.is_orchestrator:
             return f"{hint} is the orchestrator, without the {task_type} specialty"
         return f"{hint} does not have the {task_type} specialty"
@@ -119,8 +119,10 @@ def choose(
     say why it was set aside. `qualities` gives each agent's quality for the type (the
     chosen candidate carries it); `rule` says how much it counts.
     """
-    everyone = list(with_quality(task_type, candidates, qualities) if qualities else candidates)
+    everyone = list(candidates)
     pool = eligible(task_type, everyone)
+    if qualities:
+        pool = list(with_quality(task_type, pool, qualities))
     free = [c for c in pool if c.load < c.max_concurrency]
     reasons: dict = {"type": task_type, "candidates": [], "hint": hint, "eligible": len(pool)}
     if not free:

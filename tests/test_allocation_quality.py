@@ -40,9 +40,9 @@ def test_the_term_is_bounded_by_half_the_weight(rule, mean, n):
     assert abs(rule.term(mean, n)) <= rule.weight / 2 + 1e-9
 
 
-@given(rule=rules, mean=means, n=counts)
-def test_too_few_scores_get_exactly_the_neutral_prior(rule, mean, n):
-    assume(n < rule.min_samples)
+@given(rule=rules, mean=means, data=st.data())
+def test_too_few_scores_get_exactly_the_neutral_prior(rule, mean, data):
+    n = data.draw(st.integers(min_value=0, max_value=rule.min_samples - 1))
     assert rule.term(mean, n) == 0.0
     assert score(candidate(quality=mean, quality_n=n), rule) == score(candidate(), rule)
 
