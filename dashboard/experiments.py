@@ -34,6 +34,8 @@ from .reruns import line_diff
 EXPERIMENTS_PAGE = 25
 PIN = "pin-"  # the page form's per-agent version selects: pin-<slug>
 PAIR_CHOICES = 200  # the compare form offers the newest ones; any pair has its own URL
+CASES_PAGE = 50  # a dataset may hold thousands: the page and each poll draw one page of them
+FAILURES_SHOWN = 50
 POLL_S = 3  # the live region of a running experiment fetches itself this often
 LIVE_TARGET = "experiment-live"
 
@@ -177,10 +179,12 @@ def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
     """The page, or (asked by its own live region) that region alone."""
     experiment = _get_experiment(experiment_id)
     summary = experiments.summary(experiment)
+    cases = Paginator(_case_rows(summary), CASES_PAGE).get_page(request.GET.get("page"))
     context = {
         "experiment": experiment,
         "summary": summary,
-        "cases": _case_rows(summary),
+        "cases": cases,
+        "failures": summary["failures"][:FAILURES_SHOWN],
         "poll_s": POLL_S,
     }
     if request.htmx and request.htmx.target == LIVE_TARGET:

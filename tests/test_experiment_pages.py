@@ -248,3 +248,15 @@ def test_the_form_offers_each_enabled_agents_versions_and_runs_the_one_chosen(
         client.post("/experiments/new/", {"dataset": "outages", "pin-reviewer": "7"}).status_code
         == 400
     )
+
+
+def test_a_large_experiment_shows_its_cases_by_pages_and_polls_the_page_it_shows(
+    client, viewer, exact
+):
+    made = rows.experiment("Large", {exact: [1.0] * 55}, status=ExperimentStatus.RUNNING)
+    first = client.get(f"/experiments/{made.pk}/").content.decode()
+    assert 'id="case-50"' in first and 'id="case-51"' not in first
+    assert "55/55 done" in first and "(1–50 of 55)" in first
+    second = client.get(f"/experiments/{made.pk}/?page=2").content.decode()
+    assert 'id="case-51"' in second and 'id="case-50"' not in second
+    assert f'hx-get="/experiments/{made.pk}/?page=2"' in second
