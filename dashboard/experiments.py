@@ -266,12 +266,14 @@ def compare(request: HttpRequest, a: int, b: int) -> HttpResponse:
     first, second = _get_experiment(a), _get_experiment(b)
     result = experiments.compare(first, second)
     names = [row["name"] for row in result["scorers"]]
+    page = Paginator(result["cases"], CASES_PAGE).get_page(request.GET.get("page"))
     context = {
         "a": first,
         "b": second,
         "scorers": result["scorers"],
         "versions": _version_rows(result["versions"]),
-        "cases": _compared_cases(result["cases"], names),
+        "page": page,
+        "cases": _compared_cases(page.object_list, names),
     }
     return render(request, "dashboard/experiment_compare.html", context)
 
