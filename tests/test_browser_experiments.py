@@ -7,7 +7,8 @@ from django.conf import settings
 from django.test import Client
 from playwright.sync_api import expect
 
-from agents.models import Experiment, ExperimentStatus, JobStatus
+from agents import actions
+from agents.models import Agent, Experiment, ExperimentStatus, JobStatus
 
 from . import experiment_rows as rows
 from .axe import assert_none_blocking, axe_source, check
@@ -76,5 +77,34 @@ def test_the_live_region_shows_a_new_score_and_stops_when_the_experiment_ends(
     found: dict = {}
     page.locator("main details").evaluate_all("all => all.forEach(d => d.open = true)")
     check(request, page, "experiment", axe_source(), found)
+    assert_none_blocking(found)
+    assert violations == []
+
+
+def test_the_other_evaluation_pages_are_accessible(live_server, browser, request):
+    """The list with its form, two experiments compared, the annotation queue, and a job's
+    scores with the rating form: axe finds nothing serious, and nothing breaks the CSP."""
+    reviewer = Agent.objects.create(name="Reviewer", slug="reviewer", specialties=["review"])
+    actions.edit_agent(reviewer, {"system_prompt": "Be strict."})
+    exact = rows.scorer("Exact")
+    a = rows.experiment("Baseline", {exact: [0.4, 0.5]}, agent_versions={"reviewer": 1})
+    b = rows.experiment(
+        "Stricter", {exact: [0.6, 0.5]}, results=["output 1\nmore", "output 2"],
+        agent_versions={"reviewer": 2},
+    )  # fmt: skip
+    rows.add_score_to_job(a.cases.get(position=1).job, "Judge", 0.9, source="judge")
+    violations: list[str] = []
+    page = logged_in_page(browser, live_server.url, "bob", violations)
+    axe, found = axe_source(), {}
+    for name, path, ready in (
+        ("experiments", "/experiments/", "Start experiment"),
+        ("compare", f"/experiments/{a.pk}/compare/{b.pk}/", None),
+        ("annotate", f"/experiments/{a.pk}/annotate/", "Save and next"),
+        ("job scores", f"/jobs/{a.cases.get(position=1).job_id}/", "Save rating"),
+    ):
+        page.goto(f"{live_server.url}{path}")
+        if ready:
+            expect(page.get_by_role("button", name=ready)).to_be_visible()
+        check(request, page, name, axe, found)
     assert_none_blocking(found)
     assert violations == []
