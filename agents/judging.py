@@ -62,6 +62,14 @@ JUDGE, EXACT, CONTAINS, REGEX, JSON_SCHEMA, LENGTH = (
 CODE_KINDS = (EXACT, CONTAINS, REGEX, JSON_SCHEMA, LENGTH)
 
 FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+# Where an answer's JSON object is looked for: the openings in its first JSON_SEARCH_CHARS,
+# at most JSON_STARTS of them, and only the first one repaired, REPAIR_CHARS of it.
+_OPENING = re.compile(r"\{")
+JSON_SEARCH_CHARS = 8000
+JSON_STARTS = 40
+REPAIR_CHARS = 2000  # a judge answers in about 300 tokens
+REPAIR_OPENINGS = 50
+_SCORE_WORD = re.compile(r"score|rating|grade|value", re.IGNORECASE)
 SCORE_KEYS = ("score", "rating", "grade", "value")
 REASON_KEYS = ("reason", "explanation", "rationale", "justification", "comment")
 NUMBER = r"[-+]?\d+(?:\.\d+)?|[-+]?\.\d+"
@@ -200,31 +208,34 @@ def _clamped(value: float) -> float:
 
 
 def _answer_object(text: str) -> dict | None:
-    """The first JSON object in `text` (fenced or not, repaired if broken) that has a score,
-    looked for one level down too ({"evaluation": {"score": …}}); None when there is none."""
+    """The first JSON object in `text` (fenced or not) that has a score, looked for one level
+    down too ({"evaluation": {"score": …}}); else the first object there, repaired if
+    broken; None when there is none. Bounded: hostile text costs milliseconds, not minutes."""
     fenced = FENCE_RE.search(text)
     candidates = [fenced.group(1)] if fenced else []
     candidates.append(text)
     for candidate in candidates:
-        start = candidate.find("{")
-        while start >= 0:
-            data = _load(candidate[start:])
+        starts = [m.start() for m in _OPENING.finditer(candidate, 0, JSON_SEARCH_CHARS)]
+        for start in starts[:JSON_STARTS]:
+            try:
+                data = json.JSONDecoder().raw_decode(candidate[start:])[0]
+            except (ValueError, RecursionError):
+                continue
             found = _with_score(data)
             if found is not None:
                 return found
-            start = candidate.find("{", start + 1)
-            if start > 2000:  # far into prose: no answer object is that deep
-                break
+    for candidate in candidates:
+        start = candidate.find("{")
+        if start < 0:
+            continue
+        piece = candidate[start : start + REPAIR_CHARS]
+        if not _SCORE_WORD.search(piece) or piece.count("{") + piece.count("[") > REPAIR_OPENINGS:
+            continue  # no repair can give a score; or no judge's answer: not worth the time
+        end = piece.rfind("}")
+        found = _with_score(json_repair.loads(piece[: end + 1] if end > 0 else piece))
+        if found is not None:
+            return found
     return None
-
-
-def _load(candidate: str) -> object:
-    try:
-        return json.JSONDecoder().raw_decode(candidate)[0]
-    except ValueError:
-        pass
-    end = candidate.rfind("}")
-    return json_repair.loads(candidate[: end + 1] if end > 0 else candidate)
 
 
 def _with_score(data: object) -> dict | None:

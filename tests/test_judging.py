@@ -1,6 +1,8 @@
 """The judge's prompt and the parsing of its answers (agents/judging.py): messy answers give
 the score they mean, unusable ones raise; and the code scorers, each on plain text."""
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -215,3 +217,14 @@ def test_config_keeps_only_what_the_kind_reads():
 def test_code_scorers_run_by_kind_on_cleaned_text():
     assert judging.run_code("exact", {"case_sensitive": True}, "a\x00b", "ab")[0] == 1.0
     assert judging.run_code("length", {"min": 3, "max": None}, "abc")[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["{" * 20000, "x {" * 6000, '{"score": [' * 3000, '{"a": ' * 5000, "[" * 20000],
+)
+def test_hostile_answers_are_refused_quickly(hostile):
+    started = time.monotonic()
+    with pytest.raises(JudgeAnswerUnusable):
+        judging.parse(hostile)
+    assert time.monotonic() - started < 1.0
