@@ -32,6 +32,16 @@ class CandidateSerializer(serializers.Serializer):
     avg_latency_s = serializers.FloatField()
     load = serializers.IntegerField()
     max_concurrency = serializers.IntegerField(required=False)
+    quality = serializers.FloatField(
+        required=False, help_text="Its recent mean score for the type, in [0, 1] (if scored)."
+    )
+    quality_n = serializers.IntegerField(required=False, help_text="How many scores.")
+    quality_term = serializers.FloatField(
+        required=False, help_text="What quality adds to the score (0 under the prior)."
+    )
+    prior = serializers.BooleanField(
+        required=False, help_text="Too few scores: the neutral prior stands for quality."
+    )
     score = serializers.FloatField()
 
 

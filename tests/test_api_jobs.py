@@ -301,3 +301,14 @@ def test_a_jobs_detail_takes_the_same_few_queries_however_large_its_plan(
     with django_assert_max_num_queries(13):  # 12, and the tool calls of the newest calls
         data = operator_api.get(f"/api/v1/jobs/{job.pk}").json()
     assert len(data["subtasks"]) == 12 and data["subtasks"][-1]["result"] == "r" * 5000
+
+
+def test_why_picked_carries_the_quality_term_when_there_is_one(operator_api):
+    job = planned_job()
+    draft = job.subtasks.get(key="draft")
+    terms = {"quality": 0.9, "quality_n": 12, "quality_term": 12.5, "prior": False}
+    draft.allocation["candidates"][0].update(terms)
+    draft.save(update_fields=["allocation"])
+    data = operator_api.get(f"/api/v1/jobs/{job.pk}").json()
+    candidate = data["subtasks"][0]["allocation"]["candidates"][0]
+    assert {key: candidate[key] for key in terms} == terms
