@@ -69,7 +69,7 @@ class DatasetWriteSerializer(serializers.Serializer):
     )
 
 
-class CaseSerializer(serializers.ModelSerializer):
+class DatasetCaseSerializer(serializers.ModelSerializer):
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     source_job = serializers.PrimaryKeyRelatedField(
         read_only=True, allow_null=True, help_text="The job the case was taken from, if any."
@@ -150,7 +150,7 @@ class AddedSerializer(serializers.Serializer):
     more = serializers.BooleanField(
         help_text=f"More jobs matched the filter than the {datasets.JOBS_MAX} taken."
     )
-    cases = CaseSerializer(many=True)
+    cases = DatasetCaseSerializer(many=True)
 
 
 class RawCasesParser(parsers.BaseParser):
@@ -266,7 +266,7 @@ def _room(call):
 class CaseList(generics.ListAPIView):
     required = {"GET": READ, "POST": _perm("add_case")}
     problems = {"POST": (409,)}
-    serializer_class = CaseSerializer
+    serializer_class = DatasetCaseSerializer
     pagination_class = InOrder
 
     def get_queryset(self):
@@ -280,7 +280,7 @@ class CaseList(generics.ListAPIView):
     @extend_schema(
         summary="Add a case",
         request=CaseWriteSerializer,
-        responses={201: CaseSerializer},
+        responses={201: DatasetCaseSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
         dataset = _dataset(slug)
@@ -288,20 +288,20 @@ class CaseList(generics.ListAPIView):
         body.is_valid(raise_exception=True)
         fields = _case_fields(dict(body.validated_data))
         case = _room(lambda: actions.add_case(dataset, fields, user=request.user))
-        return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
+        return Response(DatasetCaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
 class CaseDetail(APIView):
     required = {"GET": READ, "PATCH": _perm("change_case"), "DELETE": _perm("delete_case")}
 
-    @extend_schema(summary="A case", responses=CaseSerializer)
+    @extend_schema(summary="A case", responses=DatasetCaseSerializer)
     def get(self, request: Request, slug: str, case_id: int) -> Response:
-        return Response(CaseSerializer(_case(slug, case_id)).data)
+        return Response(DatasetCaseSerializer(_case(slug, case_id)).data)
 
     @extend_schema(
         summary="Edit a case (omitted fields stay)",
         request=CaseWriteSerializer(partial=True),
-        responses=CaseSerializer,
+        responses=DatasetCaseSerializer,
     )
     def patch(self, request: Request, slug: str, case_id: int) -> Response:
         case = _case(slug, case_id)
@@ -311,7 +311,7 @@ class CaseDetail(APIView):
         current |= {"notes": case.notes, "tags": case.tags}
         fields = _case_fields({**current, **body.validated_data})
         actions.edit_case(case, fields, user=request.user)
-        return Response(CaseSerializer(_case(slug, case_id)).data)
+        return Response(DatasetCaseSerializer(_case(slug, case_id)).data)
 
     @extend_schema(summary="Delete a case", responses={204: None})
     def delete(self, request: Request, slug: str, case_id: int) -> Response:
