@@ -62,7 +62,8 @@ DEFAULT_SCORERS = (
 
 class ScoringFailed(Exception):
     """The output could not be scored: the judge's call failed, or its answer was unusable
-    after a retry, or the scorer cannot score this output. The message is fit to show."""
+    after a retry, or the scorer cannot score this output. The message is fit to show, and
+    names no scorer (the caller knows which)."""
 
 
 def score_job(
@@ -218,7 +219,7 @@ def _evaluate(
         config = judging.check_config(scorer.kind, scorer.config or {})
         value, reason = judging.run_code(scorer.kind, config, output, expected)
     except (judging.ScorerConfigError, judging.NotScorable) as exc:
-        raise ScoringFailed(f"{scorer.name}: {exc}") from None
+        raise ScoringFailed(str(exc)) from None
     return value, reason, None
 
 
@@ -234,7 +235,7 @@ def _judge(
     try:
         config = judging.check_config(Scorer.Kind.JUDGE, scorer.config or {})
     except judging.ScorerConfigError as exc:
-        raise ScoringFailed(f"{scorer.name}: {exc}") from None
+        raise ScoringFailed(str(exc)) from None
     agent = judge_agent(scorer)
     messages = judging.judge_messages(
         rubric=config["rubric"],
@@ -253,7 +254,7 @@ def _judge(
         try:
             value, reason = judging.parse(call.response)
         except judging.JudgeAnswerUnusable as again:
-            raise ScoringFailed(f"{scorer.name}: the judge's answer is unusable: {again}") from None
+            raise ScoringFailed(f"the judge's answer is unusable: {again}") from None
     return value, reason, call
 
 
