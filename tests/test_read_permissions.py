@@ -90,6 +90,7 @@ def test_no_dashboard_url_answers_a_get_from_a_user_in_no_group(client, job):
     kwargs["approval_id"] = kwargs["rule_id"] = 1  # POST only: refused before any lookup
     kwargs["number"] = 1  # an agent's version
     kwargs["case_id"] = 1  # a dataset's case
+    kwargs["experiment_id"] = kwargs["a"] = kwargs["b"] = kwargs["score_id"] = 1  # evaluation
     client.force_login(person("eve"))
     for pattern in urlpatterns:
         url = reverse(pattern.name, kwargs={k: kwargs[k] for k in pattern.pattern.converters})
