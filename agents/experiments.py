@@ -39,6 +39,7 @@ from .models import (
     SharedState,
     Subtask,
 )
+from .text import described
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ def advance(experiment_id: int) -> None:
         return
     _score_ended(experiment)
     with transaction.atomic():
-        experiment = Experiment.objects.select_for_update().get(pk=experiment_id)
-        if experiment.status != ExperimentStatus.RUNNING:
+        experiment = Experiment.objects.select_for_update().filter(pk=experiment_id).first()
+        if experiment is None or experiment.status != ExperimentStatus.RUNNING:
             return
         tokens, cost = spend(experiment)
         reached = _budget_reached(experiment, tokens, cost) or _case_out_of_budget(experiment)
@@ -265,6 +266,9 @@ def _score_ended(experiment: Experiment) -> None:
                 )
             except scoring.ScoringFailed as exc:
                 errors.append(f"{scorer.name}: {exc}")
+            except Exception as exc:  # a bug must not hold the experiment up: kept, shown
+                log.exception("scoring job %s with %s failed", case.job_id, scorer.slug)
+                errors.append(f"{scorer.name}: {described(exc)}")
         ExperimentCase.objects.filter(pk=case.pk, scoring_error=mark).update(
             scored_at=timezone.now(), scoring_error="; ".join(errors)[:ERROR_CHARS]
         )
@@ -332,19 +336,30 @@ def on_announcements(announcements: list[events.Announcement]) -> None:
 
 
 def sweep() -> int:
-    """The reconciler's pass: every running experiment advanced once more, in case a job's
-    end was announced where no hook saw it. Counts those with an ended case unscored."""
-    running = list(
-        Experiment.objects.filter(status=ExperimentStatus.RUNNING).values_list("pk", flat=True)
+    """The reconciler's pass: each running experiment that has something to do (a case
+    whose job ended unscored, room for a case that has not started, its budget spent, or
+    nothing left but finishing) is advanced, in case a job's end was announced where no hook
+    saw it. One query; how many were sent."""
+    ended = Q(cases__scored_at__isnull=True, cases__job__status__in=JOB_TERMINAL)
+    rows = Experiment.objects.filter(status=ExperimentStatus.RUNNING).annotate(
+        ended=Count("cases", filter=ended),
+        unstarted=Count("cases", filter=Q(cases__job__isnull=True, cases__scored_at__isnull=True)),
+        unfinished=Count("cases", filter=Q(cases__job__status__in=JOB_OPEN)),
+        tokens=Sum("cases__job__total_tokens"),
+        cost=Sum("cases__job__total_cost"),
     )
-    if not running:
-        return 0
-    for experiment_id in running:
-        enqueue.send_now("advance_experiment", experiment_id)
-    stale = ExperimentCase.objects.filter(
-        experiment_id__in=running, scored_at__isnull=True, job__status__in=JOB_TERMINAL
-    )
-    return stale.values("experiment_id").distinct().count()
+    sent = 0
+    for row in rows:
+        due = (
+            row.ended
+            or (row.unstarted and row.unfinished < row.concurrency)
+            or not (row.unstarted or row.unfinished)
+            or _budget_reached(row, row.tokens or 0, row.cost or Decimal(0))
+        )
+        if due:
+            enqueue.send_now("advance_experiment", row.pk)
+            sent += 1
+    return sent
 
 
 def register() -> None:
