@@ -147,3 +147,39 @@ def test_names_and_settings_are_escaped(client, operator):
 
 def test_an_unknown_scorer_is_a_404(client, operator):
     assert client.get("/scorers/nope/edit/").status_code == 404
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("pages_closed")
+def test_in_the_browser_an_operator_makes_and_edits_a_scorer(stack, seeded, browser, request):
+    from playwright.sync_api import expect
+
+    from .axe import assert_none_blocking, axe_source, check
+    from .browser import user_page
+
+    axe, found = axe_source(), {}
+    bob = user_page(browser, stack.base_url, "bob", bypass_csp=True)
+    bob.goto(f"{stack.base_url}/scorers/")
+    expect(bob.get_by_role("heading", name="Scorers", exact=True)).to_be_visible()
+    check(request, bob, "scorers", axe, found)
+
+    bob.get_by_label("Name").fill("Short answer")
+    bob.get_by_label("Kind").select_option("length")
+    bob.get_by_label("Minimum length").fill("20")
+    bob.get_by_label("Maximum length").fill("10")
+    bob.get_by_role("button", name="Create scorer").click()
+    expect(bob.get_by_text("The minimum is larger than the maximum.")).to_be_visible()
+    check(request, bob, "scorers (form errors)", axe, found)
+
+    bob.get_by_label("Minimum length").fill("1")
+    bob.get_by_role("button", name="Create scorer").click()
+    row = bob.locator("#scorer-short-answer")
+    expect(row).to_contain_text("1 to 10 characters")
+
+    row.get_by_role("link", name="Edit Short answer").click()
+    check(request, bob, "scorer edit", axe, found)
+    bob.get_by_label("Threshold").fill("0.9")
+    bob.get_by_role("button", name="Save scorer").click()
+    expect(bob.locator("#scorer-short-answer")).to_contain_text("0.90")
+    assert_none_blocking(found)
