@@ -298,3 +298,13 @@ def test_default_scorers_are_made_only_when_there_are_none():
     scorer("contains", {"text": "x"})
     assert scoring.ensure_default_scorers() == []
     assert Scorer.objects.count() == 1
+
+
+def test_a_rating_of_an_experiments_job_counts_in_that_experiment():
+    job = finished_job()
+    experiment = Experiment.objects.create(name="E", dataset_name="D")
+    experiment.cases.create(position=1, title="t", description="d", job=job)
+    job = Job.objects.get(pk=job.pk)
+    score = scoring.rate_job(job, person("bob"), 4)
+    assert score.experiment_id == experiment.pk
+    assert score.value == 0.75 and score.passed is None
