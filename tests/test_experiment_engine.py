@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents import experiments, scoring
+from agents.actions import submit_job
 from agents.models import (
     EXPERIMENT_PRIORITY,
     AuditEntry,
@@ -278,3 +279,12 @@ def test_summary_compare_and_export_read_200_cases_in_a_few_queries():
         compared = experiments.compare(*runs)
     assert len(compared["cases"]) == 200
     assert len(compare_queries) <= 8
+
+
+@pytest.mark.django_db
+def test_case_jobs_do_not_count_against_their_creators_submission_limit(settings):
+    settings.JOB_SUBMISSIONS_PER_HOUR = 2
+    bob = person("bob")
+    start(dataset(3), bob, concurrency=3)
+    job = submit_job(title="Live work", description="Submitted during the experiment.", user=bob)
+    assert job.submitted_by == bob

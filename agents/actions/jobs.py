@@ -71,7 +71,9 @@ def _check_submission_limit(user) -> None:
     if user is None or not limit:
         return
     now = timezone.now()
-    recent = Job.objects.filter(submitted_by=user, created_at__gte=now - timedelta(hours=1))
+    recent = Job.objects.filter(  # an experiment's case jobs are not the user's submissions
+        submitted_by=user, created_at__gte=now - timedelta(hours=1), experiment_case__isnull=True
+    )
     if recent.count() >= limit:
         # Room comes back when the limit-th newest submission leaves the hour.
         leaving = recent.order_by("-created_at").values_list("created_at", flat=True)[limit - 1]
