@@ -199,6 +199,8 @@ def add_step_usage(call: LLMCall) -> None:
     calls count on the agents page like any agent's)."""
     if call.total_tokens or call.cost:
         add_usage(call.job_id, call.total_tokens, call.cost)
+    if call.agent_id is None:  # a judge's call: no agent row keeps its metrics
+        return
     Agent.objects.record_outcome(
         call.agent_id,
         ok=True,

@@ -328,6 +328,8 @@ LLM_TIMEOUT_S = envfloat("LLM_TIMEOUT_S", 120, minimum=1)
 # Subtask calls stream their text (`stream: true`) while a page watches their job, so it
 # shows the text as it arrives; a provider that does not stream is asked plainly.
 LLM_STREAM = envbool("LLM_STREAM", "true")
+# The LLM judge's model when its scorer names none (blank: an agent's default model).
+JUDGE_MODEL = os.environ.get("JUDGE_MODEL", "").strip()
 
 # How many subtasks one plan may hold, and how much of each upstream result a prompt carries.
 PLAN_MAX_SUBTASKS = envint("PLAN_MAX_SUBTASKS", 12, minimum=1)
