@@ -1,6 +1,6 @@
 """An operator, as a new user would: creates a dataset, adds a case by the form, imports a
 JSONL file with one bad line (the line is named, nothing is imported) and exports the
-dataset as JSONL."""
+dataset as JSONL; the dataset's page passes axe."""
 
 import json
 
@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from agents.models import Case
 
+from .axe import assert_none_blocking, axe_source, check
 from .browser import user_page
 
 pytestmark = [
@@ -18,9 +19,11 @@ pytestmark = [
 ]
 
 
-def test_an_operator_makes_fills_imports_and_exports_a_dataset_in_chromium(stack, seeded, browser):
+def test_an_operator_makes_fills_imports_and_exports_a_dataset_in_chromium(
+    stack, seeded, browser, request
+):
     url = stack.base_url
-    bob = user_page(browser, url, "bob", accept_downloads=True)
+    bob = user_page(browser, url, "bob", accept_downloads=True, bypass_csp=True)  # for axe
     bob.goto(f"{url}/")
     bob.get_by_role("navigation", name="Main").get_by_role("link", name="Datasets").click()
     bob.get_by_label("Name").fill("Sea poems")
@@ -50,6 +53,8 @@ def test_an_operator_makes_fills_imports_and_exports_a_dataset_in_chromium(stack
     expect(bob.get_by_role("alert").first).to_contain_text("Nothing was imported: 1 bad line.")
     expect(bob.locator("#cases tbody tr")).to_have_count(1)
     assert list(Case.objects.values_list("title", flat=True)) == ["Waves"]
+    found: dict = {}
+    check(request, bob, "dataset", axe_source(), found)
 
     with bob.expect_download() as download:
         bob.get_by_role("link", name="Export JSONL of Sea poems").click()
@@ -64,3 +69,4 @@ def test_an_operator_makes_fills_imports_and_exports_a_dataset_in_chromium(stack
             "tags": ["poem", "sea"],
         }
     ]
+    assert_none_blocking(found)
