@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import experiments, scoring
+from agents import evalstats, experiments, scoring
 from agents.actions import submit_job
 from agents.models import (
     EXPERIMENT_PRIORITY,
@@ -288,3 +288,33 @@ def test_case_jobs_do_not_count_against_their_creators_submission_limit(settings
     start(dataset(3), bob, concurrency=3)
     job = submit_job(title="Live work", description="Submitted during the experiment.", user=bob)
     assert job.submitted_by == bob
+
+
+def _ran(data, results: list[str]):
+    experiment = start(data, person("bob"), concurrency=len(results))
+    for job, result in zip(_case_jobs(experiment), results, strict=True):
+        finish(job, result)
+    experiments.advance(experiment.pk)
+    return experiment
+
+
+@pytest.mark.django_db
+def test_compare_pairs_cases_that_ran_the_same_input_and_otherwise_does_not():
+    same = dataset(3)
+    a = _ran(same, ["Hi.", "Hi.", "The simulator."])  # says simulator: 0, 0, 1
+    b = _ran(same, ["The simulator.", "The simulator.", "Hi."])  # 1, 1, 0
+    says = {row["name"]: row for row in experiments.compare(a, b)["scorers"]}["Says simulator"]
+    # B wins cases 1 and 2, loses case 3; paired differences b − a: 1, 1, −1
+    assert (says["wins"], says["losses"], says["ties"]) == (2, 1, 0)
+    paired = evalstats.diff_interval([0, 0, 1], [1, 1, 0], paired=True)
+    assert (says["diff"], says["diff_low"], says["diff_high"]) == pytest.approx(paired)
+    assert not says["significant"]
+
+    elsewhere = dataset(3, slug="other")
+    elsewhere.cases.update(description="Say goodbye instead.")
+    other = _ran(elsewhere, ["The simulator.", "The simulator.", "Hi."])
+    says = {row["name"]: row for row in experiments.compare(a, other)["scorers"]}["Says simulator"]
+    # Other inputs at the same positions: two samples, Welch's interval (±1.309, not ±2.869).
+    welch = evalstats.diff_interval([0, 0, 1], [1, 1, 0], paired=False)
+    assert (says["diff"], says["diff_low"], says["diff_high"]) == pytest.approx(welch)
+    assert welch != pytest.approx(paired)
