@@ -139,6 +139,16 @@ def _records_csv(text: str) -> Iterator[tuple[int, dict | None, str]]:
     if "title" not in names or "description" not in names:
         yield 1, None, "the header row must name at least title and description"
         return
+    unknown = sorted(set(names) - set(FIELDS))
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if unknown or repeated:
+        problems = []
+        if unknown:
+            problems.append(f"unknown column{'s' * (len(unknown) > 1)}: {', '.join(unknown)}")
+        if repeated:
+            problems.append(f"repeated column: {', '.join(repeated)}")
+        yield 1, None, "; ".join(problems)
+        return
     while True:
         start = reader.line_num + 1
         try:

@@ -1,7 +1,7 @@
 """Dataset pages: list, cases, import and export, and adding jobs.
 
 Reads need the evaluation pages' permissions; every write is an action of
-agents.actions.datasets, which checks the user's own permission (a 403 otherwise).
+agents.actions.datasets, which checks the user's permission again (a 403 either way).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@permission_required("agents.add_dataset", raise_exception=True)
 def dataset_create(request: HttpRequest) -> HttpResponse:
     form = DatasetForm(request.POST)
     if form.is_valid():
@@ -70,7 +71,7 @@ def _detail_page(
     import_errors: datasets.ImportRefused | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    cases = Paginator(dataset.cases.select_related("source_job"), CASES_PER_PAGE)
+    cases = Paginator(dataset.cases.all(), CASES_PER_PAGE)
     may_add = request.user.has_perm("agents.add_case")
     context = {
         "dataset": dataset,
@@ -114,6 +115,7 @@ def dataset_edit(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@permission_required("agents.delete_dataset", raise_exception=True)
 def dataset_delete(request: HttpRequest, slug: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, slug=slug)
     actions.delete_dataset(dataset, user=request.user)
@@ -123,6 +125,7 @@ def dataset_delete(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@permission_required("agents.add_case", raise_exception=True)
 def case_add(request: HttpRequest, slug: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, slug=slug)
     form = CaseForm(request.POST)
@@ -157,6 +160,7 @@ def case_edit(request: HttpRequest, slug: str, case_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@permission_required("agents.delete_case", raise_exception=True)
 def case_delete(request: HttpRequest, slug: str, case_id: int) -> HttpResponse:
     case = _case(slug, case_id)
     actions.delete_case(case, user=request.user)
@@ -166,6 +170,7 @@ def case_delete(request: HttpRequest, slug: str, case_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@permission_required("agents.add_case", raise_exception=True)
 def dataset_import(request: HttpRequest, slug: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, slug=slug)
     form = ImportForm(request.POST, request.FILES)
@@ -223,6 +228,7 @@ def _form_errors(request: HttpRequest, form) -> None:
 
 @login_required
 @require_POST
+@permission_required("agents.add_case", raise_exception=True)
 def add_job(request: HttpRequest, job_id: int) -> HttpResponse:
     """The job page's "Add to dataset": only a completed job is added, once a dataset."""
     job = get_object_or_404(Job, pk=job_id)
@@ -244,6 +250,7 @@ def add_job(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@permission_required("agents.add_case", raise_exception=True)
 def add_board_jobs(request: HttpRequest) -> HttpResponse:
     """The completed jobs matching the board's filter (the newest JOBS_MAX) into a dataset;
     back to the board as it was filtered."""

@@ -162,3 +162,8 @@ def test_an_export_imported_into_a_new_dataset_gives_the_same_cases(dataset):
     original = list(dataset.cases.order_by("id").values_list(*fields))
     assert list(copy.cases.order_by("id").values_list(*fields)) == original
     assert len(original) == 3
+
+
+def test_a_csv_header_naming_unknown_or_repeated_columns_is_reported_once(dataset):
+    data = b"title,description,expect,title\nA,a,x,A\nB,b,y,B\n"
+    assert refused(dataset, data, "csv") == [(1, "unknown column: expect; repeated column: title")]
