@@ -115,3 +115,7 @@ def test_an_experiments_job_names_its_experiment_and_case(client, viewer):
     assert f'Case #2 of experiment <a href="/experiments/{made.pk}/">' in html
     scores_html = html[html.index('id="job-scores"') :]
     assert "Exact gave 0.0" in scores_html and "Exact gave 1.0" not in scores_html
+
+
+def test_a_job_with_nothing_to_score_or_show_has_no_scores_section(client, viewer, job):
+    assert 'id="job-scores"' not in client.get(f"/jobs/{job.pk}/").content.decode()

@@ -38,8 +38,11 @@ def job_scores(context, job) -> str:
         mine = next((s for s in scores if s.source == "human" and s.given_by_id == user.pk), None)
         initial = {"rating": mine.rating, "comment": mine.reason} if mine else {}
         form = RatingForm(initial=initial, prefix="rate")
+    case = _experiment_case(job)
+    if not (scores or form or case):  # nothing to show: no empty section on every job page
+        return ""
     return render_to_string(
         "dashboard/_job_scores.html",
-        {"job": job, "scores": scores, "form": form, "case": _experiment_case(job), "more": more},
+        {"job": job, "scores": scores, "form": form, "case": case, "more": more},
         request=request,
     )
