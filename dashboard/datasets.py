@@ -25,9 +25,9 @@ from agents.dataset_forms import (
     DatasetChoiceForm,
     DatasetForm,
     ImportForm,
+    newest_completed,
 )
 from agents.models import Case, Dataset, Job, JobStatus
-from agents.queries import filter_board
 
 from .access import read_required
 
@@ -261,13 +261,12 @@ def add_board_jobs(request: HttpRequest) -> HttpResponse:
     chosen = form.board_filter()
     shown = {name: value for name, value in chosen.items() if value not in ("", None)}
     back = reverse("dash-board") + (f"?{urlencode(shown)}" if shown else "")
-    matching = filter_board(Job.objects.filter(status=JobStatus.COMPLETED), **chosen)
-    jobs = list(matching.order_by("-created_at", "-pk")[: datasets.JOBS_MAX + 1])
+    jobs, more = newest_completed(chosen)
     with transaction.atomic():  # a new dataset only with its cases
         dataset = _target(request, form)
-        added, skipped = actions.add_jobs(dataset, jobs[: datasets.JOBS_MAX], user=request.user)
+        added, skipped = actions.add_jobs(dataset, jobs, user=request.user)
     _report(request, dataset, added, skipped)
-    if len(jobs) > datasets.JOBS_MAX:
+    if more:
         messages.info(
             request,
             f"Only the newest {datasets.JOBS_MAX} matching jobs were taken: narrow the filter "

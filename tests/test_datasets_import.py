@@ -5,6 +5,7 @@ imported again into a new dataset, the same cases."""
 import json
 
 import pytest
+from django.core.exceptions import PermissionDenied
 
 from agents import datasets
 from agents.actions import datasets as actions
@@ -167,3 +168,15 @@ def test_an_export_imported_into_a_new_dataset_gives_the_same_cases(dataset):
 def test_a_csv_header_naming_unknown_or_repeated_columns_is_reported_once(dataset):
     data = b"title,description,expect,title\nA,a,x,A\nB,b,y,B\n"
     assert refused(dataset, data, "csv") == [(1, "unknown column: expect; repeated column: title")]
+
+
+def test_the_actions_refuse_a_user_whose_roles_do_not_allow_the_write(dataset):
+    carol = person("carol")
+    with pytest.raises(PermissionDenied):
+        actions.create_dataset({"name": "X", "description": ""}, user=carol)
+    with pytest.raises(PermissionDenied):
+        actions.import_cases(dataset, jsonl(GOOD), "jsonl", user=carol)
+    with pytest.raises(PermissionDenied):
+        actions.delete_dataset(dataset, user=carol)
+    assert Dataset.objects.count() == 1 and not Case.objects.exists()
+    assert not AuditEntry.objects.exists()

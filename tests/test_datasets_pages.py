@@ -7,6 +7,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from agents import datasets
 from agents.models import AuditEntry, Case, Dataset, Job, JobStatus
 
 from .api_support import make_job
@@ -207,3 +208,12 @@ def test_the_board_adds_the_completed_jobs_matching_its_filter(client, operator,
 
 def test_the_board_form_is_for_those_who_may_add_cases(client, viewer):
     assert "Add these jobs to a dataset" not in client.get("/").content.decode()
+
+
+def test_the_board_takes_at_most_the_newest_jobs_max(client, operator, dataset, monkeypatch):
+    monkeypatch.setattr(datasets, "JOBS_MAX", 1)
+    completed("Older")
+    newer = completed("Newer")
+    response = client.post("/datasets/from-board/", {"dataset": "haiku"}, follow=True)
+    assert "Only the newest 1 matching jobs were taken" in response.content.decode()
+    assert list(Case.objects.values_list("source_job", flat=True)) == [newer.pk]

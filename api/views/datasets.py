@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from agents import datasets
 from agents.actions import datasets as actions
-from agents.dataset_forms import CaseForm, DatasetForm
+from agents.dataset_forms import CaseForm, DatasetForm, newest_completed
 from agents.forms import BoardFilterForm
 from agents.models import (
     CASE_TAGS_MAX,
@@ -30,7 +30,6 @@ from agents.models import (
     Job,
     JobStatus,
 )
-from agents.queries import filter_board
 from agents.roles import READ_PERMISSIONS
 
 from ..errors import Conflict, get_or_404
@@ -397,11 +396,7 @@ class DatasetAddJobs(APIView):
             jobs = list(Job.objects.filter(pk__in=values["job_ids"]).order_by("pk"))
             unknown = len(set(values["job_ids"])) - len(jobs)
         else:
-            chosen = {"q": "", "status": "", "priority": None, "submitter": "", **values}
-            matching = filter_board(Job.objects.filter(status=JobStatus.COMPLETED), **chosen)
-            jobs = list(matching.order_by("-created_at", "-pk")[: datasets.JOBS_MAX + 1])
-            more = len(jobs) > datasets.JOBS_MAX
-            jobs = jobs[: datasets.JOBS_MAX]
+            jobs, more = newest_completed(values)
         added, skipped = _room(lambda: actions.add_jobs(dataset, jobs, user=request.user))
         body = {"added": len(added), "skipped": skipped + unknown, "more": more, "cases": added}
         return Response(AddedSerializer(body).data)
