@@ -55,6 +55,9 @@ SCORING_LEASE_S = 900
 RUNNING_CACHE_S = 3.0
 CLAIM_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 ERROR_CHARS = ExperimentCase._meta.get_field("scoring_error").max_length
+# People's 1–5 ratings (value (rating − 1) / 4), a column of their own: 4 or 5 passes.
+HUMAN = scoring.HUMAN_SCORER_NAME
+HUMAN_THRESHOLD = 0.75
 
 
 def format_versions(pins: dict[str, int]) -> str:
@@ -372,27 +375,71 @@ def register() -> None:
 
 
 def _cases(experiment: Experiment) -> list[ExperimentCase]:
-    return list(
+    cases = list(
         ExperimentCase.objects.filter(experiment=experiment)
         .select_related("job")
-        .defer("job__description", "job__error", "job__last_crash")
+        .defer("job__description", "job__last_crash")
         .order_by("position")
     )
+    return unmarked(cases)
+
+
+def unmarked(cases: list[ExperimentCase]) -> list[ExperimentCase]:
+    """The cases as readers see them: a case being scored says so in `being_scored`, and
+    its scoring_error (which holds the claim) reads empty. In memory only."""
+    for case in cases:
+        case.being_scored = case.scoring_error.startswith(SCORING)
+        if case.being_scored:
+            case.scoring_error = ""
+    return cases
 
 
 def scores_of(cases: list[ExperimentCase], scorers: list[Scorer]) -> dict[int, dict[str, Score]]:
-    """Job id → scorer name → its score of the job's output."""
+    """Job id → scorer name → its score of the job's output. People's ratings are one more
+    column, HUMAN: one person's rating, or several people's as one unsaved Score of their
+    mean."""
     job_ids = [case.job_id for case in cases if case.job_id]
     found: dict[int, dict[str, Score]] = {}
-    if not job_ids or not scorers:
+    if not job_ids:
         return found
-    rows = Score.objects.filter(
-        job_id__in=job_ids, subtask__isnull=True, scorer__in=scorers
-    ).order_by("pk")
+    rows = (
+        Score.objects.filter(job_id__in=job_ids, subtask__isnull=True)
+        .filter(Q(scorer__in=scorers) | Q(source=Score.Source.HUMAN))
+        .order_by("pk")
+    )
     names = {scorer.pk: scorer.name for scorer in scorers}
+    rated: dict[int, list[Score]] = {}
     for score in rows:
-        found.setdefault(score.job_id, {})[names[score.scorer_id]] = score
+        if score.source == Score.Source.HUMAN:
+            rated.setdefault(score.job_id, []).append(score)
+        else:
+            found.setdefault(score.job_id, {})[names[score.scorer_id]] = score
+    for job_id, ratings in rated.items():
+        found.setdefault(job_id, {})[HUMAN] = (
+            ratings[0] if len(ratings) == 1 else _together(ratings)
+        )
     return found
+
+
+def _together(ratings: list[Score]) -> Score:
+    value = sum(r.value for r in ratings) / len(ratings)
+    reasons = " / ".join(r.reason for r in ratings if r.reason)
+    return Score(
+        job_id=ratings[0].job_id,
+        scorer_name=HUMAN,
+        source=Score.Source.HUMAN,
+        value=value,
+        reason=f"{len(ratings)} people's ratings. {reasons}".strip()[:2000],
+    )
+
+
+def _columns(scorers: list[Scorer], scores: dict[int, dict[str, Score]]) -> list[tuple]:
+    """(name, threshold, scorer) of each column: the experiment's scorers, then people's
+    ratings when someone rated one of its cases."""
+    columns = [(scorer.name, scorer.threshold, scorer) for scorer in scorers]
+    if any(HUMAN in given for given in scores.values()):
+        columns.append((HUMAN, HUMAN_THRESHOLD, None))
+    return columns
 
 
 def elapsed(job: Job | None) -> float | None:
@@ -413,27 +460,28 @@ def _failure(case: ExperimentCase) -> str:
 
 def summary(experiment: Experiment) -> dict:
     """Progress, spend, latency and per scorer the mean with its 95 % interval and pass
-    rate; each case with its job and scores; the failures. Three queries."""
+    rate (people's ratings as one more, whose `scorer` is None); each case with its job and
+    scores; the failures. Three queries."""
     scorers = list(experiment.scorers.all())
     cases = _cases(experiment)
     scores = scores_of(cases, scorers)
     jobs = [case.job for case in cases if case.job is not None]
     latencies = [s for s in map(elapsed, jobs) if s is not None]
     by_scorer = []
-    for scorer in scorers:
-        given = (scores.get(job.pk, {}).get(scorer.name) for job in jobs)
+    for name, threshold, scorer in _columns(scorers, scores):
+        given = (scores.get(job.pk, {}).get(name) for job in jobs)
         values = [score.value for score in given if score is not None]
         mean, low, high = evalstats.mean_interval(values)
         by_scorer.append(
             {
                 "scorer": scorer,
-                "name": scorer.name,
+                "name": name,
                 "n": len(values),
                 "mean": mean,
                 "ci_low": low,
                 "ci_high": high,
-                "pass_rate": evalstats.pass_rate(values, scorer.threshold),
-                "threshold": scorer.threshold,
+                "pass_rate": evalstats.pass_rate(values, threshold),
+                "threshold": threshold,
             }
         )
     return {
@@ -506,7 +554,10 @@ def compare(a: Experiment, b: Experiment) -> dict:
             }
         )
     paired = all(_same_input(by_position_a.get(p), by_position_b.get(p)) for p in positions)
-    names = sorted({s.name for s in scorers_a} | {s.name for s in scorers_b})
+    names = sorted(
+        {name for name, _, _ in _columns(scorers_a, scores_a)}
+        | {name for name, _, _ in _columns(scorers_b, scores_b)}
+    )
     by_scorer = []
     for name in names:
         all_a = [row["scores_a"][name] for row in rows if name in row["scores_a"]]
@@ -552,6 +603,7 @@ def export_rows(experiment: Experiment) -> list[dict]:
     scorers = list(experiment.scorers.all())
     cases = _cases(experiment)
     scores = scores_of(cases, scorers)
+    columns = _columns(scorers, scores)
     rows = []
     for case in cases:
         job = case.job
@@ -566,10 +618,10 @@ def export_rows(experiment: Experiment) -> list[dict]:
             "latency_s": round(seconds, 3) if seconds is not None else None,
         }
         given = scores.get(case.job_id, {})
-        for scorer in scorers:
-            score = given.get(scorer.name)
-            row[f"score:{scorer.name}"] = score.value if score else None
-            row[f"reason:{scorer.name}"] = score.reason if score else ""
+        for name, _, _ in columns:
+            score = given.get(name)
+            row[f"score:{name}"] = score.value if score else None
+            row[f"reason:{name}"] = score.reason if score else ""
         rows.append(row)
     return rows
 

@@ -318,3 +318,37 @@ def test_compare_pairs_cases_that_ran_the_same_input_and_otherwise_does_not():
     welch = evalstats.diff_interval([0, 0, 1], [1, 1, 0], paired=False)
     assert (says["diff"], says["diff_low"], says["diff_high"]) == pytest.approx(welch)
     assert welch != pytest.approx(paired)
+
+
+@pytest.mark.django_db
+def test_peoples_ratings_are_a_column_of_their_own():
+    experiment = _ran(dataset(2), ["The simulator.", "Hi."])
+    one, two = _case_jobs(experiment)
+    scoring.rate_job(one, person("bob"), 5, "Spot on")
+    scoring.rate_job(one, person("alice"), 3, "Fine")
+    scoring.rate_job(two, person("bob"), 1, "")
+
+    summary = experiments.summary(experiment)
+    human = summary["scorers"][-1]
+    # job one: (1 + 0.5) / 2 = 0.75; job two: 0 → mean 0.375; 4 or 5 (0.75 and up) passes
+    assert (human["name"], human["scorer"], human["n"]) == ("Human rating", None, 2)
+    assert human["mean"] == pytest.approx(0.375)
+    assert human["pass_rate"] == 0.5
+    first = summary["cases"][0]["scores"]["Human rating"]
+    assert first.value == 0.75 and "Spot on / Fine" in first.reason
+    rows = experiments.export_rows(experiment)
+    assert [r["score:Human rating"] for r in rows] == [0.75, 0.0]
+
+
+@pytest.mark.django_db
+def test_a_case_being_scored_reads_as_such_not_as_an_error():
+    experiment = start(dataset(1), person("bob"))
+    (job,) = _case_jobs(experiment)
+    finish(job)
+    ExperimentCase.objects.filter(experiment=experiment).update(
+        scoring_error=experiments._claim_mark(job.finished_at)
+    )
+    summary = experiments.summary(experiment)
+    (row,) = summary["cases"]
+    assert row["case"].being_scored and row["case"].scoring_error == ""
+    assert summary["failures"] == []

@@ -94,7 +94,9 @@ class ExperimentSerializer(serializers.ModelSerializer):
 
 
 class ScorerSummarySerializer(serializers.Serializer):
-    scorer = serializers.CharField(help_text="The scorer's slug.")
+    scorer = serializers.CharField(
+        allow_null=True, help_text="The scorer's slug; null for people's ratings."
+    )
     name = serializers.CharField()
     n = serializers.IntegerField(help_text="Cases it scored.")
     mean = serializers.FloatField(allow_null=True)
@@ -178,6 +180,7 @@ class CaseSerializer(serializers.Serializer):
     cost = serializers.DecimalField(max_digits=14, decimal_places=6)
     latency_s = serializers.FloatField(allow_null=True)
     scored_at = serializers.DateTimeField(allow_null=True)
+    being_scored = serializers.BooleanField()
     scoring_error = serializers.CharField()
     scores = serializers.DictField(child=ScoreBriefSerializer(), help_text="By scorer name.")
 
@@ -266,7 +269,10 @@ def _summary(experiment: Experiment) -> dict:
     found = experiments.summary(experiment)
     return {
         **found,
-        "scorers": [{**row, "scorer": row["scorer"].slug} for row in found["scorers"]],
+        "scorers": [
+            {**row, "scorer": row["scorer"].slug if row["scorer"] else None}
+            for row in found["scorers"]
+        ],
         "failures": [
             {"position": f["case"].position, "title": f["case"].title, "error": f["error"]}
             for f in found["failures"]
@@ -371,6 +377,7 @@ def _case_row(case: ExperimentCase, scores: dict) -> dict:
         "cost": job.total_cost if job else 0,
         "latency_s": experiments.elapsed(job),
         "scored_at": case.scored_at,
+        "being_scored": case.being_scored,
         "scoring_error": case.scoring_error,
         "scores": {
             name: {
@@ -396,7 +403,7 @@ class ExperimentCases(generics.ListAPIView):
     @extend_schema(summary="An experiment's cases in order, each with its job's output and scores")
     def get(self, request: Request, experiment_id: int) -> Response:
         experiment = _experiment(experiment_id)
-        page = self.paginate_queryset(self.get_queryset())
+        page = experiments.unmarked(self.paginate_queryset(self.get_queryset()))
         scores = experiments.scores_of(page, list(experiment.scorers.all()))
         rows = [_case_row(case, scores) for case in page]
         return self.get_paginated_response(CaseSerializer(rows, many=True).data)
