@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "agents.models.JobStatus",
         "SubtaskStatusEnum": "agents.models.SubtaskStatus",
+        "ExperimentStatusEnum": "agents.models.ExperimentStatus",
     },
 }
 

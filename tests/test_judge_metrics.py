@@ -25,7 +25,7 @@ def test_a_judge_call_changes_no_agent_and_the_window_still_publishes(
         events.agent_changed(agent.pk)
     window = events._take()
     assert window.agents == {agent.pk}
-    assert '"agents": [%d]' % agent.pk in window.to_json()
+    assert f'"agents": [{agent.pk}]' in window.to_json()
     agent.refresh_from_db()
     assert (agent.completed_count, agent.total_tokens) == (0, 0)
     job.refresh_from_db()
