@@ -342,7 +342,9 @@ def sweep() -> int:
     """The reconciler's pass: each running experiment that has something to do (a case
     whose job ended unscored, room for a case that has not started, its budget spent, or
     nothing left but finishing) is advanced, in case a job's end was announced where no hook
-    saw it. One query; how many were sent."""
+    saw it. One query (none while no experiment runs); how many were sent."""
+    if not _running.get():
+        return 0
     ended = Q(cases__scored_at__isnull=True, cases__job__status__in=JOB_TERMINAL)
     rows = Experiment.objects.filter(status=ExperimentStatus.RUNNING).annotate(
         ended=Count("cases", filter=ended),
