@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -109,11 +109,21 @@ def start(
 
 
 def advance(experiment_id: int) -> None:
-    """Score the cases whose jobs ended, start the next ones, stop or finish."""
+    """Start the next cases in the room the ended ones left, score the ended ones, then stop
+    or finish. The next cases start before the scoring, so a judge's calls never keep the
+    experiment from running its `concurrency` cases; each worker that advances at once
+    scores the cases it claims."""
     experiment = Experiment.objects.filter(pk=experiment_id).first()
     if experiment is None or experiment.status == ExperimentStatus.CANCELLED:
         return
-    _score_ended(experiment)
+    _settle(experiment_id)
+    if _score_ended(experiment):
+        _settle(experiment_id)
+
+
+def _settle(experiment_id: int) -> None:
+    """Under the experiment's row lock: stop it at its budget, start cases where there is
+    room, or finish it once every case is scored."""
     with transaction.atomic():
         experiment = Experiment.objects.select_for_update().filter(pk=experiment_id).first()
         if experiment is None or experiment.status != ExperimentStatus.RUNNING:
@@ -172,15 +182,24 @@ def _case_out_of_budget(experiment: Experiment) -> str:
 
 
 def _start_cases(experiment: Experiment, count: int, tokens: int, cost: Decimal) -> None:
-    """The next `count` cases as ordinary jobs, each allowed what is left of the budget (a
-    hard stop, as a job's own: one case cannot run far past the experiment's)."""
+    """The next `count` cases as ordinary jobs, each allowed its share of what is left of
+    the budget (what is left over `concurrency`): the cases in flight together cannot pass
+    the experiment's budget by more than the calls already running, a hard stop as a job's
+    own is. A case its share cannot finish stops the experiment (_case_out_of_budget)."""
     cases = list(
         ExperimentCase.objects.filter(
             experiment=experiment, job__isnull=True, scored_at__isnull=True
         ).order_by("position")[:count]
     )
-    left_tokens = None if experiment.budget_tokens is None else experiment.budget_tokens - tokens
-    left_cost = None if experiment.budget_cost is None else experiment.budget_cost - cost
+    share = experiment.concurrency
+    left_tokens = None
+    if experiment.budget_tokens is not None:
+        left_tokens = max(experiment.budget_tokens - tokens, 0) // share
+    left_cost = None
+    if experiment.budget_cost is not None:
+        left_cost = (max(experiment.budget_cost - cost, Decimal(0)) / share).quantize(
+            Decimal("0.0001"), rounding=ROUND_DOWN
+        )
     for case in cases:
         # As a submitted job is made (agents.actions.jobs), without the operator's audit
         # row: the experiment's start is audited once.
@@ -242,16 +261,17 @@ def _claim_lapsed(mark: str, now) -> bool:
     return now - claimed > timedelta(seconds=SCORING_LEASE_S)
 
 
-def _score_ended(experiment: Experiment) -> None:
+def _score_ended(experiment: Experiment) -> bool:
+    """Score the ended cases this worker claims; whether any case was settled."""
     ended = ExperimentCase.objects.filter(experiment=experiment, scored_at__isnull=True)
     # A case whose job failed or was cancelled has no output to score: it counts as a
     # failure in the summary.
-    ended.filter(job__status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).update(
+    settled = ended.filter(job__status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).update(
         scored_at=timezone.now()
     )
     done = list(ended.filter(job__status=JobStatus.COMPLETED).select_related("job"))
     if not done:
-        return
+        return bool(settled)
     scorers = list(experiment.scorers.all())
     for case in done:
         mark = _claim(case)
@@ -272,9 +292,10 @@ def _score_ended(experiment: Experiment) -> None:
             except Exception as exc:  # a bug must not hold the experiment up: kept, shown
                 log.exception("scoring job %s with %s failed", case.job_id, scorer.slug)
                 errors.append(f"{scorer.name}: {described(exc)}")
-        ExperimentCase.objects.filter(pk=case.pk, scoring_error=mark).update(
+        settled += ExperimentCase.objects.filter(pk=case.pk, scoring_error=mark).update(
             scored_at=timezone.now(), scoring_error="; ".join(errors)[:ERROR_CHARS]
         )
+    return bool(settled)
 
 
 def _claim(case: ExperimentCase) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -113,7 +114,8 @@ def test_ended_cases_are_scored_and_the_experiment_completes():
 def test_a_budget_stops_it_cleanly():
     experiment = start(dataset(5), person("bob"), budget_tokens=1000, concurrency=2)
     one, two = _case_jobs(experiment)
-    assert one.budget_tokens == 1000  # each case may spend what is left of the experiment's
+    # Each case may spend its share of what is left: together they cannot pass the budget.
+    assert (one.budget_tokens, two.budget_tokens) == (500, 500)
     finish(one, tokens=1200)
     experiments.advance(experiment.pk)
 
@@ -151,6 +153,16 @@ def test_the_next_case_gets_what_is_left_of_the_budget():
     finish(_case_jobs(experiment)[0], tokens=300)
     experiments.advance(experiment.pk)
     assert _case_jobs(experiment)[1].budget_tokens == 700
+
+
+@pytest.mark.django_db
+def test_cases_in_flight_share_what_is_left_of_the_budget():
+    experiment = start(dataset(6), person("bob"), budget_cost=Decimal("1.00"), concurrency=4)
+    assert [job.budget_cost for job in _case_jobs(experiment)] == [Decimal("0.25")] * 4
+    first = _case_jobs(experiment)[0]
+    first.transition(first.status, JobStatus.COMPLETED, result="Done.", total_cost=Decimal("0.2"))
+    experiments.advance(experiment.pk)
+    assert _case_jobs(experiment)[4].budget_cost == Decimal("0.2000")  # (1.00 − 0.20) / 4
 
 
 @pytest.mark.django_db
