@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from agents import team
-from agents.models import Agent, JobStatus, MCPServer, ToolCall
+from agents.models import Agent, JobStatus, MCPServer, Scorer, ToolCall
 
 from .api_support import token_client
 from .cast import person
@@ -174,3 +174,12 @@ def test_a_form_that_leaves_the_cap_out_keeps_it(client, manager, coder):
     assert client.post(f"/agents/{coder.slug}/edit/", data).status_code == 302
     coder.refresh_from_db()
     assert (coder.max_tool_steps, coder.temperature) == (5, 0.2)
+
+
+def test_seeding_makes_the_two_default_scorers_once(db):
+    call_command("seed_agents", "--if-empty", stdout=None)
+    names = sorted(Scorer.objects.values_list("name", flat=True))
+    assert names == ["LLM judge (helpfulness)", "Not empty"]
+    Scorer.objects.filter(slug="not-empty").delete()
+    call_command("seed_agents", "--if-empty", stdout=None)  # one is left: none is added
+    assert list(Scorer.objects.values_list("name", flat=True)) == ["LLM judge (helpfulness)"]

@@ -1,11 +1,14 @@
 from django.core.management.base import BaseCommand
 
-from agents import team
+from agents import scoring, team
 from agents.models import Agent
 
 
 class Command(BaseCommand):
-    help = "Create the default team of agents (and model prices) where missing. Idempotent."
+    help = (
+        "Create the default team of agents (and model prices) where missing, and two scorers "
+        "(an LLM judge, a not-empty check) when there is none. Idempotent."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -18,6 +21,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        scorers = scoring.ensure_default_scorers()
+        if scorers:
+            self.stdout.write(f"Created scorers: {', '.join(s.name for s in scorers)}")
         if options["if_empty"] and Agent.objects.exists():
             self.stdout.write("Agents exist already; not seeding.")
             return
