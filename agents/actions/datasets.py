@@ -10,45 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.utils.text import slugify
 
 from .. import datasets
 from ..audit import audit
 from ..models import Case, Dataset, Job
+from .checks import free_slug, require
 
-SLUG_CHARS = Dataset._meta.get_field("slug").max_length
 # The dataset pages' own paths, which a dataset's slug must not take.
 RESERVED_SLUGS = {"new", "from-board", "from-job"}
-
-
-def _require(user, permission: str) -> None:
-    if user is not None and not user.has_perm(f"agents.{permission}"):
-        raise PermissionDenied(f"Your roles do not allow {permission.replace('_', ' ')}.")
 
 
 def _locked(dataset: Dataset) -> Dataset:
     return Dataset.objects.select_for_update().get(pk=dataset.pk)
 
 
-def free_slug(name: str) -> str:
-    """A slug for a new dataset named `name`: its name's, numbered if taken."""
-    base = slugify(name)[: SLUG_CHARS - 6].strip("-") or "dataset"
-    slug, number = base, 1
-    while slug in RESERVED_SLUGS or Dataset.objects.filter(slug=slug).exists():
-        number += 1
-        slug = f"{base}-{number}"
-    return slug
-
-
 def create_dataset(fields: dict, *, user=None) -> Dataset:
     """Raises IntegrityError (nothing written) when the name is taken meanwhile."""
-    _require(user, "add_dataset")
+    require(user, "add_dataset")
     with transaction.atomic():
         dataset = Dataset.objects.create(
             **fields,
-            slug=free_slug(fields["name"]),
+            slug=free_slug(Dataset, fields["name"], fallback="dataset", reserved=RESERVED_SLUGS),
             created_by=user if user is not None and user.pk else None,
         )
         audit("create_dataset", actor=user, detail=dataset.slug)
@@ -57,7 +40,7 @@ def create_dataset(fields: dict, *, user=None) -> Dataset:
 
 def edit_dataset(dataset: Dataset, fields: dict, *, user=None) -> list[str]:
     """Save its changed name or description; the names of the fields changed."""
-    _require(user, "change_dataset")
+    require(user, "change_dataset")
     with transaction.atomic():
         locked = _locked(dataset)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
@@ -74,7 +57,7 @@ def edit_dataset(dataset: Dataset, fields: dict, *, user=None) -> list[str]:
 
 def delete_dataset(dataset: Dataset, *, user=None) -> None:
     """Its cases go with it; experiments that ran it keep their own copies of them."""
-    _require(user, "delete_dataset")
+    require(user, "delete_dataset")
     with transaction.atomic():
         count = dataset.cases.count()
         detail = f"{dataset.slug} ({dataset.name}, {count} cases)"
@@ -84,7 +67,7 @@ def delete_dataset(dataset: Dataset, *, user=None) -> None:
 
 def add_case(dataset: Dataset, fields: dict, *, user=None) -> Case:
     """Raises datasets.TooManyCases when the dataset is full."""
-    _require(user, "add_case")
+    require(user, "add_case")
     with transaction.atomic():
         locked = _locked(dataset)
         datasets.check_room(locked, 1)
@@ -95,7 +78,7 @@ def add_case(dataset: Dataset, fields: dict, *, user=None) -> Case:
 
 
 def edit_case(case: Case, fields: dict, *, user=None) -> list[str]:
-    _require(user, "change_case")
+    require(user, "change_case")
     with transaction.atomic():
         locked = Case.objects.select_for_update().select_related("dataset").get(pk=case.pk)
         changed = [name for name, value in fields.items() if getattr(locked, name) != value]
@@ -115,7 +98,7 @@ def edit_case(case: Case, fields: dict, *, user=None) -> list[str]:
 
 
 def delete_case(case: Case, *, user=None) -> None:
-    _require(user, "delete_case")
+    require(user, "delete_case")
     with transaction.atomic():
         dataset = case.dataset
         detail = f"{dataset.slug} #{case.pk}: {case.title}"
@@ -127,7 +110,7 @@ def delete_case(case: Case, *, user=None) -> None:
 def import_cases(dataset: Dataset, data: bytes, fmt: str, *, user=None) -> list[Case]:
     """Every case of the file, or none: datasets.ImportRefused lists each bad line, and
     datasets.TooManyCases says the dataset would overflow."""
-    _require(user, "add_case")
+    require(user, "add_case")
     with transaction.atomic():
         locked = _locked(dataset)
         cases = datasets.import_cases(locked, data, fmt)
@@ -139,7 +122,7 @@ def import_cases(dataset: Dataset, data: bytes, fmt: str, *, user=None) -> list[
 def add_jobs(dataset: Dataset, jobs: Iterable[Job], *, user=None) -> tuple[list[Case], int]:
     """The completed ones of `jobs` (at most datasets.JOBS_MAX) as cases: (cases added, jobs
     skipped as not completed or already in the dataset)."""
-    _require(user, "add_case")
+    require(user, "add_case")
     with transaction.atomic():
         locked = _locked(dataset)
         added, skipped = datasets.cases_from_jobs(locked, jobs)

@@ -7,14 +7,12 @@ from whichever face. A scorer's slug comes from its first name and is kept when 
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.utils.text import slugify
 
 from ..audit import audit
 from ..models import Scorer
+from .checks import free_slug, require
 
-SLUG_CHARS = Scorer._meta.get_field("slug").max_length
 # The scorer pages' own paths, which a scorer's slug must not take.
 RESERVED_SLUGS = {"new"}
 
@@ -23,28 +21,13 @@ class ScorerNameTaken(ValueError):
     """Another scorer took the name meanwhile (the form checked it was free)."""
 
 
-def _require(user, permission: str) -> None:
-    if user is not None and not user.has_perm(f"agents.{permission}"):
-        raise PermissionDenied(f"Your roles do not allow {permission.replace('_', ' ')}.")
-
-
-def free_slug(name: str) -> str:
-    """A slug for a new scorer named `name`: its name's, numbered if taken."""
-    base = slugify(name)[: SLUG_CHARS - 6].strip("-") or "scorer"
-    slug, number = base, 1
-    while slug in RESERVED_SLUGS or Scorer.objects.filter(slug=slug).exists():
-        number += 1
-        slug = f"{base}-{number}"
-    return slug
-
-
 def create_scorer(fields: dict, *, user=None) -> Scorer:
-    _require(user, "add_scorer")
+    require(user, "add_scorer")
     try:
         with transaction.atomic():
             scorer = Scorer.objects.create(
                 **fields,
-                slug=free_slug(fields["name"]),
+                slug=free_slug(Scorer, fields["name"], fallback="scorer", reserved=RESERVED_SLUGS),
                 created_by=user if user is not None and user.pk else None,
             )
             audit("create_scorer", actor=user, detail=f"{scorer.slug} ({scorer.kind})")
@@ -55,7 +38,7 @@ def create_scorer(fields: dict, *, user=None) -> Scorer:
 
 def edit_scorer(scorer: Scorer, fields: dict, *, user=None) -> list[str]:
     """Save what changed; the names of the fields changed (none: nothing is written)."""
-    _require(user, "change_scorer")
+    require(user, "change_scorer")
     try:
         with transaction.atomic():
             scorer = Scorer.objects.select_for_update().get(pk=scorer.pk)
