@@ -317,7 +317,8 @@ class JobQuerySet(models.QuerySet):
         assigned = Subtask.objects.filter(agent__isnull=False).only("job_id", "agent_id")
         subtasks = Subtask.objects.filter(job=OuterRef("pk"))
         return (
-            self.select_related("submitted_by")
+            # An experiment's case names its experiment on the card (a join, no query).
+            self.select_related("submitted_by", "experiment_case")
             .prefetch_related(
                 models.Prefetch("subtasks", queryset=assigned, to_attr="assigned_subtasks"),
                 # Each agent read once, not once per subtask.

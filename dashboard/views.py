@@ -50,7 +50,8 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "filters": filters, "query": query.urlencode()}
-    cards = Job.objects.for_board().select_related(None).defer(*CARD_UNUSED)
+    cards = Job.objects.for_board().select_related(None).select_related("experiment_case")
+    cards = cards.defer(*CARD_UNUSED)
     if chosen.get("status"):
         page = Paginator(filter_board(cards, **chosen), BOARD_PAGE_SIZE)
         context["page"] = page.get_page(request.GET.get("page"))

@@ -135,3 +135,19 @@ def test_a_search_takes_percent_signs_and_underscores_literally(client, operator
     for q, title in [("50%", "Cut costs by 50%"), ("user_id", "Rename user_id")]:
         queued = client.get("/", {"q": q}).context["columns"][0]
         assert [job.title for job in queued["jobs"]] == [title]
+
+
+def test_an_experiment_case_names_its_experiment_on_its_card_at_no_query(client, operator):
+    from agents.models import Experiment, ExperimentCase
+
+    make_jobs(10, operator)
+    few = board_queries(client)
+    experiment = Experiment.objects.create(name="Prompt v2", dataset_name="Haiku")
+    for position, job in enumerate(Job.objects.all()[:5], start=1):
+        ExperimentCase.objects.create(
+            experiment=experiment, position=position, title=job.title, job=job
+        )
+    assert board_queries(client) == few
+    page = client.get("/").content.decode()
+    assert page.count(f'href="/experiments/{experiment.pk}/"') == 5
+    assert f"experiment #{experiment.pk}" in page
