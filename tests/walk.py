@@ -170,6 +170,8 @@ class Walk:
                 self.shot("job-add-to-dataset")
             page.get_by_role("button", name="Add job").click()
             expect(page.get_by_text(f"Job #{job_id} added to {self.dataset}.")).to_be_visible()
+            if job_id == job_ids[-1]:
+                self.shot("job-added-to-dataset")
         self.nav("Datasets")
         page.get_by_role("link", name=self.dataset, exact=True).click()
         cases = page.get_by_role("region", name=re.compile("Cases"))
