@@ -525,12 +525,19 @@ def summary(experiment: Experiment) -> dict:
     }
 
 
-def _ran_versions(experiment: Experiment, cases: list[ExperimentCase]) -> dict[str, int]:
+def ran_versions(
+    experiment: Experiment, cases: list[ExperimentCase] | None = None
+) -> dict[str, int]:
     """The versions each agent ran with: those the experiment chose, else the one its steps
     recorded (when they all ran the same)."""
     seen: dict[str, set[int]] = {}
+    jobs = (
+        [c.job_id for c in cases if c.job_id]
+        if cases is not None
+        else ExperimentCase.objects.filter(experiment=experiment).values("job_id")
+    )
     rows = (
-        Subtask.objects.filter(job_id__in=[c.job_id for c in cases if c.job_id])
+        Subtask.objects.filter(job_id__in=jobs)
         .exclude(agent__isnull=True)
         .exclude(agent_version__isnull=True)
         .values_list("agent__slug", "agent_version")
@@ -611,7 +618,7 @@ def compare(a: Experiment, b: Experiment) -> dict:
                 "significant": evalstats.significant(low, high),
             }
         )
-    ran_a, ran_b = _ran_versions(a, cases_a), _ran_versions(b, cases_b)
+    ran_a, ran_b = ran_versions(a, cases_a), ran_versions(b, cases_b)
     versions = [
         {"agent": slug, "a": ran_a.get(slug), "b": ran_b.get(slug)}
         for slug in sorted(ran_a.keys() | ran_b.keys())

@@ -107,11 +107,16 @@ def _agent_names(slugs) -> dict[str, str]:
     return dict(Agent.objects.filter(slug__in=list(slugs)).values_list("slug", "name"))
 
 
-def _pinned(experiment: Experiment) -> list[str]:
-    """The versions the experiment chose, as "Reviewer v2" (other agents ran their current)."""
+def _versions(experiment: Experiment) -> list[dict]:
+    """The versions its cases ran with, as "Reviewer v2", those it chose marked; an agent
+    none of its steps ran yet is left out (it runs its current version when one does)."""
     chosen = experiment.agent_versions or {}
-    names = _agent_names(chosen)
-    return [versions.label(names.get(slug, slug), number) for slug, number in chosen.items()]
+    ran = experiments.ran_versions(experiment)
+    names = _agent_names(ran)
+    return [
+        {"label": versions.label(names.get(slug, slug), number), "chosen": slug in chosen}
+        for slug, number in sorted(ran.items(), key=lambda item: names.get(item[0], item[0]))
+    ]
 
 
 def _listed(page_number: str | None):
@@ -189,7 +194,7 @@ def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
     }
     if request.htmx and request.htmx.target == LIVE_TARGET:
         return render(request, f"dashboard/experiment_detail.html#{LIVE_TARGET}", context)
-    context["pinned"] = _pinned(experiment)
+    context["versions"] = _versions(experiment)
     return render(request, "dashboard/experiment_detail.html", context)
 
 

@@ -65,7 +65,20 @@ def test_the_page_names_the_versions_it_pinned(client, viewer, exact):
     Agent.objects.create(name="Reviewer", slug="reviewer", specialties=["review"])
     made = rows.experiment("Pinned", {exact: [1.0]}, agent_versions={"reviewer": 2})
     html = client.get(f"/experiments/{made.pk}/").content.decode()
-    assert "<strong>Reviewer v2</strong>" in html
+    assert "<strong>Reviewer v2</strong> (chosen)" in html
+
+
+def test_the_page_names_the_versions_its_cases_ran_with(client, viewer, exact):
+    from agents.models import Subtask
+
+    coder = Agent.objects.create(name="Coder", slug="coder", specialties=["coding"])
+    made = rows.experiment("Current", {exact: [1.0, 0.5]})
+    for case in made.cases.all():
+        Subtask.objects.create(
+            job=case.job, key="code", type="coding", agent=coder, agent_version=3
+        )
+    html = client.get(f"/experiments/{made.pk}/").content.decode()
+    assert "Versions: Coder v3." in html  # ran with its current version then, kept
 
 
 def test_a_running_experiment_polls_its_live_region_and_an_ended_one_does_not(
