@@ -15,6 +15,7 @@ from .tokens import content_text
 
 _GIST_CHARS = 160
 _TASK_CHARS = 300
+_TAIL_CHARS = 60
 # The offline judge's scores lie in this range: never 0 or 1, so that a mean has noise.
 JUDGE_LOW, JUDGE_HIGH = 0.3, 0.95
 _WORD_RE = re.compile(r"\w+")
@@ -55,9 +56,17 @@ def respond(messages: list[dict], *, label: str = "offline model") -> str:
         f"[{label}] This is a placeholder answer from Baton's built-in {label}; "
         f"no language model was called. The request was: {gist}"
     )
+    # Its end and the instructions too: a changed prompt or a changed upstream answer then
+    # changes this answer (and what a judge makes of it), as it would a model's.
+    flat = " ".join(request.split())
+    if len(flat) > _GIST_CHARS:
+        answer += f" It ended: …{flat[-_TAIL_CHARS:].lstrip()}"
     results = _tool_results(messages)
     if results:
         answer += f" A tool answered: {_shorten(results[-1], _GIST_CHARS)}"
+    system = _system_text(messages)
+    if system:
+        answer += f" Instructions followed: {_shorten(system, _TAIL_CHARS)}"
     return answer
 
 
@@ -144,6 +153,12 @@ def _plan(task: str) -> dict:
             },
         ]
     }
+
+
+def _system_text(messages: list[dict]) -> str:
+    return " ".join(
+        content_text(m.get("content")) for m in messages if m.get("role") == "system"
+    ).strip()
 
 
 def _last_user_text(messages: list[dict]) -> str:

@@ -126,3 +126,17 @@ def test_with_an_expected_output_the_score_follows_their_overlap():
     assert none[0] == offline.JUDGE_LOW
     assert none[0] < half[0] < full[0]
     assert "words of the expected output" in full[1]
+
+
+def test_the_answer_follows_the_instructions_and_the_end_of_the_request():
+    request = "Review this. " + "x " * 200 + "The last result said: ship it."
+    strict = offline.respond(
+        [{"role": "system", "content": "Review strictly."}, {"role": "user", "content": request}]
+    )
+    lenient = offline.respond(
+        [{"role": "system", "content": "Review kindly."}, {"role": "user", "content": request}]
+    )
+    assert "Instructions followed: Review strictly." in strict
+    assert strict != lenient  # another prompt, another answer, as a model's would be
+    assert "It ended: …" in strict and "ship it." in strict
+    assert len(strict) < 500
