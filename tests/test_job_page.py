@@ -36,3 +36,15 @@ def test_a_viewer_gets_no_controls(client, failed_job):
     page = page_for(client, "Viewers", failed_job)
     for control in ("Retry coding", "Retry job", "Cancel job", "Approve the plan", "/subtasks/"):
         assert control not in page
+
+
+def test_an_experiments_case_says_why_its_priority_is_below_the_operators(client):
+    from agents.models import EXPERIMENT_PRIORITY
+
+    client.force_login(user_in("Viewers"))
+    case = Job.objects.create(title="Case 1", description="d" * 20, priority=EXPERIMENT_PRIORITY)
+    SharedState.objects.create(job=case)
+    live = Job.objects.create(title="Live", description="d" * 20, priority=9)
+    SharedState.objects.create(job=live)
+    assert "below all live work" in client.get(f"/jobs/{case.pk}/").content.decode()
+    assert "below all live work" not in client.get(f"/jobs/{live.pk}/").content.decode()
