@@ -33,6 +33,15 @@ def test_the_docs_page_loads_swagger_ui_from_static_files_only(client):
     assert "img-src 'self' data:" in csp
 
 
+def operations() -> int:
+    """How many operations the OpenAPI document lists: Swagger UI shows one block each."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    methods = {"get", "post", "put", "patch", "delete"}
+    return sum(1 for item in paths.values() for method in item if method in methods)
+
+
 REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', e =>
   window.__cspViolation(`${e.violatedDirective} ${e.blockedURI}`));"""
 
@@ -57,7 +66,7 @@ def test_swagger_ui_renders_and_tries_calls_with_the_session(
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="API docs").click()
 
-    expect(page.locator(".opblock")).to_have_count(32, timeout=15_000)
+    expect(page.locator(".opblock")).to_have_count(operations(), timeout=15_000)
     screenshot(page, request, "api-docs")
     cancel = page.locator(".opblock-post", has_text="/api/v1/jobs/{job_id}/cancel")
     cancel.locator(".opblock-summary").click()
