@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from agents import experiment_forms, experiments, versions
+from agents import experiment_forms, experiment_reports, versions
 from agents.actions import experiments as experiment_actions
 from agents.actions import scores as score_actions
 from agents.models import (
@@ -111,7 +111,7 @@ def _versions(experiment: Experiment) -> list[dict]:
     """The versions its cases ran with, as "Reviewer v2", those it chose marked; an agent
     none of its steps ran yet is left out (it runs its current version when one does)."""
     chosen = experiment.agent_versions or {}
-    ran = experiments.ran_versions(experiment)
+    ran = experiment_reports.ran_versions(experiment)
     names = _agent_names(ran)
     return [
         {"label": versions.label(names.get(slug, slug), number), "chosen": slug in chosen}
@@ -183,7 +183,7 @@ def _case_rows(summary: dict) -> list[dict]:
 def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
     """The page, or (asked by its own live region) that region alone."""
     experiment = _get_experiment(experiment_id)
-    summary = experiments.summary(experiment)
+    summary = experiment_reports.summary(experiment)
     cases = Paginator(_case_rows(summary), CASES_PAGE).get_page(request.GET.get("page"))
     context = {
         "experiment": experiment,
@@ -220,14 +220,14 @@ def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
 def export_csv(request: HttpRequest, experiment_id: int) -> HttpResponse:
     """One row per case; a text that a spreadsheet would run as a formula starts with '."""
     experiment = _get_experiment(experiment_id)
-    body = experiments.export_csv(experiments.export_rows(experiment))
+    body = experiment_reports.export_csv(experiment_reports.export_rows(experiment))
     return _attachment(body, "text/csv; charset=utf-8", f"experiment-{experiment.pk}.csv")
 
 
 @read_required("evaluation")
 def export_jsonl(request: HttpRequest, experiment_id: int) -> HttpResponse:
     experiment = _get_experiment(experiment_id)
-    body = experiments.export_jsonl(experiments.export_rows(experiment))
+    body = experiment_reports.export_jsonl(experiment_reports.export_rows(experiment))
     filename = f"experiment-{experiment.pk}.jsonl"
     return _attachment(body, "application/jsonl; charset=utf-8", filename)
 
@@ -269,7 +269,7 @@ def _compared_cases(rows: list[dict], names: list[str]) -> list[dict]:
 @read_required("evaluation")
 def compare(request: HttpRequest, a: int, b: int) -> HttpResponse:
     first, second = _get_experiment(a), _get_experiment(b)
-    result = experiments.compare(first, second)
+    result = experiment_reports.compare(first, second)
     names = [row["name"] for row in result["scorers"]]
     page = Paginator(result["cases"], CASES_PAGE).get_page(request.GET.get("page"))
     context = {

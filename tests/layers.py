@@ -31,7 +31,7 @@ AGENT_LAYERS: tuple[tuple[str, ...], ...] = (
     ("audit", "outbox", "state", "versions", "signals", "series", "team", "datasets", "quality"),
     ("calls", "lifecycle", "takebacks", "leases"),
     ("dispatch", "approvals", "tools", "mcp", "toolloop", "rerun", "scoring"),
-    ("steps", "recovery", "experiments"),
+    ("steps", "recovery", "experiments", "experiment_reports"),
     ("actions",),
     ("forms", "queries", "dataset_forms", "experiment_forms", "scorer_forms"),
     ("tasks", "admin_base", "admin_mcp", "admin_evaluation", "admin", "apps", "management"),

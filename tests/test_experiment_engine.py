@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import evalstats, experiments, scoring
+from agents import evalstats, experiment_reports, experiments, scoring
 from agents.actions import submit_job
 from agents.models import (
     EXPERIMENT_PRIORITY,
@@ -69,7 +69,7 @@ def test_editing_the_dataset_later_changes_nothing_in_the_experiment():
         ("Case 1", "Say hello to person number 1, politely."),
         ("Case 2", "Say hello to person number 2, politely."),
     ]
-    assert experiments.summary(experiment)["total"] == 2
+    assert experiment_reports.summary(experiment)["total"] == 2
 
 
 @pytest.mark.django_db
@@ -103,7 +103,7 @@ def test_ended_cases_are_scored_and_the_experiment_completes():
         ("Says simulator", 1.0, experiment.pk),
     ]
     assert not Score.objects.filter(job=two).exists()  # a failed job has nothing to score
-    summary = experiments.summary(experiment)
+    summary = experiment_reports.summary(experiment)
     assert (summary["total"], summary["done"], summary["failed"], summary["scored"]) == (2, 2, 1, 2)
     assert [f["error"] for f in summary["failures"]] == ["The plan could not be read."]
     rows = {row["name"]: row for row in summary["scorers"]}
@@ -244,7 +244,7 @@ def test_a_scoring_failure_is_kept_on_the_case(monkeypatch):
     assert "The judge's answer held no score." in case.scoring_error
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.COMPLETED
-    failures = experiments.summary(experiment)["failures"]
+    failures = experiment_reports.summary(experiment)["failures"]
     assert [f["case"].pk for f in failures] == [case.pk]
 
 
@@ -281,14 +281,14 @@ def test_summary_compare_and_export_read_200_cases_in_a_few_queries():
         runs.append(experiment)
 
     with CaptureQueriesContext(connection) as summary_queries:
-        summary = experiments.summary(runs[0])
+        summary = experiment_reports.summary(runs[0])
     assert summary["total"] == 200 and summary["scorers"][0]["n"] == 199
     assert len(summary_queries) <= 4
     with CaptureQueriesContext(connection) as export_queries:
-        assert len(experiments.export_rows(runs[0])) == 200
+        assert len(experiment_reports.export_rows(runs[0])) == 200
     assert len(export_queries) <= 4
     with CaptureQueriesContext(connection) as compare_queries:
-        compared = experiments.compare(*runs)
+        compared = experiment_reports.compare(*runs)
     assert len(compared["cases"]) == 200
     assert len(compare_queries) <= 8
 
@@ -315,7 +315,9 @@ def test_compare_pairs_cases_that_ran_the_same_input_and_otherwise_does_not():
     same = dataset(3)
     a = _ran(same, ["Hi.", "Hi.", "The simulator."])  # says simulator: 0, 0, 1
     b = _ran(same, ["The simulator.", "The simulator.", "Hi."])  # 1, 1, 0
-    says = {row["name"]: row for row in experiments.compare(a, b)["scorers"]}["Says simulator"]
+    says = {row["name"]: row for row in experiment_reports.compare(a, b)["scorers"]}[
+        "Says simulator"
+    ]
     # B wins cases 1 and 2, loses case 3; paired differences b − a: 1, 1, −1
     assert (says["wins"], says["losses"], says["ties"]) == (2, 1, 0)
     paired = evalstats.diff_interval([0, 0, 1], [1, 1, 0], paired=True)
@@ -325,7 +327,9 @@ def test_compare_pairs_cases_that_ran_the_same_input_and_otherwise_does_not():
     elsewhere = dataset(3, slug="other")
     elsewhere.cases.update(description="Say goodbye instead.")
     other = _ran(elsewhere, ["The simulator.", "The simulator.", "Hi."])
-    says = {row["name"]: row for row in experiments.compare(a, other)["scorers"]}["Says simulator"]
+    says = {row["name"]: row for row in experiment_reports.compare(a, other)["scorers"]}[
+        "Says simulator"
+    ]
     # Other inputs at the same positions: two samples, Welch's interval (±1.309, not ±2.869).
     welch = evalstats.diff_interval([0, 0, 1], [1, 1, 0], paired=False)
     assert (says["diff"], says["diff_low"], says["diff_high"]) == pytest.approx(welch)
@@ -340,7 +344,7 @@ def test_peoples_ratings_are_a_column_of_their_own():
     scoring.rate_job(one, person("alice"), 3, "Fine")
     scoring.rate_job(two, person("bob"), 1, "")
 
-    summary = experiments.summary(experiment)
+    summary = experiment_reports.summary(experiment)
     human = summary["scorers"][-1]
     # job one: (1 + 0.5) / 2 = 0.75; job two: 0 → mean 0.375; 4 or 5 (0.75 and up) passes
     assert (human["name"], human["scorer"], human["n"]) == ("Human rating", None, 2)
@@ -348,7 +352,7 @@ def test_peoples_ratings_are_a_column_of_their_own():
     assert human["pass_rate"] == 0.5
     first = summary["cases"][0]["scores"]["Human rating"]
     assert first.value == 0.75 and "Spot on / Fine" in first.reason
-    rows = experiments.export_rows(experiment)
+    rows = experiment_reports.export_rows(experiment)
     assert [r["score:Human rating"] for r in rows] == [0.75, 0.0]
 
 
@@ -360,7 +364,7 @@ def test_a_case_being_scored_reads_as_such_not_as_an_error():
     ExperimentCase.objects.filter(experiment=experiment).update(
         scoring_error=experiments._claim_mark(job.finished_at)
     )
-    summary = experiments.summary(experiment)
+    summary = experiment_reports.summary(experiment)
     (row,) = summary["cases"]
     assert row["case"].being_scored and row["case"].scoring_error == ""
     assert summary["failures"] == []

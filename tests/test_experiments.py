@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agents import actions, experiments
+from agents import actions, experiment_reports
 from agents.actions.experiments import start_experiment
 from agents.models import (
     EXPERIMENT_PRIORITY,
@@ -80,7 +80,7 @@ def test_a_three_case_experiment_runs_to_completed_with_scores(stack, seeded):
     assert all(c.scored_at is not None and c.scoring_error == "" for c in cases)
     assert Score.objects.filter(experiment=experiment).count() == 3 * len(scorers)
 
-    summary = experiments.summary(experiment)
+    summary = experiment_reports.summary(experiment)
     assert (summary["total"], summary["done"], summary["scored"], summary["failed"]) == (3, 3, 3, 0)
     by_name = {row["name"]: row for row in summary["scorers"]}
     assert by_name["Not empty (E)"]["mean"] == 1.0

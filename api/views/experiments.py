@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import experiments
+from agents import experiment_reports, experiments
 from agents.actions import experiments as actions
 from agents.actions import scores as score_actions
 from agents.experiment_forms import ExperimentForm
@@ -266,7 +266,7 @@ def _experiment(experiment_id: int) -> Experiment:
 
 
 def _summary(experiment: Experiment) -> dict:
-    found = experiments.summary(experiment)
+    found = experiment_reports.summary(experiment)
     return {
         **found,
         "scorers": [
@@ -375,7 +375,7 @@ def _case_row(case: ExperimentCase, scores: dict) -> dict:
         "output": job.result if job else "",
         "tokens": job.total_tokens if job else 0,
         "cost": job.total_cost if job else 0,
-        "latency_s": experiments.elapsed(job),
+        "latency_s": experiment_reports.elapsed(job),
         "scored_at": case.scored_at,
         "being_scored": case.being_scored,
         "scoring_error": case.scoring_error,
@@ -403,8 +403,8 @@ class ExperimentCases(generics.ListAPIView):
     @extend_schema(summary="An experiment's cases in order, each with its job's output and scores")
     def get(self, request: Request, experiment_id: int) -> Response:
         experiment = _experiment(experiment_id)
-        page = experiments.unmarked(self.paginate_queryset(self.get_queryset()))
-        scores = experiments.scores_of(page, list(experiment.scorers.all()))
+        page = experiment_reports.unmarked(self.paginate_queryset(self.get_queryset()))
+        scores = experiment_reports.scores_of(page, list(experiment.scorers.all()))
         rows = [_case_row(case, scores) for case in page]
         return self.get_paginated_response(CaseSerializer(rows, many=True).data)
 
@@ -427,11 +427,11 @@ class ExperimentExport(APIView):
         if not query.is_valid():
             raise InvalidQuery(query.errors)
         experiment = _experiment(experiment_id)
-        rows = experiments.export_rows(experiment)
+        rows = experiment_reports.export_rows(experiment)
         if query.validated_data["format"] == "jsonl":
-            body, media, suffix = experiments.export_jsonl(rows), NDJSON, "jsonl"
+            body, media, suffix = experiment_reports.export_jsonl(rows), NDJSON, "jsonl"
         else:
-            body, media, suffix = experiments.export_csv(rows), CSV, "csv"
+            body, media, suffix = experiment_reports.export_csv(rows), CSV, "csv"
         response = HttpResponse(body, content_type=f"{media}; charset=utf-8")
         name = f"experiment-{experiment.pk}.{suffix}"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -449,7 +449,7 @@ class ExperimentCompare(APIView):
     )
     def get(self, request: Request, experiment_id: int, other: int) -> Response:
         a, b = _experiment(experiment_id), _experiment(other)
-        found = experiments.compare(a, b)
+        found = experiment_reports.compare(a, b)
         body = {
             "a": a,
             "b": b,
