@@ -9,7 +9,7 @@ from django import forms
 from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 
-from . import mcp, rerun, tools
+from . import mcp, rerun, tags, tools
 from .jsonvalues import JSONInputError, check_json, too_deep
 from .models import (
     PRIORITY_HIGHEST,
@@ -21,6 +21,7 @@ from .models import (
     Subtask,
 )
 from .planning import KEY_CHARS, KEY_RE, TYPE_CHARS, normalise_type
+from .tags import TAGS_CHARS
 
 PRIORITY_DEFAULT = Job._meta.get_field("priority").default
 _MARKS = {
@@ -164,10 +165,37 @@ class MCPServerForm(forms.ModelForm):
         )
 
 
+class TagsField(forms.CharField):
+    """Tags typed as words with commas or spaces between them; cleaned to a list
+    (agents.tags.parse), shown again as the words."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", TAGS_CHARS)
+        kwargs.setdefault("help_text", "Words with commas between them, such as nightly, research.")
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: object) -> object:
+        return ", ".join(value) if isinstance(value, (list, tuple)) else value
+
+    def to_python(self, value: object) -> list[str]:
+        if isinstance(value, (list, tuple)):
+            return tags.parse(value)
+        return tags.parse(super().to_python(value))
+
+    def validate(self, value: object) -> None:
+        if self.required and not value:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+
+    def run_validators(self, value: object) -> None:
+        return None  # parse bounds the tags; the length check would see a list
+
+
 class JobForm(forms.ModelForm):
     priority = forms.TypedChoiceField(
         choices=PRIORITY_CHOICES, coerce=int, initial=PRIORITY_DEFAULT
     )
+    tags = TagsField()
     submit_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
     class Meta:
@@ -216,6 +244,10 @@ class BoardFilterForm(forms.Form):
         choices=[("", "Any priority"), *PRIORITY_CHOICES],
     )
     submitter = forms.CharField(required=False, label="Submitted by")
+    tag = forms.CharField(required=False, max_length=tags.TAG_CHARS)
+
+    def clean_tag(self) -> str:
+        return self.cleaned_data["tag"].strip().lower()
 
 
 class SpecialtiesField(forms.CharField):

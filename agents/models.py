@@ -25,6 +25,9 @@ from . import events, metrics
 from .allocation import PLANNER_SPECIALTIES
 from .planning import TYPE_CHARS, normalise_specialties
 from .statemerge import replay
+from .tags import TAGS_CHARS
+
+IDEMPOTENCY_KEY_CHARS = 255
 
 
 class JobStatus(models.TextChoices):
@@ -430,6 +433,11 @@ class Job(models.Model):
     # Agent versions this job runs with ({slug: number}: an experiment's or a re-run's
     # choice); an agent not named runs its current version (agents.versions.pinned).
     agent_versions = models.JSONField(default=dict, blank=True)
+    # Space-separated, normalised by agents.tags; filter with tags.tagged().
+    tags = models.CharField(max_length=TAGS_CHARS, blank=True)
+    template = models.ForeignKey(
+        "JobTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -449,6 +457,10 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in JOB_TERMINAL
+
+    @property
+    def tag_list(self) -> list[str]:
+        return self.tags.split()
 
     def transition(self, expected: str | tuple[str, ...], new: str, **fields: object) -> bool:
         """Move to `new` only if the row still says `expected`; False if another got there.
@@ -1315,3 +1327,140 @@ class QualitySample(models.Model):
 
 # Defined beside the code that reads the header; imported here so Django registers it.
 from .credentials import ApiToken  # noqa: E402, F401
+
+
+class JobTemplate(models.Model):
+    """A saved job, submitted in one click, by the API, the CLI or a schedule. Its title and
+    description may hold placeholders ({date}, {time}…) filled at submit time
+    (agents.job_templates)."""
+
+    name = models.SlugField(max_length=60, unique=True, help_text="How the CLI names it.")
+    title = models.CharField(max_length=200)
+    description = models.TextField(max_length=20000)
+    priority = models.PositiveSmallIntegerField(default=5)
+    budget_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    review_plan = models.BooleanField(default=False)
+    tags = models.CharField(max_length=TAGS_CHARS, blank=True)
+    agent_versions = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tag_list(self) -> list[str]:
+        return self.tags.split()
+
+
+class MissedRuns(models.TextChoices):
+    """What a schedule does with due times that passed while no worker ran."""
+
+    RUN_ONCE = "run_once", "Run once for all of them"
+    SKIP = "skip", "Skip them"
+
+
+class Overlap(models.TextChoices):
+    """What a schedule does when a run is due and its previous run is still going."""
+
+    SKIP = "skip", "Skip the new run"
+    RUN = "run", "Run anyway"
+    CANCEL_PREVIOUS = "cancel_previous", "Cancel the previous run"
+
+
+class Schedule(models.Model):
+    """A template submitted on a cron expression (in a time zone) or every `interval_s`.
+
+    `next_run_at` is the claim: a worker takes a due time by moving it on with a conditional
+    UPDATE, in the transaction that creates the run (agents.schedules)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    template = models.ForeignKey(JobTemplate, on_delete=models.PROTECT, related_name="schedules")
+    cron = models.CharField(max_length=100, blank=True, help_text="Five fields, as cron has.")
+    interval_s = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Or every N seconds."
+    )
+    timezone = models.CharField(max_length=64, default="UTC")
+    enabled = models.BooleanField(default=True)
+    on_missed = models.CharField(
+        max_length=16, choices=MissedRuns.choices, default=MissedRuns.RUN_ONCE
+    )
+    on_overlap = models.CharField(max_length=16, choices=Overlap.choices, default=Overlap.SKIP)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(cron="") & Q(interval_s__isnull=False))
+                | (~Q(cron="") & Q(interval_s__isnull=True)),
+                name="schedule_cron_or_interval",
+            ),
+        ]
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="schedule_due")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunOutcome(models.TextChoices):
+    STARTED = "started", "Started"
+    SKIPPED_OVERLAP = "skipped_overlap", "Skipped: the previous run was still going"
+    SKIPPED_MISSED = "skipped_missed", "Skipped: missed while no worker ran"
+    FAILED = "failed", "Could not start"
+
+
+class ScheduleRun(models.Model):
+    """One due time of a schedule, and what came of it: at most one per due time."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="runs")
+    due_at = models.DateTimeField()
+    job = models.OneToOneField(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedule_run"
+    )
+    outcome = models.CharField(max_length=20, choices=RunOutcome.choices)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-due_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "due_at"], name="schedule_run_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} @ {self.due_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key`: the first request with it made `job`; the same key with
+    the same request (`fingerprint`) within IDEMPOTENCY_KEY_TTL_S gets that job again. The
+    unique constraint, not a read, decides which of concurrent requests creates it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=IDEMPOTENCY_KEY_CHARS)
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the request.")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

@@ -17,6 +17,7 @@ from .models import (
     count_of,
 )
 from .series import agent_series
+from .tags import tagged
 from .tools import RESULT_CHARS
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
@@ -95,9 +96,11 @@ def filter_board(
     status: str = "",
     priority: int | None = None,
     submitter: str = "",
+    tag: str = "",
 ) -> QuerySet[Job]:
     """The board's filters (the page's BoardFilterForm, the API's query): text in the title
-    or description, a status, a priority, a submitter's username; empty ones are left out."""
+    or description, a status, a priority, a submitter's username, a tag; empty ones are left
+    out."""
     if q:
         jobs = jobs.matching(q)
     if status:
@@ -106,6 +109,8 @@ def filter_board(
         jobs = jobs.filter(priority=priority)
     if submitter:
         jobs = jobs.filter(submitted_by__username=submitter)
+    if tag:
+        jobs = jobs.filter(tagged(tag))
     return jobs
 
 

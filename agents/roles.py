@@ -12,6 +12,9 @@ VIEW = [
     "view_scorer",
     "view_experiment",
     "view_score",
+    "view_jobtemplate",
+    "view_schedule",
+    "view_schedulerun",
 ]
 # Keep datasets and scorers, run experiments and score outputs.
 EVALUATE = [
@@ -27,11 +30,20 @@ EVALUATE = [
     "change_experiment",
     "add_score",
 ]
+# Keep job templates and the schedules that submit them.
+RECUR = [
+    "add_jobtemplate",
+    "change_jobtemplate",
+    "delete_jobtemplate",
+    "add_schedule",
+    "change_schedule",
+    "delete_schedule",
+]
 ROLES = {
     # Read only: every page, no controls.
     "Viewers": VIEW,
     # Submit, cancel, retry, review and approve plans.
-    "Operators": [*VIEW, *EVALUATE, "add_job", "change_job", "change_subtask"],
+    "Operators": [*VIEW, *EVALUATE, *RECUR, "add_job", "change_job", "change_subtask"],
     # Register and edit agents, enable and disable them.
     "Agent managers": [*VIEW, "add_agent", "change_agent"],
 }
@@ -66,6 +78,12 @@ READ_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "agents.view_dataset",
         "agents.view_experiment",
         "agents.view_score",
+        "agents.view_job",
+    ),
+    # Job templates, schedules and their runs.
+    "recurring": (
+        "agents.view_jobtemplate",
+        "agents.view_schedule",
         "agents.view_job",
     ),
 }

@@ -2,7 +2,20 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import schema  # noqa: F401  (registers the bearer scheme; web processes only)
-from .views import agents, approvals, datasets, experiments, jobs, meta, records, reruns, scorers
+from .views import (
+    agents,
+    approvals,
+    bulk,
+    datasets,
+    experiments,
+    job_templates,
+    jobs,
+    meta,
+    records,
+    reruns,
+    schedules,
+    scorers,
+)
 
 urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="api-schema"),
@@ -64,5 +77,8 @@ urlpatterns = [
     *datasets.urlpatterns,
     *scorers.urlpatterns,
     *experiments.urlpatterns,
+    *job_templates.urlpatterns,
+    *schedules.urlpatterns,
+    *bulk.urlpatterns,
     re_path(r"^.*$", meta.NoSuchEndpoint.as_view(), name="api-not-found"),
 ]

@@ -3,10 +3,13 @@ from django.urls import path
 from . import (
     agent_versions,
     approval_pages,
+    bulk,
     datasets,
     experiments,
+    job_templates,
     mcp_servers,
     reruns,
+    schedules,
     scorers,
     views,
 )
@@ -55,3 +58,5 @@ urlpatterns = [
 ]
 # Evaluation: datasets, scorers and experiments, each module with its own routes.
 urlpatterns += datasets.urlpatterns + scorers.urlpatterns + experiments.urlpatterns
+# Recurring and safe submission: job templates, schedules and bulk actions.
+urlpatterns += job_templates.urlpatterns + schedules.urlpatterns + bulk.urlpatterns

@@ -463,3 +463,14 @@ if QUALITY_ALERT_BELOW > 1:
 QUALITY_CHECK_EVERY_S = envfloat("QUALITY_CHECK_EVERY_S", 60.0, minimum=0.0)
 # The agents page's quality chart: hourly means over the last QUALITY_CHART_H hours.
 QUALITY_CHART_H = envint("QUALITY_CHART_H", 24, minimum=1)
+
+# --- Recurring and safe submission (agents.schedules, agents.idempotency, agents.bulk) -----
+# Every worker (and the standalone process) looks for due schedules every SCHEDULE_TICK_S
+# seconds; a due time later than SCHEDULE_MISSED_AFTER_S counts as missed (nothing ran) and
+# the schedule's on_missed policy applies to it.
+SCHEDULE_TICK_S = envfloat("SCHEDULE_TICK_S", 0.5, minimum=0.05)
+SCHEDULE_MISSED_AFTER_S = envfloat("SCHEDULE_MISSED_AFTER_S", 60.0, minimum=1.0)
+# The same Idempotency-Key with the same request within this many seconds gets the same job.
+IDEMPOTENCY_KEY_TTL_S = envint("IDEMPOTENCY_KEY_TTL_S", 24 * 3600, minimum=60)
+# At most this many jobs in one bulk cancel, retry or re-run.
+BULK_MAX_JOBS = envint("BULK_MAX_JOBS", 5000, minimum=1)

@@ -24,6 +24,7 @@ from ..models import (
     SubtaskStatus,
     WaitingFor,
 )
+from ..tags import as_text
 
 
 def submit_job(
@@ -36,8 +37,13 @@ def submit_job(
     budget_cost: Decimal | None = None,
     review_plan: bool = False,
     submit_token: uuid.UUID | None = None,
+    tags: list[str] | tuple[str, ...] = (),
+    template=None,
+    agent_versions: dict | None = None,
 ) -> Job:
     """Create the job and ask for its plan. The same `submit_token` twice gives one job.
+
+    `tags` come parsed (agents.tags.parse); `template` is the JobTemplate it was made from.
 
     Raises SubmissionLimit when `user` has submitted JOB_SUBMISSIONS_PER_HOUR jobs in the
     last hour.
@@ -55,6 +61,9 @@ def submit_job(
             budget_cost=budget_cost,
             review_plan=review_plan,
             submit_token=submit_token,
+            tags=as_text(list(tags)),
+            template=template,
+            agent_versions=agent_versions or {},
         )
     except IntegrityError:  # the same form, posted twice at once: the other one won
         return Job.objects.get(submit_token=submit_token)
