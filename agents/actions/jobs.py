@@ -40,17 +40,20 @@ def submit_job(
     tags: list[str] | tuple[str, ...] = (),
     template=None,
     agent_versions: dict | None = None,
+    check_limit: bool = True,
 ) -> Job:
     """Create the job and ask for its plan. The same `submit_token` twice gives one job.
 
     `tags` come parsed (agents.tags.parse); `template` is the JobTemplate it was made from.
+    A schedule's run passes check_limit=False: the schedule, not a person, submits it.
 
     Raises SubmissionLimit when `user` has submitted JOB_SUBMISSIONS_PER_HOUR jobs in the
     last hour.
     """
     if submit_token and (existing := Job.objects.filter(submit_token=submit_token).first()):
         return existing
-    _check_submission_limit(user)
+    if check_limit:
+        _check_submission_limit(user)
     try:
         return _create_job(
             title=title,
