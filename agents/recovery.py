@@ -15,6 +15,7 @@ from . import (
     approvals,
     dispatch,
     enqueue,
+    idempotency,
     leases,
     lifecycle,
     limiter,
@@ -44,6 +45,9 @@ _pass_hooks: dict[str, Callable[[], int]] = {}
 def on_pass(kind: str, hook: Callable[[], int]) -> None:
     """Run `hook` at the end of every reconcile pass; what it returns is counted as `kind`."""
     _pass_hooks[kind] = hook
+
+
+on_pass("idempotency_keys", idempotency.purge_expired)  # keys past their TTL
 
 
 def _holders_gone() -> list[str]:

@@ -29,6 +29,12 @@ TYPES = {
         "cannot be cancelled; only a failed or cancelled job can be retried; a plan can "
         "only change while it awaits review).",
     ),
+    "idempotency-key-reused": (
+        "Idempotency key already used",
+        "The Idempotency-Key was sent before with another request (another body or another "
+        "endpoint) in the last IDEMPOTENCY_KEY_TTL_S seconds. Send a new key with a new "
+        "request; the same key with the same request returns the job it made.",
+    ),
     "submission-limit": (
         "Submission limit reached",
         "The user has submitted JOB_SUBMISSIONS_PER_HOUR jobs in the last hour. "
@@ -42,6 +48,12 @@ class Conflict(exceptions.APIException):
     default_detail = "This action does not apply in the resource's current state."
     default_code = "conflict"
     problem_type = "conflict"
+
+
+class IdempotencyKeyReused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    problem_type = "idempotency-key-reused"
 
 
 class SubmissionLimitReached(exceptions.APIException):

@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents import versions
+from agents import tags, versions
 from agents.forms import AgentForm, JobForm, NewSubtaskForm
 from agents.models import (
     PRIORITY_HIGHEST,
@@ -132,6 +132,7 @@ class JobSerializer(serializers.ModelSerializer):
         help_text="The operator actions that apply now.",
     )
     total_cost = serializers.DecimalField(**MONEY)
+    tags = serializers.ListField(source="tag_list", child=serializers.CharField(), read_only=True)
     page = serializers.SerializerMethodField(help_text="The job's page in the dashboard.")
 
     class Meta:
@@ -142,6 +143,7 @@ class JobSerializer(serializers.ModelSerializer):
             "priority",
             "status",
             "status_reason",
+            "tags",
             "submitted_by",
             "review_plan",
             "budget_tokens",
@@ -165,6 +167,12 @@ class JobSerializer(serializers.ModelSerializer):
 
 class JobDetailSerializer(JobSerializer):
     subtasks = SubtaskSerializer(many=True, read_only=True, source="plan")
+    template = serializers.SlugRelatedField(
+        slug_field="name",
+        read_only=True,
+        allow_null=True,
+        help_text="The template it was submitted from, if any.",
+    )
     reruns = serializers.SerializerMethodField(help_text="The jobs re-run from this one's steps.")
 
     class Meta(JobSerializer.Meta):
@@ -174,6 +182,7 @@ class JobDetailSerializer(JobSerializer):
             "result",
             "error",
             "planned_at",
+            "template",
             "subtasks",
             "rerun_of",
             "rerun_from",
@@ -186,10 +195,23 @@ class JobDetailSerializer(JobSerializer):
         return list(job.reruns.order_by("pk").values_list("pk", flat=True))
 
 
+TAGS_HELP = (
+    f"Up to {tags.MAX_TAGS} words of at most {tags.TAG_CHARS} characters: letters, digits and "
+    ". _ : - (lowercased)."
+)
+
+
 class JobCreateSerializer(serializers.ModelSerializer):
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=tags.TAG_CHARS),
+        max_length=tags.MAX_TAGS,
+        required=False,
+        help_text=TAGS_HELP,
+    )
+
     class Meta:
         model = Job
-        fields = JobForm.Meta.fields
+        fields = [*JobForm.Meta.fields, "tags"]
         # Blank text is the board form's to refuse, in its own words.
         text = {"allow_blank": True, "trim_whitespace": False}
         extra_kwargs = {"title": text, "description": text}
@@ -485,6 +507,12 @@ class JobFilterSerializer(serializers.Serializer):
         min_value=PRIORITY_HIGHEST, max_value=PRIORITY_LOWEST, required=False
     )
     submitter = serializers.CharField(required=False, help_text="A username.")
+    tag = serializers.CharField(
+        required=False, max_length=tags.TAG_CHARS, help_text="Jobs carrying this tag."
+    )
+
+    def validate_tag(self, value: str) -> str:
+        return value.strip().lower()
 
 
 class SpendQuerySerializer(serializers.Serializer):

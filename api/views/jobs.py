@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+import re
+from collections.abc import Callable
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import actions
+from agents import actions, idempotency
 from agents.forms import JobForm, NewSubtaskForm, SubtaskForm
 from agents.models import Job, Subtask
 from agents.queries import board_jobs, filter_board, job_subtasks
 
 from .. import permissions as perm
-from ..errors import Conflict, InvalidQuery, SubmissionLimitReached, get_or_404
+from ..errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidQuery,
+    SubmissionLimitReached,
+    get_or_404,
+)
 from ..forms import checked, form_data
 from ..pagination import NewestFirst
 from ..serializers import (
@@ -28,6 +39,30 @@ from ..serializers import (
 )
 
 CARD_UNUSED = ("description", "result", "error")
+KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Visible ASCII, as Stripe-style clients send (a UUID, a hash, a job name and a date...).
+KEY_PATTERN = r"^[!-~]{1,255}$"
+IDEMPOTENCY = [
+    OpenApiParameter(
+        KEY_HEADER,
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        pattern=KEY_PATTERN,
+        description="Send the same key again (a retry after a timeout) and the same body "
+        "within 24 hours: the answer is the job the first request made, with 200 and "
+        f"`{REPLAYED_HEADER}: true`, and no second job. The same key with another body is "
+        "a 422. Keys are per user; 1 to 255 visible ASCII characters, e.g. a UUID.",
+    ),
+    OpenApiParameter(
+        REPLAYED_HEADER,
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        enum=["true"],
+        response=[200],
+        description="The job was made by an earlier request with the same Idempotency-Key.",
+    ),
+]
 
 
 def _job(job_id: int) -> Job:
@@ -41,6 +76,43 @@ def _job(job_id: int) -> Job:
 def _detail(request: Request, job_id: int, code: int = status.HTTP_200_OK) -> Response:
     job = _job(job_id)
     return Response(JobDetailSerializer(job, context={"request": request}).data, status=code)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get(KEY_HEADER)
+    if key is not None and not re.fullmatch(KEY_PATTERN, key):
+        raise InvalidQuery(
+            {KEY_HEADER: ["Give 1 to 255 visible ASCII characters (no spaces), e.g. a UUID."]}
+        )
+    return key
+
+
+def submitted(request: Request, create: Callable[[], Job]) -> Response:
+    """The answer to a submission: 201 with the job `create()` makes, or, for a request
+    repeated with its Idempotency-Key, 200 with the job the first one made."""
+
+    def create_within_limit() -> Job:
+        try:
+            return create()
+        except actions.SubmissionLimit as limit:
+            raise SubmissionLimitReached(str(limit), wait=limit.retry_after) from None
+
+    key = _idempotency_key(request)
+    if key is None:
+        job, replayed = create_within_limit(), False
+    else:
+        request_print = idempotency.fingerprint(request.method, request.path, request.data)
+        try:
+            job, replayed = idempotency.submit_once(
+                request.user, key, request_print, create_within_limit
+            )
+        except idempotency.KeyReused as exc:
+            raise IdempotencyKeyReused(str(exc)) from None
+    response = _detail(request, job.pk, status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
+    if replayed:
+        response[REPLAYED_HEADER] = "true"
+    response["Location"] = request.build_absolute_uri(reverse("api-job", args=[job.pk]))
+    return response
 
 
 def _subtask(subtask_id: int) -> Subtask:
@@ -71,20 +143,15 @@ class JobList(generics.ListCreateAPIView):
     @extend_schema(
         summary="Submit a job",
         request=JobCreateSerializer,
-        responses={201: JobDetailSerializer},
+        parameters=IDEMPOTENCY,
+        responses={201: JobDetailSerializer, 200: JobDetailSerializer},
     )
     def post(self, request: Request, *args, **kwargs) -> Response:
         body = JobCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = {"priority": Job._meta.get_field("priority").default, **body.validated_data}
         fields = checked(JobForm(data=form_data(values)))
-        try:
-            job = actions.submit_job(**fields, user=request.user)
-        except actions.SubmissionLimit as limit:
-            raise SubmissionLimitReached(str(limit), wait=limit.retry_after) from None
-        response = _detail(request, job.pk, status.HTTP_201_CREATED)
-        response["Location"] = request.build_absolute_uri(f"{request.path.rstrip('/')}/{job.pk}")
-        return response
+        return submitted(request, lambda: actions.submit_job(**fields, user=request.user))
 
 
 class JobDetail(APIView):
