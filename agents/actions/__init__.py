@@ -21,20 +21,31 @@ from .jobs import (
 )
 from .mcp import delete_mcp_server, edit_mcp_server, fetch_mcp_tools, register_mcp_server
 from .plans import add_subtask, approve_plan, delete_subtask, edit_subtask
+from .schedules import (
+    ScheduleNameTaken,
+    create_schedule,
+    delete_schedule,
+    edit_schedule,
+    set_schedule_enabled,
+)
 from .tokens import issue_token, revoke_token
 
 __all__ = [
+    "ScheduleNameTaken",
     "SubmissionLimit",
     "add_subtask",
     "approve_plan",
     "audit",
     "cancel_job",
+    "create_schedule",
     "delete_agent",
     "delete_mcp_server",
+    "delete_schedule",
     "delete_subtask",
     "edit_agent",
     "edit_job",
     "edit_mcp_server",
+    "edit_schedule",
     "edit_subtask",
     "edit_subtask_fields",
     "fetch_mcp_tools",
@@ -46,5 +57,6 @@ __all__ = [
     "restore_agent_version",
     "revoke_token",
     "set_agent_enabled",
+    "set_schedule_enabled",
     "submit_job",
 ]
