@@ -28,26 +28,39 @@ from .schedules import (
     edit_schedule,
     set_schedule_enabled,
 )
+from .templates import (
+    TemplateInUse,
+    TemplateRefused,
+    create_template,
+    delete_template,
+    edit_template,
+    submit_template,
+)
 from .tokens import issue_token, revoke_token
 
 __all__ = [
     "ScheduleNameTaken",
     "SubmissionLimit",
+    "TemplateInUse",
+    "TemplateRefused",
     "add_subtask",
     "approve_plan",
     "audit",
     "cancel_job",
     "create_schedule",
+    "create_template",
     "delete_agent",
     "delete_mcp_server",
     "delete_schedule",
     "delete_subtask",
+    "delete_template",
     "edit_agent",
     "edit_job",
     "edit_mcp_server",
     "edit_schedule",
     "edit_subtask",
     "edit_subtask_fields",
+    "edit_template",
     "fetch_mcp_tools",
     "issue_token",
     "register_agent",
@@ -59,4 +72,5 @@ __all__ = [
     "set_agent_enabled",
     "set_schedule_enabled",
     "submit_job",
+    "submit_template",
 ]
