@@ -18,6 +18,17 @@ PINS_CHARS = 2000
 _PLACEHOLDER_HELP = "Placeholders such as {date} are filled when it is submitted."
 
 
+class PinsField(BoundedJSONField):
+    """{agent slug: version number} typed as JSON, at most PINS_CHARS of it."""
+
+    def to_python(self, value: object) -> object:
+        if isinstance(value, str) and len(value) > PINS_CHARS:
+            raise forms.ValidationError(
+                f"Keep the pinned versions to {PINS_CHARS:,} characters (they have {len(value):,})."
+            )
+        return super().to_python(value)
+
+
 class JobTemplateForm(forms.ModelForm):
     priority = forms.TypedChoiceField(
         choices=PRIORITY_CHOICES, coerce=int, initial=PRIORITY_DEFAULT
@@ -31,9 +42,8 @@ class JobTemplateForm(forms.ModelForm):
         help_text="No new LLM call starts once this much money (USD) is spent.",
     )
     tags = TagsField()
-    agent_versions = BoundedJSONField(
+    agent_versions = PinsField(
         required=False,
-        max_length=PINS_CHARS,
         label="Pinned agent versions",
         help_text='Optional, as {"reviewer": 2}: those agents run as they were at that version.',
         widget=forms.Textarea(attrs={"rows": 2}),
