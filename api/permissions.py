@@ -13,6 +13,14 @@ SUBMIT = "agents.add_job"
 OPERATE = "agents.change_job"
 ADD_AGENT = "agents.add_agent"
 CHANGE_AGENT = "agents.change_agent"
+VIEW_TEMPLATE = "agents.view_jobtemplate"
+ADD_TEMPLATE = "agents.add_jobtemplate"
+CHANGE_TEMPLATE = "agents.change_jobtemplate"
+DELETE_TEMPLATE = "agents.delete_jobtemplate"
+VIEW_SCHEDULE = "agents.view_schedule"
+ADD_SCHEDULE = "agents.add_schedule"
+CHANGE_SCHEDULE = "agents.change_schedule"
+DELETE_SCHEDULE = "agents.delete_schedule"
 
 
 class Required(BasePermission):
