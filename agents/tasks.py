@@ -13,7 +13,18 @@ from celery.signals import task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
-from . import dispatch, experiments, leases, limiter, recovery, scoring, steps, telemetry, threads
+from . import (
+    dispatch,
+    experiments,
+    leases,
+    limiter,
+    recovery,
+    schedules,
+    scoring,
+    steps,
+    telemetry,
+    threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +76,14 @@ def reconcile() -> None:
 
 
 def start_reconciler() -> None:
-    """Run the reconciler every RECONCILE_EVERY_S in this process (once per process).
+    """Run the reconciler every RECONCILE_EVERY_S, and the schedules' loop, in this process
+    (once per process).
 
-    Each worker runs its own: passes are idempotent, so no separate beat process is needed.
+    Each worker runs its own: passes are idempotent and a schedule's due time is claimed by
+    one of them, so no separate beat process is needed.
     """
     reconciler.start()
+    schedules.scheduler.start()
 
 
 def _reconcile_forever() -> None:
@@ -105,6 +119,7 @@ def _on_worker_ready(**kwargs: object) -> None:
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**kwargs: object) -> None:
+    schedules.scheduler.stop(timeout=5)  # a stopping worker claims no more due times
     telemetry.process_stopped()
     leases.leave_roll_call()
 

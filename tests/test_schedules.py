@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -347,7 +348,7 @@ def test_next_runs(template, bob):
     daily = make(template, bob, name="d", cron="0 9 * * *", interval_s=None, timezone="Asia/Tokyo")
     runs = schedules.next_runs(daily)
     assert len(runs) == 5 and runs[0] == daily.next_run_at
-    assert all(later - earlier == timedelta(days=1) for earlier, later in zip(runs, runs[1:]))
+    assert all(later - earlier == timedelta(days=1) for earlier, later in pairwise(runs))
     assert all(r.hour == 0 for r in runs)  # 09:00 in Tokyo
     actions.set_schedule_enabled(s, False, user=bob)
     s.refresh_from_db()
