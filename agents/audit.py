@@ -11,15 +11,27 @@ from .models import AuditEntry
 DETAIL_CHARS = 2000
 
 
-def audit(action: str, *, actor=None, job=None, subtask=None, agent=None, detail="") -> None:
-    """Record who did what: every action calls it inside the transaction of its change."""
+def audit(
+    action: str,
+    *,
+    actor=None,
+    job=None,
+    subtask=None,
+    agent=None,
+    detail="",
+    detail_chars: int = DETAIL_CHARS,
+) -> None:
+    """Record who did what: every action calls it inside the transaction of its change.
+
+    A bulk action's one entry lists every job it touched: it passes a larger `detail_chars`.
+    """
     AuditEntry.objects.create(
         action=action,
         actor=actor,
         job=job,
         subtask=subtask,
         agent=agent,
-        detail=detail[:DETAIL_CHARS],
+        detail=detail[:detail_chars],
     )
 
 

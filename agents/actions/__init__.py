@@ -10,6 +10,7 @@ from .agents import (
     restore_agent_version,
     set_agent_enabled,
 )
+from .bulk import BulkResult, TooManyJobs, bulk_act, rerun_job
 from .jobs import (
     SubmissionLimit,
     cancel_job,
@@ -39,13 +40,16 @@ from .templates import (
 from .tokens import issue_token, revoke_token
 
 __all__ = [
+    "BulkResult",
     "ScheduleNameTaken",
     "SubmissionLimit",
     "TemplateInUse",
     "TemplateRefused",
+    "TooManyJobs",
     "add_subtask",
     "approve_plan",
     "audit",
+    "bulk_act",
     "cancel_job",
     "create_schedule",
     "create_template",
@@ -67,6 +71,7 @@ __all__ = [
     "register_mcp_server",
     "retry_job",
     "retry_subtask",
+    "rerun_job",
     "restore_agent_version",
     "revoke_token",
     "set_agent_enabled",
