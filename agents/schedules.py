@@ -81,12 +81,15 @@ def _take(pk: int, due_at: datetime, now: datetime) -> int:
             return 0
         missed_after = timedelta(seconds=settings.SCHEDULE_MISSED_AFTER_S)
         missed = now - due_at > missed_after
-        if missed:
-            count, due = _due_until(schedule, due_at, now)
-            following = _following(schedule, now, due_at)
-        else:
-            count, due = 1, due_at
-            following = _following(schedule, due_at, due_at)
+        try:
+            if missed:
+                count, due = _due_until(schedule, due_at, now)
+                following = _following(schedule, now, due_at)
+            else:
+                count, due = 1, due_at
+                following = _following(schedule, due_at, due_at)
+        except Exception as error:  # a zone or expression saved past the form's checks
+            return _stop_untimable(schedule, due_at, error)
         # The claim. Racing workers all read due_at; the first UPDATE to commit moves it, and
         # the others' (waiting on its row lock, then reading the new value) match no row.
         claimed = Schedule.objects.filter(pk=pk, enabled=True, next_run_at=due_at).update(
@@ -96,6 +99,26 @@ def _take(pk: int, due_at: datetime, now: datetime) -> int:
             return 0
         _run(schedule, due, count if missed else 0, due_at)
     return 1
+
+
+def _stop_untimable(schedule: Schedule, due_at: datetime, error: Exception) -> int:
+    """Record a failed run and leave the schedule without a next run (until an edit gives it
+    timing that works), rather than fail at every pass."""
+    log.warning("schedule %s: its next run cannot be computed: %s", schedule.pk, error)
+    claimed = Schedule.objects.filter(pk=schedule.pk, enabled=True, next_run_at=due_at).update(
+        next_run_at=None
+    )
+    if claimed:
+        ScheduleRun.objects.get_or_create(
+            schedule=schedule,
+            due_at=due_at,
+            defaults={
+                "outcome": RunOutcome.FAILED,
+                "note": f"Claimed by {process.me()}. Its timing cannot be computed "
+                f"({type(error).__name__}: {error}); edit it to run again."[:NOTE_CHARS],
+            },
+        )
+    return claimed
 
 
 def _following(schedule: Schedule, after: datetime, anchor: datetime) -> datetime | None:

@@ -390,3 +390,18 @@ def test_callers_racing_make_one_run_per_due_time(template, bob, no_broker):
     assert dues == [first + timedelta(seconds=k) for k in range(8)]
     assert sum(taken) == 8
     assert Job.objects.filter(schedule_run__isnull=False).count() == Job.objects.count() == 8
+
+
+def test_timing_saved_past_the_form_stops_the_schedule_once(template, bob, no_broker):
+    s = make(template, bob)
+    due = due_now(s)
+    Schedule.objects.filter(pk=s.pk).update(timezone="Mars/Olympus_Mons", cron="0 9 * * *",
+                                            interval_s=None)  # fmt: skip
+    assert schedules.run_due() == 1
+    run = ScheduleRun.objects.get()
+    assert run.due_at == due and run.outcome == RunOutcome.FAILED
+    assert "timing cannot be computed" in run.note and "Mars" in run.note
+    s.refresh_from_db()
+    assert s.next_run_at is None and s.enabled
+    assert schedules.run_due() == 0
+    assert not Job.objects.exists()
