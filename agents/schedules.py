@@ -83,10 +83,10 @@ def _take(pk: int, due_at: datetime, now: datetime) -> int:
         missed = now - due_at > missed_after
         try:
             if missed:
-                count, due = _due_until(schedule, due_at, now)
+                how_many, due = _due_until(schedule, due_at, now)
                 following = _following(schedule, now, due_at)
             else:
-                count, due = 1, due_at
+                how_many, due = "", due_at
                 following = _following(schedule, due_at, due_at)
         except Exception as error:  # a zone or expression saved past the form's checks
             return _stop_untimable(schedule, due_at, error)
@@ -97,7 +97,7 @@ def _take(pk: int, due_at: datetime, now: datetime) -> int:
         )
         if not claimed:
             return 0
-        _run(schedule, due, count if missed else 0, due_at)
+        _run(schedule, due, how_many, due_at)
     return 1
 
 
@@ -128,12 +128,12 @@ def _following(schedule: Schedule, after: datetime, anchor: datetime) -> datetim
     return runs[0] if runs else None
 
 
-def _due_until(schedule: Schedule, first: datetime, now: datetime) -> tuple[int, datetime]:
-    """How many due times from `first` to `now` (inclusive), and the latest of them."""
+def _due_until(schedule: Schedule, first: datetime, now: datetime) -> tuple[str, datetime]:
+    """How many due times from `first` to `now` (inclusive), in words, and the latest."""
     if schedule.interval_s:
         step = timedelta(seconds=schedule.interval_s)
         count = (now - first) // step + 1
-        return count, first + (count - 1) * step
+        return str(count), first + (count - 1) * step
     count, latest = 1, first
     while count < MISSED_SCAN:
         chunk = crontimes.runs_after(schedule.cron, None, schedule.timezone, latest, 100)
@@ -141,21 +141,23 @@ def _due_until(schedule: Schedule, first: datetime, now: datetime) -> tuple[int,
         if inside:
             count, latest = count + len(inside), inside[-1]
         if len(inside) < len(chunk) or not chunk:
-            return count, latest
+            return str(count), latest
     # Very many: the latest is found walking back from now (cronsim's reverse, in the zone).
-    back = CronSim(schedule.cron, now.astimezone(ZoneInfo(schedule.timezone)), True)
+    # (cronsim's reverse includes its start only when it has microseconds to strip)
+    start = now if now.microsecond else now + timedelta(microseconds=1)
+    back = CronSim(schedule.cron, start.astimezone(ZoneInfo(schedule.timezone)), True)
     at = next(back, None)
     if at is not None and at.astimezone(latest.tzinfo) > latest:
         latest = at.astimezone(latest.tzinfo)
-    return MISSED_SCAN + 1, latest
+    return f"more than {MISSED_SCAN}", latest
 
 
-def _run(schedule: Schedule, due: datetime, missed: int, first_missed: datetime) -> None:
-    """Record the run of `due` and start its job as the schedule's policies say."""
+def _run(schedule: Schedule, due: datetime, missed: str, first_missed: datetime) -> None:
+    """Record the run of `due` and start its job as the schedule's policies say. `missed`:
+    how many due times were missed, in words ("" when none)."""
     notes = [f"Claimed by {process.me()}."]
     if missed:
-        many = f"more than {MISSED_SCAN}" if missed > MISSED_SCAN else str(missed)
-        notes.append(f"{many} due time(s) from {first_missed:%Y-%m-%d %H:%M:%S} UTC missed.")
+        notes.append(f"{missed} due time(s) from {first_missed:%Y-%m-%d %H:%M:%S} UTC missed.")
     try:
         with transaction.atomic():
             run = ScheduleRun.objects.create(
@@ -169,7 +171,7 @@ def _run(schedule: Schedule, due: datetime, missed: int, first_missed: datetime)
     run.save(update_fields=["outcome", "job", "note"])
 
 
-def _start(schedule: Schedule, run: ScheduleRun, missed: int, notes: list[str]) -> str:
+def _start(schedule: Schedule, run: ScheduleRun, missed: str, notes: list[str]) -> str:
     if missed and schedule.on_missed == MissedRuns.SKIP:
         notes.append("Skipped.")
         return RunOutcome.SKIPPED_MISSED

@@ -405,3 +405,17 @@ def test_timing_saved_past_the_form_stops_the_schedule_once(template, bob, no_br
     assert s.next_run_at is None and s.enabled
     assert schedules.run_due() == 0
     assert not Job.objects.exists()
+
+
+def test_very_many_missed_cron_runs_run_once_at_the_latest(template, bob, no_broker, settings):
+    settings.SCHEDULE_MISSED_AFTER_S = 60
+    s = make(template, bob, cron="* * * * *", interval_s=None)
+    now = timezone.now()
+    minute = now.replace(second=0, microsecond=0)
+    Schedule.objects.filter(pk=s.pk).update(next_run_at=minute - timedelta(days=5))
+    assert schedules.run_due(now) == 1
+    run = ScheduleRun.objects.get()
+    assert run.due_at == minute and run.job is not None
+    assert "more than 5000 due time(s)" in run.note
+    s.refresh_from_db()
+    assert s.next_run_at == minute + timedelta(minutes=1)
