@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from django.utils import timezone
 
-from agents import actions, bulk, enqueue
+from agents import actions, bulk, enqueue, recovery
 from agents.bulk_forms import BulkActionForm, BulkFilterForm
 from agents.dispatch import dispatch_ready
 from agents.models import (
@@ -388,3 +389,21 @@ def test_a_thousand_job_retry_and_cancel_take_a_few_statements(
     assert statuses(ids) == {"cancelled": 1000}
     with capsys.disabled():
         print(f"\n1,000-job bulk retry {retry_s:.2f} s, cancel {cancel_s:.2f} s")
+
+
+@pytest.mark.parametrize("action", ["retry", "rerun"])
+def test_planning_is_paced_too_and_the_reconciler_waits_for_each_batch(action, settings, messages):
+    status = JobStatus.CANCELLED if action == "retry" else JobStatus.COMPLETED
+    ids = make_jobs(120, status, planned=False, subtasks=())
+    result = actions.bulk_act(action, Job.objects.filter(pk__in=ids), user=None)
+    planned = result.created or result.applied
+    countdowns = [c for name, _, c in messages if name == "plan_job"]
+    assert countdowns == [None] * 50 + [5.0] * 50 + [10.0] * 20
+
+    # 4 s on, with a lease of 3 s: the first batch's messages may have been lost, and are
+    # sent again; the later batches are not due yet, so they are left to their messages.
+    settings.LEASE_S = 3
+    Job.objects.filter(pk__in=planned).update(updated_at=F("updated_at") - timedelta(seconds=4))
+    messages.clear()
+    assert recovery.reconcile()["plans"] == 50
+    assert sorted(args[0] for name, args, _ in messages if name == "plan_job") == planned[:50]

@@ -253,10 +253,17 @@ def _rerun(ids: list[int], user) -> list[int]:
         for pk, *fields in originals
     )
     SharedState.objects.bulk_create(SharedState(job=job) for job in made)
+    now = timezone.now()
+    later: dict[float, list[int]] = {}
     for index, job in enumerate(made):
         signals.job_created(Job, job, created=True)  # bulk_create sends no post_save
         events.job_changed(job.pk, moved=True)
-        enqueue.plan_job(job.pk, countdown=bulk.release_delay(index) or None)
+        delay = bulk.release_delay(index)
+        enqueue.plan_job(job.pk, countdown=delay or None)
+        if delay:
+            later.setdefault(delay, []).append(job.pk)
+    for delay, pks in later.items():  # as a retried job's: see _retry
+        Job.objects.filter(pk__in=pks).update(updated_at=now + timedelta(seconds=delay))
     return [job.pk for job in made]
 
 
