@@ -84,9 +84,14 @@ def tool_calls(chars: int) -> QuerySet[ToolCall]:
     )
 
 
+# A card names the template or the schedule its job came from: joined, not read per card.
+CARD_ORIGIN = ("template", "schedule_run__schedule")
+ORIGIN_UNUSED = ("template__description", "template__agent_versions")
+
+
 def board_jobs() -> QuerySet[Job]:
     """Jobs as their board cards show them."""
-    return Job.objects.for_board()
+    return Job.objects.for_board().select_related(*CARD_ORIGIN).defer(*ORIGIN_UNUSED)
 
 
 def filter_board(

@@ -23,6 +23,8 @@ from agents.models import (
     Subtask,
 )
 from agents.queries import (
+    CARD_ORIGIN,
+    ORIGIN_UNUSED,
     TRACE_PAGE,
     agents_with_metrics,
     filter_board,
@@ -50,8 +52,10 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "filters": filters, "query": query.urlencode()}
-    cards = Job.objects.for_board().select_related(None).select_related("experiment_case")
-    cards = cards.defer(*CARD_UNUSED)
+    cards = Job.objects.for_board().select_related(None)
+    cards = cards.select_related("experiment_case", *CARD_ORIGIN).defer(
+        *CARD_UNUSED, *ORIGIN_UNUSED
+    )
     if chosen.get("status"):
         page = Paginator(filter_board(cards, **chosen), BOARD_PAGE_SIZE)
         context["page"] = page.get_page(request.GET.get("page"))
@@ -107,7 +111,8 @@ def submit_job(request: HttpRequest) -> HttpResponse:
 @read_required("job")
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     # The header shows progress and submitter; the agents of a card are the board's.
-    job = get_object_or_404(Job.objects.for_board().prefetch_related(None), pk=job_id)
+    jobs = Job.objects.for_board().prefetch_related(None).select_related(*CARD_ORIGIN)
+    job = get_object_or_404(jobs, pk=job_id)
     subtasks = job_subtasks(job.pk)
     context = {
         "job": job,
