@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from . import actions, crontimes, process, threads
@@ -209,22 +209,28 @@ def _start(schedule: Schedule, run: ScheduleRun, missed: str, notes: list[str]) 
 
 
 def _schedule_forever() -> None:
-    while not _stop.is_set():
-        tick = settings.SCHEDULE_TICK_S
-        wait = tick
-        try:
-            now = timezone.now()
-            taken, upcoming = _pass(now, lookahead=tick)
-            if taken:
-                wait = 0  # the following due times may be due already (catching up)
-            elif upcoming is not None:  # wake for it rather than up to a tick late
-                wait = min(tick, max(0.0, (upcoming - now).total_seconds()) + 0.001)
-        except Exception:
-            log.exception("schedule pass failed")
-        finally:
-            close_old_connections()
-        if wait:
-            _stop.wait(wait)
+    try:
+        while not _stop.is_set():
+            _stop.wait(_tick())
+    finally:
+        connection.close()  # stopped: hold no connection open
+
+
+def _tick() -> float:
+    """One pass of the loop; how long to wait before the next."""
+    tick = settings.SCHEDULE_TICK_S
+    try:
+        now = timezone.now()
+        taken, upcoming = _pass(now, lookahead=tick)
+        if taken:
+            return 0  # the following due times may be due already (catching up)
+        if upcoming is not None:  # wake for it rather than up to a tick late
+            return min(tick, max(0.0, (upcoming - now).total_seconds()) + 0.001)
+    except Exception:
+        log.exception("schedule pass failed")
+    finally:
+        close_old_connections()
+    return tick
 
 
 _stop = threading.Event()

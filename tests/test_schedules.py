@@ -28,6 +28,7 @@ from agents.models import (
 from agents.schedule_forms import ScheduleForm
 
 from .cast import person
+from .stack import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -419,3 +420,21 @@ def test_very_many_missed_cron_runs_run_once_at_the_latest(template, bob, no_bro
     assert "more than 5000 due time(s)" in run.note
     s.refresh_from_db()
     assert s.next_run_at == minute + timedelta(minutes=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_runs_due_schedules_until_stopped(template, bob, no_broker, settings):
+    settings.SCHEDULE_TICK_S = 0.1
+    s = make(template, bob, interval_s=1)
+    first = s.next_run_at
+    assert schedules.scheduler.start() is True
+    try:
+        wait_until(
+            lambda: ScheduleRun.objects.filter(due_at=first + timedelta(seconds=1)).exists(),
+            "two runs of the loop",
+            timeout=30,
+        )
+    finally:
+        assert schedules.scheduler.stop(timeout=10) is True
+    assert set(ScheduleRun.objects.values_list("outcome", flat=True)) == {RunOutcome.STARTED}
+    assert ScheduleRun.objects.filter(due_at=first).exists()
