@@ -514,3 +514,5 @@ for model, model_admin in ((User, StorableUserAdmin), (Group, StorableGroupAdmin
     if admin.site.is_registered(model):
         admin.site.unregister(model)
     admin.site.register(model, model_admin)
+
+from . import admin_recurring  # noqa: E402, F401  (templates, schedules, runs, idempotency keys)
