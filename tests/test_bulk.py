@@ -24,6 +24,7 @@ from agents.models import (
     SubtaskStatus,
     WaitingFor,
 )
+from agents.queries import filter_board
 from agents.rerun import RerunRefused
 
 from .cast import person
@@ -130,6 +131,39 @@ def test_select_applies_the_filters_and_the_range_newest_first():
     )
     assert set(bulk.select(created_before=day).values_list("pk", flat=True)) == {*old, *other}
     assert bulk.select(q="Job 1", tag="weekly").get().pk == other[1]
+
+
+@pytest.mark.parametrize(
+    ("filters", "count"),
+    [
+        ({}, 19),
+        ({"q": "Job 1"}, 6),  # each group's Job 1, and Job 10 and Job 11 of the twelve
+        ({"status": "failed"}, 3),
+        ({"priority": 3}, 2),
+        ({"submitter": "bob"}, 5),
+        ({"tag": "nightly"}, 5),
+        ({"tag": "night"}, 0),  # a tag is a whole word
+        (
+            {
+                "q": "job",
+                "status": "completed",
+                "priority": 5,
+                "submitter": "bob",
+                "tag": "research",
+            },
+            2,
+        ),
+    ],
+)
+def test_select_filters_as_the_board_does(filters, count):
+    bob = person("bob")
+    make_jobs(3, tags="nightly research", submitted_by=bob)
+    make_jobs(2, JobStatus.COMPLETED, priority=3, tags="research")
+    make_jobs(2, JobStatus.COMPLETED, tags="research nightly", submitted_by=bob)
+    make_jobs(12, JobStatus.WORKING, tags="nightlyish")
+    selected = set(bulk.select(**filters))
+    assert selected == set(filter_board(Job.objects.all(), **filters))
+    assert len(selected) == count
 
 
 def test_the_preview_counts_what_the_action_applies_to_and_why_it_skips_the_rest(
