@@ -224,6 +224,27 @@ def test_a_bulk_cancel_stops_open_jobs_and_skips_finished_ones_with_one_audit_en
     )
 
 
+@pytest.mark.parametrize(
+    ("action", "status", "said"),
+    [
+        ("cancel", JobStatus.COMPLETED, "cancelled 0: none; skipped 2, already finished"),
+        ("retry", JobStatus.COMPLETED, "retried 0: none; skipped 2, not failed or cancelled"),
+        ("rerun", JobStatus.WORKING, "re-ran 0: none; skipped 2, not finished yet"),
+    ],
+)
+def test_nothing_to_act_on_is_said_and_an_empty_selection_does_nothing(
+    action, status, said, messages
+):
+    ids = make_jobs(2, status)
+    result = actions.bulk_act(action, bulk.select(), user=None)
+    assert result.applied == [] and list(result.skipped) == ids
+    assert AuditEntry.objects.get().detail == f"{said}: #{ids[0]}–#{ids[1]}"
+    assert messages == []
+    nothing = actions.bulk_act(action, bulk.select(tag="none"), user=None)
+    assert (nothing.applied, nothing.skipped) == ([], {})
+    assert AuditEntry.objects.count() == 1
+
+
 def test_a_bulk_retry_resumes_each_job_where_it_stopped_as_retry_job_does(messages):
     """Each branch of retry_job, on one job by retry_job and on another by bulk_act: the same
     statuses, fields and messages."""

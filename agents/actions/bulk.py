@@ -122,13 +122,16 @@ def _detail(result: BulkResult) -> str:
 
 def _cancel(ids: list[int]) -> list[int]:
     """lifecycle.end_job for each: nothing new starts, calls in flight finish."""
+    if not ids:  # a move's UPDATE … RETURNING cannot be compiled for no rows
+        return []
     moved = Job.objects.filter(pk__in=ids).move(
         bulk.ELIGIBLE["cancel"], JobStatus.CANCELLED, error=CANCELLED_BY_OPERATOR
     )
     stopped = (SubtaskStatus.WAITING, SubtaskStatus.QUEUED, SubtaskStatus.AWAITING_APPROVAL)
-    Subtask.objects.filter(job_id__in=moved).move(
-        stopped, SubtaskStatus.CANCELLED, error=CANCELLED_BY_OPERATOR
-    )
+    if moved:
+        Subtask.objects.filter(job_id__in=moved).move(
+            stopped, SubtaskStatus.CANCELLED, error=CANCELLED_BY_OPERATOR
+        )
     return moved
 
 
