@@ -9,13 +9,14 @@ import pytest
 
 import dashboard.live
 import orchestrator_site.standalone
-from agents import events, leases, limiter, tasks, threads
+from agents import events, leases, limiter, schedules, tasks, threads
 
 EVERY_THREAD = {
     "baton-leases": leases,
     "baton-slots": limiter,
     "baton-live": events,
     "baton-reconciler": tasks,
+    "baton-schedules": schedules,
     "baton-render": dashboard.live,
     "baton-beat": dashboard.live,
     "baton-send": dashboard.live,
