@@ -3,10 +3,12 @@ which carries the exit code that says what went wrong."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource, connect_sse
@@ -17,6 +19,11 @@ TERMINAL = ("completed", "failed", "cancelled")
 # A stream sends a keep-alive every SSE_KEEPALIVE_S (15 s by default): a longer silence
 # means the connection is gone.
 STREAM_READ_TIMEOUT_S = 60.0
+# A submission with an Idempotency-Key is sent again, with the same key, after a lost
+# connection or a gateway's error: the server makes one job for the key whatever happens.
+SUBMIT_ATTEMPTS = 3
+RETRY_WAIT_S = 1.0  # doubled after each attempt
+RETRY_STATUSES = (502, 503, 504)
 
 
 class ApiError(Exception):
@@ -102,8 +109,13 @@ class Api:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise self.unreachable(exc) from None
+        return self.answer(response)
+
+    def answer(self, response: httpx.Response) -> dict | list:
         if not response.is_success:
             raise problem(response)
+        if response.status_code == 204:
+            return {}
         try:
             return response.json()
         except ValueError:
@@ -111,17 +123,79 @@ class Api:
                 SERVER, f"{response.url} did not answer JSON", "is BATON_URL Baton's address?"
             ) from None
 
+    def post_once(self, path: str, body: dict, key: str) -> dict:
+        """POST a submission with `key` as its Idempotency-Key, sent again with the same key
+        when the answer is lost: at most one job, however many attempts reached the server."""
+        failure = None
+        for attempt in range(SUBMIT_ATTEMPTS):
+            if attempt:
+                time.sleep(RETRY_WAIT_S * 2 ** (attempt - 1))
+            try:
+                response = self.http.post(path, json=body, headers={"Idempotency-Key": key})
+            except httpx.TransportError as exc:
+                failure = self.unreachable(exc)
+                continue
+            if response.status_code in RETRY_STATUSES:
+                failure = problem(response)
+                continue
+            return self.answer(response)
+        failure.detail = (
+            f"{failure.detail}; tried {SUBMIT_ATTEMPTS} times with Idempotency-Key {key}: "
+            f"run it again with --idempotency-key {key} to get the job if one was made"
+        ).lstrip("; ")
+        raise failure
+
     def unreachable(self, exc: httpx.TransportError) -> ApiError:
         return ApiError(SERVER, f"cannot reach {self.url}", str(exc) or type(exc).__name__)
 
-    def submit(self, fields: dict) -> dict:
-        return self.call("POST", "jobs", json=fields)
+    def submit(self, fields: dict, key: str) -> dict:
+        return self.post_once("jobs", fields, key)
+
+    def submit_template(self, name: str, fields: dict, key: str) -> dict:
+        return self.post_once(f"templates/{quote(name, safe='')}/submit", fields, key)
+
+    def templates(self) -> list[dict]:
+        return self.every("templates")
+
+    def template(self, name: str) -> dict:
+        return self.call("GET", f"templates/{quote(name, safe='')}")
+
+    def schedules(self) -> list[dict]:
+        return self.every("schedules")
+
+    def schedule(self, schedule_id: int) -> dict:
+        return self.call("GET", f"schedules/{schedule_id}")
+
+    def create_schedule(self, fields: dict) -> dict:
+        return self.call("POST", "schedules", json=fields)
+
+    def switch_schedule(self, schedule_id: int, enabled: bool) -> dict:
+        return self.call("POST", f"schedules/{schedule_id}/{'resume' if enabled else 'pause'}")
+
+    def delete_schedule(self, schedule_id: int) -> None:
+        self.call("DELETE", f"schedules/{schedule_id}")
+
+    def bulk(self, fields: dict) -> dict:
+        return self.call("POST", "jobs/bulk", json=fields)
+
+    def every(self, path: str, most: int = 1000) -> list[dict]:
+        """Every row of a paginated list (up to `most`), following its cursors."""
+        rows: list[dict] = []
+        page = self.call("GET", path, params={"limit": 100})
+        while True:
+            rows += page["results"]
+            if not page.get("next") or len(rows) >= most:
+                return rows[:most]
+            page = self.call("GET", page["next"])
 
     def job(self, job_id: int) -> dict:
         return self.call("GET", f"jobs/{job_id}")
 
-    def jobs(self, status: str | None = None, limit: int | None = None) -> list[dict]:
-        params = {k: v for k, v in {"status": status, "limit": limit}.items() if v is not None}
+    def jobs(
+        self, status: str | None = None, limit: int | None = None, tag: str | None = None
+    ) -> list[dict]:
+        given = {"status": status, "limit": limit, "tag": tag}
+        params = {k: v for k, v in given.items() if v is not None}
         return self.call("GET", "jobs", params=params)["results"]
 
     def cancel(self, job_id: int) -> dict:

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from . import client, output
+from . import client, output, recurring
 from .client import Api, ApiError
 from .follow import follow
 
@@ -42,20 +42,29 @@ examples:
   baton submit --title "Haiku" --description "About the sea." --wait --json | jq -r .result
   baton eval run support-questions --agent reviewer@2 --budget-cost 0.50 --wait
   baton eval compare 7 8
+  baton submit --template nightly-digest --tag manual
+  baton schedules create --name nightly --template nightly-digest --cron "30 2 * * *" \
+      --timezone Europe/Berlin
+  baton jobs bulk retry --tag nightly --status failed --since 12h --dry-run
 """
 
 
 def submit(api: Api, args: argparse.Namespace) -> int:
-    description = sys.stdin.read() if args.description == "-" else args.description
-    given = {
-        "title": args.title,
-        "description": description,
-        "priority": args.priority,
-        "budget_tokens": args.budget_tokens,
-        "budget_cost": args.budget_cost,
-        "review_plan": args.review,
-    }
-    job = api.submit({k: v for k, v in given.items() if v is not None})
+    if args.template:
+        job = recurring.submit_template(api, args)
+    else:
+        description = sys.stdin.read() if args.description == "-" else args.description
+        given = {
+            "title": args.title,
+            "description": description,
+            "priority": args.priority,
+            "budget_tokens": args.budget_tokens,
+            "budget_cost": args.budget_cost,
+            "review_plan": args.review,
+            "tags": args.tag,
+        }
+        fields = {k: v for k, v in given.items() if v is not None}
+        job = api.submit(fields, args.idempotency_key or recurring.new_key())
     if not args.wait:
         print(output.dumps(job) if args.json else job["id"])
         return client.OK
@@ -71,6 +80,21 @@ def submit(api: Api, args: argparse.Namespace) -> int:
     elif job["status"] == "completed":
         print(job["result"])
     return _outcome(job, quiet=args.json)
+
+
+def submit_mistake(args: argparse.Namespace) -> str:
+    """What is wrong with submit's arguments together, or ""."""
+    job_fields = ("title", "description", "priority", "budget_tokens", "budget_cost", "tag")
+    if args.template:
+        given = [f"--{name.replace('_', '-')}" for name in job_fields if getattr(args, name)]
+        given += ["--review"] if args.review else []
+        if given:
+            return f"--template submits the template as saved: drop {', '.join(given)}"
+        return ""
+    if args.timezone:
+        return "--timezone fills a template's placeholders: give it with --template"
+    missing = [f"--{name}" for name in ("title", "description") if args.__dict__[name] is None]
+    return f"the following arguments are required: {', '.join(missing)}" if missing else ""
 
 
 def watch(api: Api, args: argparse.Namespace) -> int:
@@ -97,7 +121,7 @@ def _outcome(job: dict, quiet: bool) -> int:
 
 
 def jobs(api: Api, args: argparse.Namespace) -> int:
-    found = api.jobs(status=args.status, limit=args.limit)
+    found = api.jobs(status=args.status, limit=args.limit, tag=args.tag)
     if args.json:
         print(output.dumps(found))
     else:
@@ -216,23 +240,29 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("submit", submit, "submit a job and print its id")
-    sub.add_argument("--title", required=True)
-    sub.add_argument("--description", required=True, help="the task, or - to read it from stdin")
+    sub.set_defaults(mistake=submit_mistake)
+    sub.add_argument("--template", metavar="NAME", help="submit a saved job template instead")
+    sub.add_argument("--title", help="required without --template")
+    sub.add_argument("--description", help="the task, or - to read it from stdin")
     sub.add_argument("--priority", type=int, help="0 (lowest) to 9")
     sub.add_argument("--budget-tokens", type=int, metavar="N", help="stop after N tokens")
     sub.add_argument("--budget-cost", metavar="USD", help="stop after spending this much")
     sub.add_argument(
         "--review", action="store_true", help="stop after planning until the plan is approved"
     )
+    sub.add_argument("--tag", action="append", metavar="TAG", help="tag the job (repeatable)")
+    recurring.add_submit_options(sub)
     sub.add_argument(
         "--wait",
         action="store_true",
         help="follow the job until it ends, then print its result (or, with --json, the job)",
     )
 
-    sub = command("jobs", jobs, "list jobs, newest first")
+    sub = command("jobs", jobs, "list jobs, newest first (jobs bulk: act on many)")
     sub.add_argument("--status", help="queued, planning, waiting, working, synthesizing, ...")
+    sub.add_argument("--tag", help="only jobs with this tag")
     sub.add_argument("--limit", type=int, help="how many (default 25, at most 100)")
+    recurring.add_commands(commands, sub, [connection, as_json])
 
     sub = command("watch", watch, "follow a job live until it ends")
     sub.add_argument("id", type=int, metavar="ID")
@@ -298,6 +328,9 @@ def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = 
         return exc.code if isinstance(exc.code, int) else client.USAGE
     if not hasattr(args, "run"):
         top.print_help(sys.stderr)
+        return client.USAGE
+    if mistake := getattr(args, "mistake", lambda _: "")(args):
+        print(f"baton: error: {mistake}", file=sys.stderr)
         return client.USAGE
     token = args.token or os.environ.get("BATON_TOKEN", "")
     if not token:
