@@ -24,6 +24,11 @@ from .access import read_required
 
 NEXT_RUNS = 5
 RECENT_RUNS = 20
+# The policies' labels on the page (the form's are the model fields' names).
+LABELS = {
+    "on_missed": "When runs were missed (no worker running)",
+    "on_overlap": "When the previous run is still going",
+}
 
 
 def _with_when(schedules: list[Schedule]) -> list[Schedule]:
@@ -58,6 +63,9 @@ def schedule_detail(request: HttpRequest, schedule_id: int) -> HttpResponse:
 
 
 def _edit_page(request: HttpRequest, form: ScheduleForm, schedule: Schedule | None) -> HttpResponse:
+    for name, label in LABELS.items():
+        if name in form.fields:
+            form.fields[name].label = label
     zone = form.fields.get("timezone")
     zones = []
     if zone is not None and not getattr(zone, "choices", None):  # a text box: offer the zones
