@@ -14,7 +14,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from agents.models import AuditEntry, Job, JobStatus, Schedule, ScheduleRun
+from agents.models import AuditEntry, Job, JobStatus, JobTemplate, Schedule, ScheduleRun
 
 from .browser import assert_steady, mark_page, user_page
 
@@ -147,3 +147,49 @@ def test_a_template_is_scheduled_watched_live_and_bulk_cancelled(stack, seeded, 
         expect(watcher.locator(f"#job-card-{pk}")).to_have_attribute("data-status", "cancelled")
     assert_steady(watcher)
     print(f"walk: next runs {next_runs[:1]}, {cancelled} runs cancelled")
+
+
+@pytest.fixture(scope="module")
+def axe():
+    from .axe import axe_source
+
+    return axe_source()
+
+
+def test_the_recurring_pages_are_accessible(stack, seeded, axe, browser, request):
+    """axe-core on each page of the walk, filled in: no serious or critical violation."""
+    from .axe import assert_none_blocking, check
+
+    template = JobTemplate.objects.create(
+        name=TEMPLATE, title="Walk digest {date}", description="Summarise the day.", tags=TAG
+    )
+    schedule = Schedule.objects.create(
+        name=SCHEDULE, template=template, interval_s=3600, enabled=False
+    )
+    job = Job.objects.create(
+        title="Walk digest",
+        description="Summarise the day.",
+        tags=TAG,
+        template=template,
+        status=JobStatus.CANCELLED,
+    )
+    ScheduleRun.objects.create(schedule=schedule, due_at=job.created_at, job=job, outcome="started")
+    page = user_page(browser, stack.base_url, "bob", bypass_csp=True)
+    found: dict = {}
+    pages = {
+        "templates": "/templates/",
+        "template new": "/templates/new/",
+        "schedules": "/schedules/",
+        "schedule new": f"/schedules/new/?template={TEMPLATE}",
+        "schedule": f"/schedules/{schedule.pk}/",
+        "bulk preview": f"/jobs/bulk/?tag={TAG}&action=retry",
+    }
+    for name, path in pages.items():
+        page.goto(stack.base_url + path)
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        check(request, page, name, axe, found)
+    page.goto(f"{stack.base_url}/?tag={TAG}")
+    page.get_by_text("From a template").click()
+    expect(page.get_by_role("button", name=f"Submit {TEMPLATE} now")).to_be_visible()
+    check(request, page, "board (tag, templates menu)", axe, found)
+    assert_none_blocking(found)
