@@ -318,3 +318,13 @@ def test_where_jobs_came_from_costs_the_board_no_query(client, viewer, nightly):
     with CaptureQueriesContext(connection) as origin:
         client.get("/")
     assert len(origin) == len(plain)
+
+
+def test_the_submit_form_takes_tags(client, operator, no_broker):
+    data = {"title": "Tagged", "description": "A job with tags on it.", "priority": "5"}
+    response = client.post("/jobs/submit/", {**data, "tags": "Incident, db incident"})
+    assert response.status_code == 302
+    assert Job.objects.get().tags == "incident db"
+    bad = client.post("/jobs/submit/", {**data, "title": "Bad", "tags": "a/b"})
+    assert bad.status_code == 400 and "is not a tag" in html_of(bad)
+    assert Job.objects.count() == 1
