@@ -159,3 +159,11 @@ def test_only_operators_act_in_bulk(users, incident):
         == 403
     )
     assert Job.objects.get(pk=incident["working"].pk).status == JobStatus.WORKING
+
+
+def test_a_bulk_cancel_with_nothing_to_cancel_skips_every_job(operator_api, incident):
+    response = operator_api.post("/api/v1/jobs/bulk", {"action": "cancel", "status": "failed"})
+    assert response.status_code == 200, response.content
+    result = response.json()
+    assert result["applied"] == [] and len(result["skipped"]) == 5
+    assert set(result["skipped"].values()) == {"already finished"}
