@@ -9,8 +9,10 @@ from .actions import schedules as schedule_actions
 from .actions import templates as template_actions
 from .admin_base import ListAdmin, RecordAdmin
 from .models import IdempotencyKey, JobTemplate, Schedule, ScheduleRun
-from .schedule_forms import ScheduleForm
+from .schedule_forms import WRITTEN, ScheduleForm
 from .template_forms import JobTemplateForm
+
+STAMPS = ("created_by", "created_at", "updated_at")
 
 
 class WrittenThroughForm(ListAdmin):
@@ -35,21 +37,8 @@ class JobTemplateAdmin(WrittenThroughForm):
     list_select_related = ("created_by",)
     list_defer = ("description", "agent_versions")
     search_fields = ("name", "title")
-    fields = (
-        "name",
-        "title",
-        "description",
-        "priority",
-        "budget_tokens",
-        "budget_cost",
-        "review_plan",
-        "tags",
-        "agent_versions",
-        "created_by",
-        "created_at",
-        "updated_at",
-    )
-    readonly_fields = ("created_by", "created_at", "updated_at")
+    fields = (*JobTemplateForm.Meta.fields, "tags", *STAMPS)
+    readonly_fields = STAMPS
 
     def save_model(self, request, obj: JobTemplate, form, change: bool) -> None:
         if change:
@@ -86,22 +75,8 @@ class ScheduleAdmin(WrittenThroughForm):
     list_filter = ("enabled", "on_missed", "on_overlap")
     list_select_related = ("template",)
     search_fields = ("name", "template__name")
-    fields = (
-        "name",
-        "template",
-        "cron",
-        "interval_s",
-        "timezone",
-        "enabled",
-        "on_missed",
-        "on_overlap",
-        "next_run_at",
-        "last_run_at",
-        "created_by",
-        "created_at",
-        "updated_at",
-    )
-    readonly_fields = ("next_run_at", "last_run_at", "created_by", "created_at", "updated_at")
+    fields = (*WRITTEN, "next_run_at", "last_run_at", *STAMPS)
+    readonly_fields = ("next_run_at", "last_run_at", *STAMPS)
     actions = ("pause", "resume")
 
     def save_model(self, request, obj: Schedule, form, change: bool) -> None:
