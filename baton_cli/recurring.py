@@ -261,26 +261,26 @@ def _done(action: str) -> str:
 
 def add_commands(commands, jobs: argparse.ArgumentParser, common: list) -> None:
     """The templates and schedules commands, and `jobs bulk` under `jobs`."""
-    group = commands.add_parser(
+    step = _group(
+        commands,
         "templates",
-        help="list, show and submit saved jobs",
-        description="Job templates: saved jobs, submitted in one command.",
+        "list, show and submit saved jobs",
+        "Job templates: saved jobs, submitted in one command.",
+        common,
     )
-    steps = group.add_subparsers(title="commands", metavar="COMMAND")
-    step = _stepper(steps, common)
     step("list", templates_list, "list job templates")
     step("show", templates_show, "show a template").add_argument("name", metavar="NAME")
     sub = step("submit", templates_submit, "submit a template as a job and print its id")
     sub.add_argument("template", metavar="NAME")
     add_submit_options(sub)
 
-    group = commands.add_parser(
+    step = _group(
+        commands,
         "schedules",
-        help="list, create, pause, resume and delete schedules",
-        description="Schedules: a template submitted on a cron expression or an interval.",
+        "list, create, pause, resume and delete schedules",
+        "Schedules: a template submitted on a cron expression or an interval.",
+        common,
     )
-    steps = group.add_subparsers(title="commands", metavar="COMMAND")
-    step = _stepper(steps, common)
     step("list", schedules_list, "list schedules")
     sub = step("create", schedules_create, "schedule a template")
     sub.add_argument("--name", required=True)
@@ -330,7 +330,11 @@ def add_submit_options(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def _stepper(steps, common: list):
+def _group(commands, name: str, summary: str, description: str, common: list):
+    """A command with commands of its own; the function that adds one."""
+    group = commands.add_parser(name, help=summary, description=description)
+    steps = group.add_subparsers(title="commands", metavar="COMMAND")
+
     def step(name: str, run, summary: str) -> argparse.ArgumentParser:
         sub = steps.add_parser(name, parents=common, help=summary, description=summary)
         sub.set_defaults(run=run)

@@ -27,15 +27,8 @@ from ..pagination import Cursor
 from ..serializers import TAGS_HELP, JobDetailSerializer
 from .jobs import IDEMPOTENCY, submitted
 
-FIELDS = [
-    "name",
-    "title",
-    "description",
-    "priority",
-    "budget_tokens",
-    "budget_cost",
-    "review_plan",
-]
+# The form's fields but the pins, which the API takes as an object rather than as text.
+FIELDS = [name for name in JobTemplateForm.Meta.fields if name != "agent_versions"]
 PINS_HELP = 'Pinned agent versions, as {"reviewer": 2}: those agents run as they were then.'
 TEXT_HELP = "Placeholders such as {date} and {time} are filled when it is submitted."
 
