@@ -27,6 +27,8 @@ READS = [
     "/agents/",
     "/tools/",
     "/approvals/",
+    "/templates/",
+    "/schedules/",
 ]
 HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "page"}
 
@@ -89,6 +91,7 @@ def test_no_dashboard_url_answers_a_get_from_a_user_in_no_group(client, job):
     kwargs["other_id"] = job.pk  # a comparison of two jobs
     kwargs["approval_id"] = kwargs["rule_id"] = 1  # POST only: refused before any lookup
     kwargs["number"] = 1  # an agent's version
+    kwargs["schedule_id"] = 1  # a schedule
     kwargs["case_id"] = 1  # a dataset's case
     kwargs["experiment_id"] = kwargs["a"] = kwargs["b"] = kwargs["score_id"] = 1  # evaluation
     client.force_login(person("eve"))
