@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from agents import state
+from agents.actions import rerun_job
 from agents.models import (
     Agent,
     AuditEntry,
@@ -295,3 +296,12 @@ def test_the_admin_shows_the_lineage_read_only(admin_client, django_capture_on_c
     copy = rerun.subtasks.get(key="research")
     page = admin_client.get(f"/admin/agents/subtask/{copy.pk}/change/").content.decode()
     assert 'name="copied_from"' not in page
+
+
+def test_a_whole_job_rerun_says_so_on_both_pages(client, operator):
+    job = planned_job()
+    again = rerun_job(job, user=operator)
+    page = client.get(f"/jobs/{again.pk}/").content.decode()
+    assert f"#{job.pk}</a> (the whole job)" in page and "<code></code>" not in page
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'<a href="/jobs/{again.pk}/">#{again.pk}</a> (whole)' in page
