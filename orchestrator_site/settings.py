@@ -273,6 +273,7 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "agents.models.JobStatus",
         "SubtaskStatusEnum": "agents.models.SubtaskStatus",
         "ExperimentStatusEnum": "agents.models.ExperimentStatus",
+        "BulkActionEnum": "agents.bulk_forms.ACTION_CHOICES",
     },
 }
 
