@@ -10,7 +10,6 @@ from datetime import datetime
 from django.db.models import Count, QuerySet
 
 from .models import JOB_TERMINAL, Job, JobStatus
-from .tags import tagged
 
 ACTIONS = ("cancel", "retry", "rerun")
 PREVIEW_JOBS = 50
@@ -69,21 +68,8 @@ def select(
     created_before: datetime | None = None,
 ) -> QuerySet[Job]:
     """The jobs the board's filters and a time range (after ≤ created < before) select,
-    newest first: a BulkFilterForm's cleaned data.
-
-    The filters are queries.filter_board's, which this layer may not import (the faces' reads
-    come later); tests/test_bulk.py holds the two to the same rows."""
-    jobs = Job.objects.all()
-    if q:
-        jobs = jobs.matching(q)
-    if status:
-        jobs = jobs.filter(status=status)
-    if priority is not None:
-        jobs = jobs.filter(priority=priority)
-    if submitter:
-        jobs = jobs.filter(submitted_by__username=submitter)
-    if tag:
-        jobs = jobs.filter(tagged(tag))
+    newest first: a BulkFilterForm's cleaned data."""
+    jobs = Job.objects.filtered(q=q, status=status, priority=priority, submitter=submitter, tag=tag)
     if created_after is not None:
         jobs = jobs.filter(created_at__gte=created_after)
     if created_before is not None:

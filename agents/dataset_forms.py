@@ -9,7 +9,6 @@ from django import forms
 from . import datasets
 from .forms import BoardFilterForm
 from .models import Case, Dataset, Job, JobStatus
-from .queries import filter_board
 
 
 class DatasetForm(forms.ModelForm):
@@ -147,6 +146,6 @@ def newest_completed(filters: dict) -> tuple[list[Job], bool]:
     """The newest datasets.JOBS_MAX completed jobs the board's `filters` match, and whether
     more matched."""
     chosen = {"q": "", "status": "", "priority": None, "submitter": "", **filters}
-    matching = filter_board(Job.objects.filter(status=JobStatus.COMPLETED), **chosen)
+    matching = Job.objects.filter(status=JobStatus.COMPLETED).filtered(**chosen)
     jobs = list(matching.order_by("-created_at", "-pk")[: datasets.JOBS_MAX + 1])
     return jobs[: datasets.JOBS_MAX], len(jobs) > datasets.JOBS_MAX

@@ -25,7 +25,7 @@ from . import events, metrics
 from .allocation import PLANNER_SPECIALTIES
 from .planning import TYPE_CHARS, normalise_specialties
 from .statemerge import replay
-from .tags import TAGS_CHARS
+from .tags import TAGS_CHARS, tagged
 
 IDEMPOTENCY_KEY_CHARS = 255
 
@@ -343,6 +343,29 @@ class JobQuerySet(models.QuerySet):
         # Through the trigram indexes, whatever the planner would pick (migration 0008).
         pattern = f"%{db.ops.prep_for_like_query(text)}%"
         return self.filter(pk__in=RawSQL("SELECT agents_job_matching(%s)", [pattern]))
+
+    def filtered(
+        self,
+        *,
+        q: str = "",
+        status: str = "",
+        priority: int | None = None,
+        submitter: str = "",
+        tag: str = "",
+    ) -> JobQuerySet:
+        """The board's filters (the page's BoardFilterForm, the API's query, a bulk action's
+        selection): text in the title or description, a status, a priority, a submitter's
+        username, a tag; empty ones are left out."""
+        jobs = self.matching(q) if q else self
+        if status:
+            jobs = jobs.filter(status=status)
+        if priority is not None:
+            jobs = jobs.filter(priority=priority)
+        if submitter:
+            jobs = jobs.filter(submitted_by__username=submitter)
+        if tag:
+            jobs = jobs.filter(tagged(tag))
+        return jobs
 
     def status_counts(self) -> dict[str, int]:
         counts = dict(self.order_by().values_list("status").annotate(n=models.Count("pk")))

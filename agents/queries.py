@@ -17,7 +17,6 @@ from .models import (
     count_of,
 )
 from .series import agent_series
-from .tags import tagged
 from .tools import RESULT_CHARS
 
 JOB_TEXTS = ("description", "result", "error")  # a subtask reads its job's status alone
@@ -92,31 +91,6 @@ ORIGIN_UNUSED = ("template__description", "template__agent_versions")
 def board_jobs() -> QuerySet[Job]:
     """Jobs as their board cards show them."""
     return Job.objects.for_board().select_related(*CARD_ORIGIN).defer(*ORIGIN_UNUSED)
-
-
-def filter_board(
-    jobs: QuerySet[Job],
-    *,
-    q: str = "",
-    status: str = "",
-    priority: int | None = None,
-    submitter: str = "",
-    tag: str = "",
-) -> QuerySet[Job]:
-    """The board's filters (the page's BoardFilterForm, the API's query): text in the title
-    or description, a status, a priority, a submitter's username, a tag; empty ones are left
-    out."""
-    if q:
-        jobs = jobs.matching(q)
-    if status:
-        jobs = jobs.filter(status=status)
-    if priority is not None:
-        jobs = jobs.filter(priority=priority)
-    if submitter:
-        jobs = jobs.filter(submitted_by__username=submitter)
-    if tag:
-        jobs = jobs.filter(tagged(tag))
-    return jobs
 
 
 def agents_with_metrics(agents: QuerySet[Agent]) -> list[Agent]:

@@ -27,7 +27,6 @@ from agents.queries import (
     ORIGIN_UNUSED,
     TRACE_PAGE,
     agents_with_metrics,
-    filter_board,
     job_activity,
     job_subtasks,
     subtask_calls,
@@ -57,11 +56,11 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
         *CARD_UNUSED, *ORIGIN_UNUSED
     )
     if chosen.get("status"):
-        page = Paginator(filter_board(cards, **chosen), BOARD_PAGE_SIZE)
+        page = Paginator(cards.filtered(**chosen), BOARD_PAGE_SIZE)
         context["page"] = page.get_page(request.GET.get("page"))
         context["status_label"] = JobStatus(chosen["status"]).label
         return context
-    jobs = filter_board(Job.objects.all(), **chosen)
+    jobs = Job.objects.filtered(**chosen)
     if narrowed:  # a search reads each match once, not once per column
         newest, counts = jobs.newest_per_status(BOARD_CARDS_PER_COLUMN)
     else:  # the whole board: column by column, from the (status, created_at) index

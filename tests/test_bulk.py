@@ -24,7 +24,6 @@ from agents.models import (
     SubtaskStatus,
     WaitingFor,
 )
-from agents.queries import filter_board
 from agents.rerun import RerunRefused
 
 from .cast import person
@@ -162,7 +161,7 @@ def test_select_filters_as_the_board_does(filters, count):
     make_jobs(2, JobStatus.COMPLETED, tags="research nightly", submitted_by=bob)
     make_jobs(12, JobStatus.WORKING, tags="nightlyish")
     selected = set(bulk.select(**filters))
-    assert selected == set(filter_board(Job.objects.all(), **filters))
+    assert selected == set(Job.objects.filtered(**filters))
     assert len(selected) == count
 
 

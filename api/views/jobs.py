@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from agents import actions, idempotency
 from agents.forms import JobForm, NewSubtaskForm, SubtaskForm
 from agents.models import Job, Subtask
-from agents.queries import board_jobs, filter_board, job_subtasks
+from agents.queries import board_jobs, job_subtasks
 
 from .. import permissions as perm
 from ..errors import (
@@ -131,7 +131,7 @@ class JobList(generics.ListCreateAPIView):
         filters = JobFilterSerializer(data=self.request.query_params)
         if not filters.is_valid():
             raise InvalidQuery(filters.errors)
-        return filter_board(board_jobs().defer(*CARD_UNUSED), **filters.validated_data)
+        return board_jobs().defer(*CARD_UNUSED).filtered(**filters.validated_data)
 
     @extend_schema(
         summary="List jobs, newest first",
