@@ -45,6 +45,15 @@ ENDPOINTS = [
     ("post", "/api/v1/agents/coder/disable", None, MANAGERS),
     ("post", "/api/v1/agents/coder/enable", None, MANAGERS),
     ("get", "/api/v1/spend", None, READERS),
+    ("get", "/api/v1/templates", None, READERS),
+    (
+        "post",
+        "/api/v1/templates",
+        {"name": "digest", "title": "Digest {date}", "description": "ten chars or more"},
+        OPERATORS,
+    ),
+    ("get", "/api/v1/schedules", None, READERS),
+    ("post", "/api/v1/jobs/bulk", {"action": "cancel", "tag": "none", "dry_run": True}, OPERATORS),
 ]
 IDS = [f"{method.upper()} {path}" for method, path, _, _ in ENDPOINTS]
 
