@@ -4,6 +4,7 @@ plus a time range (agents.bulk.select takes the cleaned data), and the action.""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
 from .bulk import ACTIONS
 from .forms import BoardFilterForm
@@ -12,13 +13,17 @@ _LABELS = {"cancel": "Cancel", "retry": "Retry", "rerun": "Re-run"}
 ACTION_CHOICES = [(action, _LABELS[action]) for action in ACTIONS]
 
 
+def _moment(label: str, help_text: str) -> forms.DateTimeField:
+    # The browser's date and time picker; read in the site's zone (TIME_ZONE), which it names.
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+    return forms.DateTimeField(
+        required=False, label=label, widget=widget, help_text=f"{help_text} ({settings.TIME_ZONE})."
+    )
+
+
 class BulkFilterForm(BoardFilterForm):
-    created_after = forms.DateTimeField(
-        required=False, label="Created from", help_text="On or after this time."
-    )
-    created_before = forms.DateTimeField(
-        required=False, label="Created before", help_text="Before this time."
-    )
+    created_after = _moment("Created from", "On or after this time")
+    created_before = _moment("Created before", "Before this time")
 
     def clean(self) -> dict:
         data = super().clean()

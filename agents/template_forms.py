@@ -28,6 +28,9 @@ class PinsField(BoundedJSONField):
             )
         return super().to_python(value)
 
+    def prepare_value(self, value: object) -> object:
+        return "" if value in (None, {}) else super().prepare_value(value)  # not "null"
+
 
 class JobTemplateForm(forms.ModelForm):
     priority = forms.TypedChoiceField(

@@ -24,6 +24,7 @@ from .access import read_required
 
 NEXT_RUNS = 5
 RECENT_RUNS = 20
+POLL_S = 5  # the runs section reads itself again this often
 # The policies' labels on the page (the form's are the model fields' names).
 LABELS = {
     "on_missed": "When runs were missed (no worker running)",
@@ -58,6 +59,7 @@ def schedule_detail(request: HttpRequest, schedule_id: int) -> HttpResponse:
         "schedule": schedule,
         "next_runs": next_runs(schedule, count=NEXT_RUNS),
         "runs": runs,
+        "poll_s": POLL_S,
     }
     return render(request, "dashboard/schedule_detail.html", context)
 

@@ -74,6 +74,15 @@ def see_next_runs(page: Page) -> list[str]:
     return shown
 
 
+def see_a_run_come(page: Page) -> None:
+    """The schedule's page reads its runs again by itself: a run and its job appear."""
+    mark_page(page)
+    runs = page.get_by_role("region", name="Recent runs")
+    job = runs.get_by_role("link", name=re.compile(r"#\d+ Walk digest \d{4}-"))
+    expect(job.first).to_be_visible(timeout=15_000)  # a run is due every 2 s, read every 5 s
+    assert_steady(page)
+
+
 def watch_runs_appear(page: Page) -> int:
     """On the board, opened once: two cards of the schedule's that were not there appear."""
     nav(page, "Board")
@@ -122,6 +131,7 @@ def test_a_template_is_scheduled_watched_live_and_bulk_cancelled(stack, seeded, 
     save_template(page)
     schedule_it(page)
     next_runs = see_next_runs(page)
+    see_a_run_come(page)
     before = watch_runs_appear(page)
     pause(page)
     schedule = Schedule.objects.get(name=SCHEDULE)
