@@ -85,6 +85,8 @@ def test_the_schedule_forms_rules_apply(operator_api, template):
         assert response["Content-Type"] == PROBLEM
         assert pointer in {e["pointer"] for e in response.json()["errors"]}, body
     assert not Schedule.objects.exists()
+    unknown = operator_api.post("/api/v1/schedules", {**NIGHTLY, "template": "nothing"}).json()
+    assert unknown["errors"][0]["detail"] == "No template is named “nothing”."
 
 
 def test_a_taken_name_is_refused(operator_api, template):

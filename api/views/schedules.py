@@ -103,7 +103,10 @@ class ScheduleWriteSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=Schedule._meta.get_field("name").max_length)
     template = serializers.SlugRelatedField(
-        slug_field="name", queryset=JobTemplate.objects.all(), help_text="A template's name."
+        slug_field="name",
+        queryset=JobTemplate.objects.all(),
+        help_text="A template's name.",
+        error_messages={"does_not_exist": "No template is named “{value}”."},
     )
     cron = serializers.CharField(
         max_length=crontimes.CRON_CHARS,
