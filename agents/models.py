@@ -1487,3 +1487,6 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+from .stats_models import *  # noqa: E402, F403  (the overview's buckets, registered here)

@@ -15,6 +15,7 @@ from .views import (
     reruns,
     schedules,
     scorers,
+    stats,
 )
 
 urlpatterns = [
@@ -80,5 +81,6 @@ urlpatterns = [
     *job_templates.urlpatterns,
     *schedules.urlpatterns,
     *bulk.urlpatterns,
+    *stats.urlpatterns,
     re_path(r"^.*$", meta.NoSuchEndpoint.as_view(), name="api-not-found"),
 ]

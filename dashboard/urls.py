@@ -8,6 +8,7 @@ from . import (
     experiments,
     job_templates,
     mcp_servers,
+    overview,
     reruns,
     schedules,
     scorers,
@@ -60,3 +61,5 @@ urlpatterns = [
 urlpatterns += datasets.urlpatterns + scorers.urlpatterns + experiments.urlpatterns
 # Recurring and safe submission: job templates, schedules and bulk actions.
 urlpatterns += job_templates.urlpatterns + schedules.urlpatterns + bulk.urlpatterns
+# The overview: how the system behaves over time.
+urlpatterns += overview.urlpatterns

@@ -1,0 +1,3 @@
+"""(stub: filled in by this issue's work)"""
+
+urlpatterns: list = []
