@@ -50,7 +50,12 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
     narrowed = any(value not in ("", None) for value in chosen.values())
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"form": form, "filters": filters, "query": query.urlencode()}
+    context = {
+        "form": form,
+        "filters": filters,
+        "query": query.urlencode(),
+        "applied": _applied_filters(filters, chosen),
+    }
     cards = Job.objects.for_board().select_related(None)
     cards = cards.select_related("experiment_case", *CARD_ORIGIN).defer(
         *CARD_UNUSED, *ORIGIN_UNUSED
@@ -78,6 +83,18 @@ def _board_context(request: HttpRequest, form: JobForm) -> dict:
         for value, label in JobStatus.choices
     ]
     return context
+
+
+def _applied_filters(filters: BoardFilterForm, chosen: dict) -> list[tuple[str, str]]:
+    """The filter in force, as (label, shown value) pairs, for the board to say it."""
+    applied = []
+    for name, value in chosen.items():
+        if value in ("", None):
+            continue
+        field = filters.fields[name]
+        shown = dict(getattr(field, "choices", ())).get(value, value)
+        applied.append((field.label or name.capitalize(), str(shown)))
+    return applied
 
 
 @read_required("board")

@@ -131,8 +131,17 @@ def screenshot(page: Page, request: pytest.FixtureRequest, name: str) -> Path:
 DESCRIPTION = "Build a tiny URL shortener and review it."
 
 
+def open_new_job(page) -> None:
+    """Open the board's "New job" disclosure (closed until asked for), unless it is open."""
+    new_job = page.locator("#new-job")
+    if new_job.get_attribute("open") is None:
+        new_job.locator("summary").click()
+    expect(new_job.get_by_label("Title")).to_be_visible()
+
+
 def submit_in_form(page, title: str, description: str = DESCRIPTION, review=False) -> int:
     """Submit the board's form (htmx); return the new job's id from the notice's link."""
+    open_new_job(page)
     page.get_by_label("Title").fill(title)
     page.get_by_label("Description").fill(description)
     if review:

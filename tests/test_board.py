@@ -81,7 +81,8 @@ def test_a_description_over_the_cap_gets_a_clear_error(client, operator):
 
 def test_a_viewer_sees_no_submit_form_and_cannot_post(client):
     client.force_login(person("carol"))
-    assert "Submit a job" not in client.get("/").content.decode()
+    page = client.get("/").content.decode()
+    assert "Submit a job" not in page and 'id="new-job"' not in page
     data = {"title": "Nope", "description": "Viewers cannot submit.", "priority": "5"}
     assert client.post("/jobs/submit/", data).status_code == 403
     assert not Job.objects.exists()

@@ -3,6 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
+from .browser import open_new_job
 from .cast import PASSWORD
 
 pytestmark = [
@@ -17,7 +18,7 @@ def log_in(page, base_url: str, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Submit a job")).to_be_visible()
+    expect(page.locator("#new-job > summary")).to_have_text("New job")
 
 
 def test_a_submitted_job_moves_to_completed_live(stack, seeded, browser, tmp_path):
@@ -26,6 +27,7 @@ def test_a_submitted_job_moves_to_completed_live(stack, seeded, browser, tmp_pat
     expect(page.locator("#connection")).to_have_text("live")
     page.evaluate("window.__notReloaded = true")
 
+    open_new_job(page)
     page.get_by_label("Title").fill("Browser job")
     page.get_by_label("Description").fill("Plan a small data pipeline and review it.")
     page.get_by_label("Priority").select_option("2")
@@ -44,6 +46,7 @@ def test_a_submitted_job_moves_to_completed_live(stack, seeded, browser, tmp_pat
 def test_the_form_shows_validation_errors_inline(stack, seeded, browser):
     page = browser.new_page()
     log_in(page, stack.base_url, "alice")
+    open_new_job(page)
     page.get_by_label("Title").fill("   ")
     page.get_by_label("Description").fill("short")
     page.get_by_role("button", name="Submit job").click()

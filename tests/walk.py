@@ -117,6 +117,9 @@ class Walk:
     def submit_job(self, title: str, description: str) -> int:
         page = self.page
         self.nav("Board")
+        new_job = page.locator("#new-job")  # "New job" is closed until asked for
+        if new_job.get_attribute("open") is None:
+            new_job.locator("summary").click()
         page.get_by_label("Title").fill(title)
         page.get_by_label("Description").fill(description)
         page.get_by_role("button", name="Submit job").click()
