@@ -86,6 +86,8 @@ READ_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "agents.view_schedule",
         "agents.view_job",
     ),
+    # The overview's charts: jobs by outcome, and the LLM calls' spend, latency and errors.
+    "overview": ("agents.view_job", "agents.view_llmcall"),
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import hashlib
 import logging
 import secrets
 import threading
@@ -39,6 +40,8 @@ from agents.models import Agent, Job
 from agents.queries import agents_with_metrics, board_jobs, job_activity, job_subtasks
 from agents.redisconn import redis_client
 
+from . import overview
+
 log = logging.getLogger(__name__)
 BATCHES_KEY = "baton:live:batches"
 # With no web process taking them, batches must not pile up: keep the newest ones.
@@ -56,6 +59,12 @@ _loop: asyncio.AbstractEventLoop | None = None
 _own_loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 _pending: set[concurrent.futures.Future] = set()
+OVERVIEW_GROUP = "overview"
+# The live overview (the last hour) is rendered once per this many seconds at most.
+OVERVIEW_EVERY_S = 5
+OVERVIEW_TURN_KEY = "baton:live:overview:turn"
+OVERVIEW_DIGEST_KEY = "baton:live:overview:digest"
+_overview_sent = ""
 
 
 def forward(batch: Batch) -> None:
@@ -120,6 +129,33 @@ def beat() -> None:
         epoch, seqs = _last_seqs(groups)
         for group, seq in zip(groups, seqs, strict=True):
             _group_send(group, f"<!--beat {epoch} {seq}-->")
+    if OVERVIEW_GROUP in groups:
+        try:
+            refresh_overview()
+        finally:
+            close_old_connections()
+
+
+def refresh_overview() -> bool:
+    """Re-render the last hour's overview for its watchers, at most every `OVERVIEW_EVERY_S`
+    across all web processes, and only when it changed: its figures move as calls finish and
+    as the hour slides, so a timer (the heartbeat's) catches both."""
+    global _overview_sent
+    if settings.REDIS_URL:
+        client = redis_client(settings.REDIS_URL)
+        if not client.set(OVERVIEW_TURN_KEY, 1, nx=True, ex=OVERVIEW_EVERY_S):
+            return False
+    html = overview.render_live()
+    digest = hashlib.sha256(html.encode()).hexdigest()
+    if settings.REDIS_URL:
+        if client.getset(OVERVIEW_DIGEST_KEY, digest) == digest.encode():
+            return False
+        client.expire(OVERVIEW_DIGEST_KEY, SEQ_TTL_S)
+    elif _overview_sent == digest:
+        return False
+    _overview_sent = digest
+    send(OVERVIEW_GROUP, html)
+    return True
 
 
 def _next_seq(group: str) -> tuple[str, int]:
