@@ -20,6 +20,7 @@ from . import (
     lifecycle,
     limiter,
     process,
+    stats,
     takebacks,
     telemetry,
 )
@@ -48,6 +49,14 @@ def on_pass(kind: str, hook: Callable[[], int]) -> None:
 
 
 on_pass("idempotency_keys", idempotency.purge_expired)  # keys past their TTL
+
+
+def _roll_up() -> int:
+    stats.roll_up()
+    return 0  # folding closed minutes into the overview's buckets is routine: not counted
+
+
+on_pass("stats", _roll_up)
 
 
 def _holders_gone() -> list[str]:
