@@ -263,7 +263,7 @@ def data_table(chart: Chart) -> SafeString:
     return format_html(
         '<table class="chart-data"><caption>{} ({}), per {}, UTC</caption>'
         '<thead><tr><th scope="col">Bucket start (UTC)</th>{}</tr></thead>'
-        '<tbody>{}</tbody></table>',
+        "<tbody>{}</tbody></table>",
         chart.title,
         chart.unit,
         chart.bucket,

@@ -14,16 +14,12 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 
+from agents import stats
+
 from .access import read_required
 from .charts import Chart, figure_parts
 
 LIVE_RANGE = "1h"
-
-
-def _stats():  # TEMPORARY until agents.stats is committed
-    from agents import stats
-
-    return stats
 
 
 RANGE_LABELS = {"1h": "Last hour", "24h": "24 h", "7d": "7 days", "30d": "30 days"}
@@ -33,8 +29,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def range_key(request: HttpRequest) -> str:
-    key = request.GET.get("range", _stats().DEFAULT_RANGE)
-    return key if key in _stats().RANGES else _stats().DEFAULT_RANGE
+    key = request.GET.get("range", stats.DEFAULT_RANGE)
+    return key if key in stats.RANGES else stats.DEFAULT_RANGE
 
 
 def charts(data) -> list[Chart]:
@@ -68,13 +64,13 @@ def charts(data) -> list[Chart]:
 
 def context(key: str) -> dict:
     """What the page and its live fragment show: one agents.stats.overview."""
-    data = _stats().overview(key)
+    data = stats.overview(key)
     for job in data.latest_failures:
         reason = (job.error or "").replace("\x00", "")
         job.reason = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
     return {
         "range": key,
-        "ranges": [(k, RANGE_LABELS.get(k, k)) for k in _stats().RANGES],
+        "ranges": [(k, RANGE_LABELS.get(k, k)) for k in stats.RANGES],
         "live": key == LIVE_RANGE,
         "overview": data,
         "charts": [
@@ -102,7 +98,7 @@ def safe_cell(value) -> str:
 @read_required("overview")
 def overview_csv(request: HttpRequest, chart: str) -> HttpResponse:
     key = range_key(request)
-    found = next((c for c in charts(_stats().overview(key)) if c.slug == chart), None)
+    found = next((c for c in charts(stats.overview(key)) if c.slug == chart), None)
     if found is None:
         raise Http404("No such chart.")
     out = io.StringIO()

@@ -6,11 +6,16 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from agents.models import Job, JobStatus
+from agents import stats, team
+from agents.models import Agent, Job, JobStatus, LLMCall
 from dashboard import overview as page
 
 from .cast import person
@@ -73,11 +78,6 @@ def hand_made(monkeypatch):
     """Serve the page from an Overview made by hand (set `.value`); the ranges stay the
     domain's."""
     holder = SimpleNamespace(value=made_overview(), asked=[])
-    try:
-        stats = page._stats()
-    except ImportError:  # TEMPORARY: agents.stats not committed yet
-        stats = SimpleNamespace(DEFAULT_RANGE="24h", RANGES={"1h": 0, "24h": 0, "7d": 0, "30d": 0})
-        monkeypatch.setattr(page, "_stats", lambda: stats)
 
     def overview(key, *, now=None):
         holder.asked.append(key)
@@ -195,3 +195,63 @@ def test_an_empty_range_says_so(client, viewer, hand_made):
     html = client.get("/overview/").content.decode()
     assert "No data in this range." in html
     assert "No jobs with a cost in this range." in html and "No failures in this range." in html
+
+
+def ended_jobs(count: int, *, start: int = 0) -> None:
+    """`count` jobs that ended a few minutes ago, each with two LLM calls of two models."""
+    team.seed()
+    agent = Agent.objects.first()
+    ended = timezone.now() - timedelta(minutes=5)
+    for i in range(start, start + count):
+        failed = i % 3 == 0
+        job = Job.objects.create(
+            title=f"job {i} {HOSTILE}",
+            description="d",
+            status=JobStatus.FAILED if failed else JobStatus.COMPLETED,
+            error=f"{HOSTILE} went wrong" if failed else "",
+            finished_at=ended,
+            total_cost=Decimal(i) / 100,
+        )
+        for n, model in enumerate(("model-a", "model-b")):
+            LLMCall.objects.create(
+                job=job,
+                agent=agent,
+                purpose="plan",
+                model=model,
+                prompt_tokens=10,
+                completion_tokens=5,
+                latency_s=0.5 + n,
+                cost=Decimal("0.01"),
+                http_status=429 if failed and n else 200,
+            )
+
+
+def test_the_real_figures_reach_the_page_escaped(client, viewer):
+    ended_jobs(4)
+    html = client.get("/overview/?range=1h").content.decode()
+    data = stats.overview("1h")
+    assert sum(data.calls) == 8 and len(data.latest_failures) == 2
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    for job in [*data.costliest_jobs, *data.latest_failures]:
+        assert f'href="/jobs/{job.pk}/"' in html
+    rows = list(
+        csv.reader(io.StringIO(client.get("/overview/csv/calls/?range=1h").content.decode()))
+    )
+    assert len(rows) == 1 + len(data.starts) and sum(int(r[1]) for r in rows[1:]) == 8
+    rows = list(
+        csv.reader(io.StringIO(client.get("/overview/csv/errors/?range=1h").content.decode()))
+    )
+    assert sum(int(r[1]) for r in rows[1:]) == 2  # a 429 in each failed job
+
+
+@pytest.mark.parametrize("key", ["1h", "24h"])
+def test_the_page_reads_a_constant_number_of_queries_as_rows_grow(client, viewer, key):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(f"/overview/?range={key}").status_code == 200
+        return len(captured)
+
+    ended_jobs(3)
+    few = queries()
+    ended_jobs(30, start=3)
+    assert queries() == few
