@@ -17,6 +17,8 @@ WIDTH, HEIGHT = 560, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 40
 PALETTE = 8  # s0…s7 in baton.css
 X_LABELS = 6
+X_LABELS_LONG = 4  # labels with a date take more room
+WHOLE_UNITS = {"jobs", "calls", "tokens", "errors"}
 EMPTY = "No data in this range."
 
 
@@ -56,13 +58,16 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{number(round(value, 2))}"
 
 
-def nice_ticks(top: float, count: int = 4) -> list[float]:
-    """Round ticks from 0 to at least `top` (steps of 1, 2 or 5 × 10ⁿ)."""
+def nice_ticks(top: float, count: int = 4, *, whole: bool = False) -> list[float]:
+    """Round ticks from 0 to at least `top` (steps of 1, 2 or 5 × 10ⁿ; whole numbers for
+    counts)."""
     if top <= 0 or not math.isfinite(top):
         return [0.0, 1.0]
     raw = top / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if whole:
+        step = max(step, 1)
     ticks = [0.0]
     while ticks[-1] < top - 1e-12:
         ticks.append(round(ticks[-1] + step, 12))
@@ -93,7 +98,7 @@ def chart_svg(chart: Chart) -> SafeString:
     says there is nothing to draw."""
     if chart.empty or not chart.starts:
         return format_html('<p class="chart-empty">{}</p>', EMPTY)
-    ticks = nice_ticks(_top(chart))
+    ticks = nice_ticks(_top(chart), whole=chart.unit in WHOLE_UNITS)
     top = ticks[-1]
     n = len(chart.starts)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -115,7 +120,8 @@ def chart_svg(chart: Chart) -> SafeString:
         ),
     )
     span = (chart.starts[-1] - chart.starts[0]).total_seconds() if n > 1 else 0
-    every = max(1, math.ceil(n / X_LABELS))
+    long = span > 86400 and chart.bucket != "day"
+    every = max(1, math.ceil(n / (X_LABELS_LONG if long else X_LABELS)))
     x_labels = format_html_join(
         "",
         '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
@@ -157,7 +163,12 @@ def chart_svg(chart: Chart) -> SafeString:
 
 
 def _tick(value: float, chart: Chart) -> str:
-    return format_value(value, chart.unit) if chart.unit in ("USD", "s") else number(value)
+    if chart.unit in ("USD", "s"):
+        return format_value(value, chart.unit)
+    for size, suffix in ((1e6, "M"), (1e4, "k")):  # short enough for the axis's margin
+        if value >= size:
+            return number(round(value / (size if suffix == "M" else 1e3), 2)) + suffix
+    return number(value)
 
 
 def _class(chart: Chart, index: int, name: str) -> str:

@@ -42,6 +42,7 @@ def test_ticks_are_round_and_reach_the_top():
     assert nice_ticks(0.03) == [0, 0.01, 0.02, 0.03]
     assert nice_ticks(1234)[-1] >= 1234 and len(nice_ticks(1234)) <= 6
     assert nice_ticks(0) == [0, 1]
+    assert nice_ticks(1, whole=True) == [0, 1] and nice_ticks(1) == [0, 0.5, 1]
 
 
 def test_a_line_is_scaled_from_zero_to_the_top_tick():
@@ -120,6 +121,13 @@ def test_time_labels_suit_the_bucket_in_utc():
     assert "Dec 07" in svg and "Time (UTC)" in svg
     # No more than a handful of x labels, whatever the number of buckets.
     assert svg.count('text-anchor="middle">Dec') <= 6
+    week = Chart(
+        "w", "Calls", "calls", "line", starts(168, timedelta(hours=1)), "hour", {"calls": [1] * 168}
+    )
+    assert chart_svg(week).count('text-anchor="middle">Dec') == 4
+    assert ">500k<" in chart_svg(chart({"tokens": [0, 1_000_000]}, unit="tokens"))
+    assert ">1M<" in chart_svg(chart({"tokens": [0, 1_200_000]}, unit="tokens"))
+    assert ">0.5<" not in chart_svg(chart({"calls": [0, 1]}))  # whole ticks for counts
 
 
 def test_units_on_the_values():
