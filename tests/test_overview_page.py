@@ -255,3 +255,41 @@ def test_the_page_reads_a_constant_number_of_queries_as_rows_grow(client, viewer
     few = queries()
     ended_jobs(30, start=3)
     assert queries() == few
+
+
+def test_the_live_last_hour_is_what_a_reload_shows_and_is_sent_when_it_changed(
+    client, viewer, monkeypatch, settings
+):
+    """dashboard.live re-renders the last hour for its group at most every few seconds, and
+    sends it only when it differs from the last one sent."""
+    from agents.redisconn import redis_client
+    from dashboard import live
+
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(live, "send", lambda group, html: sent.append((group, html)))
+    redis = redis_client(settings.REDIS_URL) if settings.REDIS_URL else None
+
+    def next_turn() -> None:  # the few seconds have passed
+        if redis is not None:
+            redis.delete(live.OVERVIEW_TURN_KEY)
+
+    next_turn()
+    if redis is not None:
+        redis.delete(live.OVERVIEW_DIGEST_KEY)
+    ended_jobs(2)
+    assert live.refresh_overview() is True
+    group, html = sent[-1]
+    assert group == live.OVERVIEW_GROUP
+    assert html.lstrip().startswith('<div id="overview-body" hx-swap-oob="true">')
+    reload = client.get("/overview/?range=1h").content.decode()
+    body = html.replace(' hx-swap-oob="true"', "", 1).strip()
+    assert body in reload  # the same figures, tables and lists as the page
+
+    if redis is not None:
+        assert live.refresh_overview() is False  # not again within its turn
+    next_turn()
+    assert live.refresh_overview() is False  # nothing changed: nothing sent
+    ended_jobs(1, start=2)
+    next_turn()
+    assert live.refresh_overview() is True and len(sent) == 2
+    assert "job 2 " in sent[-1][1]
