@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 560, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 40
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 30, 40
 PALETTE = 8  # s0…s7 in baton.css
 X_LABELS = 6
 X_LABELS_LONG = 4  # labels with a date take more room
@@ -137,8 +137,7 @@ def chart_svg(chart: Chart) -> SafeString:
         'xmlns="http://www.w3.org/2000/svg"><title id="{}">{}</title><desc id="{}">{}</desc>'
         '<g aria-hidden="true">{}<line class="axis" x1="{}" x2="{}" y1="{}" y2="{}"/>{}{}'
         '<text class="axis-label" x="{}" y="{}" text-anchor="middle">Time (UTC)</text>'
-        '<text class="axis-label" x="12" y="{}" text-anchor="middle" '
-        'transform="rotate(-90 12 {})">{}</text></g></svg>',
+        '<text class="axis-label" x="2" y="14">{}</text></g></svg>',
         title_id,
         desc_id,
         WIDTH,
@@ -156,8 +155,6 @@ def chart_svg(chart: Chart) -> SafeString:
         x_labels,
         LEFT + plot_w / 2,
         HEIGHT - 6,
-        TOP + plot_h / 2,
-        TOP + plot_h / 2,
         chart.unit,
     )
 

@@ -51,7 +51,7 @@ def test_a_line_is_scaled_from_zero_to_the_top_tick():
     low, mid, high = ys(svg, "polyline")
     bottom = HEIGHT - BOTTOM
     assert low == bottom and high == TOP and mid == (TOP + bottom) / 2
-    assert '<text class="tick" x="58" y="18" text-anchor="end">10</text>' in svg
+    assert '<text class="tick" x="58" y="34" text-anchor="end">10</text>' in svg
 
 
 def test_none_leaves_a_gap_and_a_lone_point_is_a_dot():
