@@ -1,16 +1,15 @@
-"""The overview's figures over time, from per-minute and per-hour buckets (agents.stats_models).
+"""The overview's figures over time, from per-minute, hour and day buckets (agents.stats_models).
 
 `roll_up` (on the reconciler's pass, off the hot path) folds what ended in each closed UTC
-minute into a minute row and its hour row, exactly once: a single watermark row
+minute into a minute row and its hour and day rows, exactly once: a single watermark row
 (StatsMark.rolled_to), taken FOR UPDATE, says which minutes are in. A minute is closed once
 it ended more than GRACE ago, so a row that commits a moment after its timestamp still counts.
 A fresh install, or a history inserted in bulk, is rolled up from its oldest row, at most
 CHUNK of minutes per pass.
 
-`overview` / `series` read minute rows (bucket "minute") or hour rows ("hour", and "day":
-24 hour rows summed), plus the few minutes not yet rolled up straight from the raw rows (an
-indexed scan of at most OPEN_MAX), so the last minute is current. Every bucket is UTC: a
-minute, an hour, or a UTC day, whatever the site's TIME_ZONE.
+`overview` / `series` read the rows of their bucket (minute, hour or UTC day), plus the
+few minutes not yet rolled up straight from the raw rows (an indexed scan of at most
+OPEN_MAX), so the last minute is current. Every bucket is UTC, whatever the site's TIME_ZONE.
 
 What counts where:
 - an LLM call in the minute its row was recorded (`created_at`, when the call ended); its
@@ -28,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -283,7 +282,7 @@ def roll_up(now: datetime | None = None) -> int:
 
 
 def _store(rows: Raw) -> None:
-    """Insert the minutes' rows, and add them to their hours' rows (upserts)."""
+    """Insert the minutes' rows, and add them to their hours' and days' rows."""
     minutes_llm = [
         LLMBucket(span="minute", start=m, model=mo, agent=ag, purpose=pu, **vars(c))
         for (m, mo, ag, pu), c in rows.calls.items()
@@ -298,52 +297,54 @@ def _store(rows: Raw) -> None:
     JobBucket.objects.bulk_create(minutes_jobs, batch_size=1000)
     ToolErrorBucket.objects.bulk_create(minutes_tools, batch_size=1000)
 
-    hours_llm: dict[tuple, Calls] = defaultdict(Calls)
+    for span, size in (("hour", 3600), ("day", 86400)):
+        _add_to(span, size, rows)
+
+
+def _add_to(span: str, size: int, rows: Raw) -> None:
+    """Add the minutes' rows to the rows of their hours (or days), upserted."""
+    llm: dict[tuple, Calls] = defaultdict(Calls)
     for (m, *key), c in rows.calls.items():
-        hours_llm[(floor_to(m, 3600), *key)].add(c)
-    hours_jobs: dict[tuple, Ended] = defaultdict(Ended)
+        llm[(floor_to(m, size), *key)].add(c)
+    jobs: dict[tuple, Ended] = defaultdict(Ended)
     for (m, status), e in rows.jobs.items():
-        hours_jobs[(floor_to(m, 3600), status)].add(e)
-    hours_tools: dict[datetime, int] = defaultdict(int)
+        jobs[(floor_to(m, size), status)].add(e)
+    tools: dict[datetime, int] = defaultdict(int)
     for m, n in rows.tool_errors.items():
-        hours_tools[floor_to(m, 3600)] += n
-    starts = {key[0] for key in hours_llm} | {key[0] for key in hours_jobs} | set(hours_tools)
+        tools[floor_to(m, size)] += n
+    starts = {key[0] for key in llm} | {key[0] for key in jobs} | set(tools)
     if not starts:
         return
-    # The hours' rows as they are (the watermark's lock keeps them still), plus these minutes.
-    for row in LLMBucket.objects.filter(span="hour", start__in=starts):
+    # The rows as they are (the watermark's lock keeps them still), plus these minutes.
+    for row in LLMBucket.objects.filter(span=span, start__in=starts):
         key = (row.start, row.model, row.agent, row.purpose)
-        if key in hours_llm:
-            hours_llm[key].add(row)
-    for row in JobBucket.objects.filter(span="hour", start__in=starts):
-        if (row.start, row.status) in hours_jobs:
-            hours_jobs[(row.start, row.status)].add(row)
-    for row in ToolErrorBucket.objects.filter(span="hour", start__in=starts):
-        if row.start in hours_tools:
-            hours_tools[row.start] += row.errors
-    calls_fields = list(vars(Calls()))
+        if key in llm:
+            llm[key].add(row)
+    for row in JobBucket.objects.filter(span=span, start__in=starts):
+        if (row.start, row.status) in jobs:
+            jobs[(row.start, row.status)].add(row)
+    for row in ToolErrorBucket.objects.filter(span=span, start__in=starts):
+        if row.start in tools:
+            tools[row.start] += row.errors
     LLMBucket.objects.bulk_create(
         [
-            LLMBucket(span="hour", start=h, model=mo, agent=ag, purpose=pu, **vars(c))
-            for (h, mo, ag, pu), c in hours_llm.items()
+            LLMBucket(span=span, start=s, model=mo, agent=ag, purpose=pu, **vars(c))
+            for (s, mo, ag, pu), c in llm.items()
         ],
         update_conflicts=True,
         unique_fields=["span", "start", "model", "agent", "purpose"],
-        update_fields=calls_fields,
+        update_fields=list(vars(Calls())),
         batch_size=1000,
     )
     JobBucket.objects.bulk_create(
-        [
-            JobBucket(span="hour", start=h, status=st, **vars(e))
-            for (h, st), e in hours_jobs.items()
-        ],
+        [JobBucket(span=span, start=s, status=st, **vars(e)) for (s, st), e in jobs.items()],
         update_conflicts=True,
         unique_fields=["span", "start", "status"],
         update_fields=["jobs", "waits", "wait_hist"],
         batch_size=1000,
     )
     ToolErrorBucket.objects.bulk_create(
-        [ToolErrorBucket(span="hour", start=h, errors=n) for h, n in hours_tools.items()],
+        [ToolErrorBucket(span=span, start=s, errors=n) for s, n in tools.items()],
         update_conflicts=True,
         unique_fields=["span", "start"],
         update_fields=["errors"],
@@ -410,25 +411,30 @@ def series(start: datetime, end: datetime, bucket: str, *, now: datetime | None 
         return index.get(floor_to(moment, size))
 
     rolled_to = StatsMark.objects.filter(pk=1).values_list("rolled_to", flat=True).first()
-    span = "minute" if bucket == "minute" else "hour"
-    calls: dict[tuple, Calls] = defaultdict(Calls)  # (slot, model, agent)
-    jobs: dict[tuple, Ended] = defaultdict(Ended)  # (slot, status)
+    calls: dict[tuple, Calls] = defaultdict(Calls)  # (slot, model, agent): no histogram
+    model_hists: dict[tuple, list[int]] = defaultdict(list)  # (slot, model)
+    jobs: dict[tuple, int] = defaultdict(int)  # (slot, status)
+    wait_hists: dict[int, list[int]] = defaultdict(list)
     tools = [0] * n
     if rolled_to is not None and rolled_to > lo:
-        upto = min(hi, rolled_to)
-        for row in LLMBucket.objects.filter(span=span, start__gte=lo, start__lt=upto):
-            at = slot(row.start)
-            if at is not None:
-                calls[(at, row.model, row.agent)].add(row)
-        for row in JobBucket.objects.filter(span=span, start__gte=lo, start__lt=upto):
-            at = slot(row.start)
-            if at is not None:
-                jobs[(at, row.status)].add(row)
-        for start_, errors in ToolErrorBucket.objects.filter(
-            span=span, start__gte=lo, start__lt=upto
-        ).values_list("start", "errors"):
-            at = slot(start_)
-            if at is not None:
+        span = bucket  # minute, hour and day rows alike
+        lo_s = int(lo.timestamp())
+        where = {"size": size, "span": span, "lo": lo, "hi": min(hi, rolled_to), "lo_s": lo_s}
+        with connection.cursor() as cursor:
+            cursor.execute(_READ_CALLS, where)
+            for at, model, agent, *sums in cursor.fetchall():
+                calls[(at, model, agent)].add(Calls(*sums))
+            cursor.execute(_READ_LATENCY, where)
+            for at, model, bins, counts in cursor.fetchall():
+                _add(model_hists[(at, model)], _hist(bins, counts))
+            cursor.execute(_READ_JOBS, where)
+            for at, status, count in cursor.fetchall():
+                jobs[(at, status)] += count
+            cursor.execute(_READ_WAITS, where)
+            for at, _, bins, counts in cursor.fetchall():
+                _add(wait_hists[at], _hist(bins, counts))
+            cursor.execute(_READ_TOOLS, where)
+            for at, errors in cursor.fetchall():
                 tools[at] += errors
     # The minutes not rolled up yet (a row already in an hour's bucket is not read again:
     # an hour row holds only minutes before the watermark).
@@ -437,35 +443,66 @@ def series(start: datetime, end: datetime, bucket: str, *, now: datetime | None 
     if open_from < hi:
         fresh = raw(open_from, hi)
         for (m, model, agent, _purpose), c in fresh.calls.items():
-            at = slot(m)
-            if at is not None:
-                calls[(at, model, agent)].add(c)
+            if (at := slot(m)) is not None:
+                calls[(at, model, agent)].add(replace(c, latency_hist=[]))
+                _add(model_hists[(at, model)], c.latency_hist)
         for (m, status), e in fresh.jobs.items():
-            at = slot(m)
-            if at is not None:
-                jobs[(at, status)].add(e)
+            if (at := slot(m)) is not None:
+                jobs[(at, status)] += e.jobs
+                _add(wait_hists[at], e.wait_hist)
         for m, errors in fresh.tool_errors.items():
-            at = slot(m)
-            if at is not None:
+            if (at := slot(m)) is not None:
                 tools[at] += errors
-    return _figures(starts, lo, hi, bucket, size, calls, jobs, tools)
+    return _figures(starts, lo, hi, bucket, size, calls, model_hists, jobs, wait_hists, tools)
 
 
-def _figures(starts, lo, hi, bucket, size, calls, jobs, tools) -> Overview:
+# The buckets summed into the read's buckets: `slot` is the index of the one a row falls in.
+_SLOT = "floor((extract(epoch FROM start) - %(lo_s)s) / %(size)s)::int"
+_WHERE = "span = %(span)s AND start >= %(lo)s AND start < %(hi)s"
+_READ_CALLS = f"""
+SELECT {_SLOT}, model, agent, sum(calls)::bigint, sum(failed)::bigint,
+       sum(rate_limited)::bigint, sum(server_errors)::bigint, sum(timeouts)::bigint,
+       sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint, sum(cost),
+       sum(latency_s)::float8
+FROM agents_llmbucket WHERE {_WHERE} GROUP BY 1, 2, 3
+"""
+
+
+def _read_hists(table: str, hist: str, key: str) -> str:
+    """A histogram column summed bin by bin per slot and `key`: the bins not empty, and
+    their counts."""
+    return f"""
+    WITH bins AS (
+        SELECT {_SLOT} AS slot, {key} AS key, h.i - 1 AS bin, sum(h.v)::bigint AS n
+        FROM agents_{table} CROSS JOIN LATERAL unnest({hist}) WITH ORDINALITY AS h(v, i)
+        WHERE {_WHERE} AND h.v > 0 GROUP BY 1, 2, 3
+    )
+    SELECT slot, key, array_agg(bin), array_agg(n) FROM bins GROUP BY 1, 2
+    """
+
+
+_READ_LATENCY = _read_hists("llmbucket", "latency_hist", "model")
+_READ_WAITS = _read_hists("jobbucket", "wait_hist", "''")
+_READ_JOBS = f"""
+SELECT {_SLOT}, status, sum(jobs)::bigint FROM agents_jobbucket WHERE {_WHERE} GROUP BY 1, 2
+"""
+_READ_TOOLS = (
+    f"SELECT {_SLOT}, sum(errors)::bigint FROM agents_toolerrorbucket WHERE {_WHERE} GROUP BY 1"
+)
+
+
+def _figures(starts, lo, hi, bucket, size, calls, model_hists, jobs, wait_hists, tools):
     n = len(starts)
     zeros = [0] * n
     by_outcome = {status: list(zeros) for status in OUTCOMES}
-    wait_hists: list[list[int]] = [[] for _ in range(n)]
-    for (at, status), e in jobs.items():
+    for (at, status), count in jobs.items():
         if status in by_outcome:
-            by_outcome[status][at] += e.jobs
-        _add(wait_hists[at], e.wait_hist)
+            by_outcome[status][at] += count
     count, tokens, flight = list(zeros), list(zeros), [0.0] * n
     errors = {kind: list(zeros) for kind in ERROR_KINDS}
     errors["tool"] = tools
     by_model: dict[str, list[float]] = {}
     by_agent: dict[str, list[float]] = {}
-    model_hists: dict[str, list[list[int]]] = {}
     for (at, model, agent), c in sorted(calls.items(), key=lambda item: item[0][1:]):
         count[at] += c.calls
         tokens[at] += c.prompt_tokens + c.completion_tokens
@@ -475,14 +512,12 @@ def _figures(starts, lo, hi, bucket, size, calls, jobs, tools) -> Overview:
         errors["timeout"][at] += c.timeouts
         by_model.setdefault(model, [0.0] * n)[at] += float(c.cost)
         by_agent.setdefault(agent or NO_AGENT, [0.0] * n)[at] += float(c.cost)
-        _add(model_hists.setdefault(model, [[] for _ in range(n)])[at], c.latency_hist)
-    latency = {
-        model: {
-            "p50": [percentile(h, 0.5) for h in hists],
-            "p95": [percentile(h, 0.95) for h in hists],
-        }
-        for model, hists in model_hists.items()
-    }
+    latency: dict[str, dict[str, list[float | None]]] = {}
+    for (at, model), hist in sorted(model_hists.items(), key=lambda item: item[0][1]):
+        quantiles = latency.setdefault(model, {"p50": [None] * n, "p95": [None] * n})
+        quantiles["p50"][at] = percentile(hist, 0.5)
+        quantiles["p95"][at] = percentile(hist, 0.95)
+    waits = [wait_hists.get(at, []) for at in range(n)]
     ended = Job.objects.filter(status__in=JOB_TERMINAL, finished_at__gte=lo, finished_at__lt=hi)
     light = ended.defer("description", "result", "last_crash")
     return Overview(
@@ -499,8 +534,8 @@ def _figures(starts, lo, hi, bucket, size, calls, jobs, tools) -> Overview:
         latency_by_model=latency,
         errors_by_kind=errors,
         queue_wait={
-            "p50": [percentile(h, 0.5) for h in wait_hists],
-            "p95": [percentile(h, 0.95) for h in wait_hists],
+            "p50": [percentile(h, 0.5) for h in waits],
+            "p95": [percentile(h, 0.95) for h in waits],
         },
         in_flight=flight,
         cap=int(settings.LLM_MAX_CONCURRENCY),

@@ -1,7 +1,8 @@
 """The overview's buckets: what ended in each UTC minute and hour, folded in by agents.stats.
 
-A row is keyed by its `span` ("minute" or "hour") and `start` (UTC, the bucket's first
-instant); the hour rows are the sums of their minutes, kept up to date as minutes close.
+A row is keyed by its `span` ("minute", "hour" or "day") and `start` (UTC, the bucket's
+first instant); the hour and day rows are the sums of their minutes, kept up to date as
+minutes close.
 Latencies and queue waits are kept as counts per bin of one fixed log-scale histogram
 (agents.stats.HIST_BINS), so the percentiles of merged buckets can be read.
 """
@@ -19,6 +20,7 @@ __all__ = ["JobBucket", "LLMBucket", "StatsMark", "ToolErrorBucket"]
 class Span(models.TextChoices):
     MINUTE = "minute", "Minute"
     HOUR = "hour", "Hour"
+    DAY = "day", "Day"
 
 
 def _histogram() -> list[int]:

@@ -2,11 +2,14 @@
 
 Builds 10,000 jobs, 50,000 subtasks, 71,000 LLM calls and 63,000 shared-state versions
 (texts as long as real prompts, answers and results, so that searches are honest) in its own
-PostgreSQL database `baton_pages`, then requests each page with Django's test client as a
+PostgreSQL database `baton_pages`, rolls the history up into the overview's buckets (as the
+reconciler's passes would), then requests each page with Django's test client as a
 superuser (30 hits after a warm-up) and prints p50/p95 server time and the query count.
 
 Usage: DATABASE_URL=postgresql://... python bench/pages.py [--hits 30] [--keep] [--reuse]
---keep leaves the database in place; --reuse measures a kept one without rebuilding it.
+                                                          [--only overview]
+--keep leaves the database in place; --reuse measures a kept one without rebuilding it;
+--only measures only the pages whose name holds the text.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 DB_NAME = "baton_pages"
 JOBS, SUBTASKS, CALLS, VERSIONS = 10_000, 50_000, 71_000, 63_000
-PAGE_TARGET_MS, SEARCH_TARGET_MS = 100, 300
+PAGE_TARGET_MS, SEARCH_TARGET_MS, OVERVIEW_TARGET_MS = 100, 300, 150
 CHUNK = 500  # jobs built per transaction
 HISTORY = timedelta(days=14)
 ACTIVE = {"queued": 30, "planning": 10, "waiting": 15, "working": 80, "synthesizing": 10}
@@ -476,7 +479,34 @@ def pages(big_job: int) -> list[tuple[str, str, int]]:
         (f"admin sharedstate search ({common})", f"/admin/agents/sharedstate/?q={common}",
          SEARCH_TARGET_MS),
     ]  # fmt: skip
-    return dash + admin + searches
+    return dash + admin + searches + overview_pages()
+
+
+def overview_pages() -> list[tuple[str, str, int]]:
+    """The overview (issue 19) for each range, and the same series through the API."""
+    from django.utils import timezone
+
+    from agents import stats
+
+    now = timezone.now()
+    rows = [
+        (f"overview ({key})", f"/overview/?range={key}", OVERVIEW_TARGET_MS) for key in stats.RANGES
+    ]
+    for key, (span, bucket) in stats.RANGES.items():
+        since = (now - span).strftime("%Y-%m-%dT%H:%M:%SZ")
+        url = f"/api/v1/stats?from={since}&bucket={bucket}"
+        rows.append((f"API stats ({key}, by {bucket})", url, OVERVIEW_TARGET_MS))
+    return rows
+
+
+def roll_up() -> None:
+    """Fold the built history into the overview's buckets, as the reconciler's passes would."""
+    from agents import stats
+
+    began, passes = time.monotonic(), 0
+    while stats.roll_up():
+        passes += 1
+    print(f"rolled up in {passes} passes, {time.monotonic() - began:.1f} s", file=sys.stderr)
 
 
 def measure(client, url: str, hits: int) -> tuple[float, float, int, int]:
@@ -529,6 +559,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--hits", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="leave the database in place")
     parser.add_argument("--reuse", action="store_true", help="measure a kept database")
+    parser.add_argument("--only", default="", help="measure only the pages whose name has this")
     args = parser.parse_args(argv if argv is not None else [])
     base_url = os.environ.get("DATABASE_URL", "")
     if not base_url.startswith("postgres"):
@@ -554,11 +585,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with connection.cursor() as cursor:  # as autovacuum would have, long before now
                 cursor.execute("VACUUM ANALYZE")
             print(f"built in {time.monotonic() - began:.0f} s", file=sys.stderr)
+        roll_up()
         big_job = Job.objects.filter(subtasks__key="step-12").values_list("pk", flat=True)[0]
         client = Client(SERVER_NAME="localhost")
         client.force_login(User.objects.get(username="bench"))
         rows = []
         for name, url, target in pages(big_job):
+            if args.only not in name:
+                continue
             p50, p95, queries, status = measure(client, url, args.hits)
             rows.append({"page": name, "url": url, "p50_ms": round(p50, 1),
                          "p95_ms": round(p95, 1), "queries": queries, "status": status,

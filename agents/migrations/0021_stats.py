@@ -38,7 +38,8 @@ class Migration(migrations.Migration):
                 (
                     "span",
                     models.CharField(
-                        choices=[("minute", "Minute"), ("hour", "Hour")], max_length=6
+                        choices=[("minute", "Minute"), ("hour", "Hour"), ("day", "Day")],
+                        max_length=6,
                     ),
                 ),
                 ("start", models.DateTimeField()),
@@ -74,7 +75,8 @@ class Migration(migrations.Migration):
                 (
                     "span",
                     models.CharField(
-                        choices=[("minute", "Minute"), ("hour", "Hour")], max_length=6
+                        choices=[("minute", "Minute"), ("hour", "Hour"), ("day", "Day")],
+                        max_length=6,
                     ),
                 ),
                 ("start", models.DateTimeField()),
@@ -127,7 +129,8 @@ class Migration(migrations.Migration):
                 (
                     "span",
                     models.CharField(
-                        choices=[("minute", "Minute"), ("hour", "Hour")], max_length=6
+                        choices=[("minute", "Minute"), ("hour", "Hour"), ("day", "Day")],
+                        max_length=6,
                     ),
                 ),
                 ("start", models.DateTimeField()),
