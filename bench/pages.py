@@ -495,7 +495,9 @@ def overview_pages() -> list[tuple[str, str, int]]:
     for key, (span, bucket) in stats.RANGES.items():
         since = (now - span).strftime("%Y-%m-%dT%H:%M:%SZ")
         url = f"/api/v1/stats?from={since}&bucket={bucket}"
-        rows.append((f"API stats ({key}, by {bucket})", url, OVERVIEW_TARGET_MS))
+        rows.append(
+            (f"overview API, GET /api/v1/stats ({key}, by {bucket})", url, OVERVIEW_TARGET_MS)
+        )
     return rows
 
 

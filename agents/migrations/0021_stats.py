@@ -148,6 +148,11 @@ class Migration(migrations.Migration):
             "CREATE INDEX IF NOT EXISTS job_status_finished ON agents_job (status, finished_at)",
             "DROP INDEX IF EXISTS job_status_finished",
         ),
+        migrations.RunSQL(  # the costliest jobs that ended in a range
+            "CREATE INDEX IF NOT EXISTS job_cost_finished ON agents_job (total_cost DESC, id DESC) "
+            "WHERE finished_at IS NOT NULL",
+            "DROP INDEX IF EXISTS job_cost_finished",
+        ),
         migrations.RunSQL(
             "CREATE INDEX IF NOT EXISTS toolcall_error_finished ON agents_toolcall (finished_at) "
             "WHERE status = 'done' AND error <> ''",
