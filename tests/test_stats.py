@@ -323,3 +323,13 @@ def test_bins_match_the_sql_and_bound_the_range():
     with pytest.raises(ValueError):
         stats.buckets(BASE, BASE + timedelta(hours=1), "week")
     assert len(stats.buckets(BASE + timedelta(minutes=1), BASE + timedelta(hours=2), "hour")) == 2
+
+
+@pytest.mark.django_db
+def test_the_reconcilers_pass_rolls_up_and_counts_nothing():
+    from agents import recovery
+
+    _call(_job(), None, timezone.now() - timedelta(minutes=3), KINDS[0])
+    assert recovery._pass_hooks["stats"]() == 0  # routine work: no re-dispatch to count
+    assert LLMBucket.objects.filter(span="minute").count() == 1
+    assert StatsMark.objects.get().rolled_to > timezone.now() - timedelta(minutes=2)
