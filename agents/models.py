@@ -469,6 +469,9 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["-created_at"], name="job_created"),
+            # Jobs that ended in a range (the overview). Nothing indexes total_cost: the job's
+            # row is updated at every call, and an indexed column would end its HOT updates.
+            models.Index(fields=["status", "finished_at"], name="job_status_finished"),
         ]
 
     def __str__(self) -> str:
@@ -966,7 +969,15 @@ class ToolCall(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["subtask", "id"], name="toolcall_subtask")]
+        indexes = [
+            models.Index(fields=["subtask", "id"], name="toolcall_subtask"),
+            # Failed tool runs in a range (the overview's errors by kind).
+            models.Index(
+                fields=["finished_at"],
+                name="toolcall_error_finished",
+                condition=Q(status="done") & ~Q(error=""),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} for {self.subtask_id}"

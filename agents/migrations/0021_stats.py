@@ -144,18 +144,16 @@ class Migration(migrations.Migration):
         ),
         # Indexes for the rollup and the overview's reads on tables whose models live in
         # agents/models.py (raw SQL: they are not part of those models' state).
-        migrations.RunSQL(
-            "CREATE INDEX IF NOT EXISTS job_status_finished ON agents_job (status, finished_at)",
-            "DROP INDEX IF EXISTS job_status_finished",
+        migrations.AddIndex(
+            model_name="job",
+            index=models.Index(fields=["status", "finished_at"], name="job_status_finished"),
         ),
-        migrations.RunSQL(  # the costliest jobs that ended in a range
-            "CREATE INDEX IF NOT EXISTS job_cost_finished ON agents_job (total_cost DESC, id DESC) "
-            "WHERE finished_at IS NOT NULL",
-            "DROP INDEX IF EXISTS job_cost_finished",
-        ),
-        migrations.RunSQL(
-            "CREATE INDEX IF NOT EXISTS toolcall_error_finished ON agents_toolcall (finished_at) "
-            "WHERE status = 'done' AND error <> ''",
-            "DROP INDEX IF EXISTS toolcall_error_finished",
+        migrations.AddIndex(
+            model_name="toolcall",
+            index=models.Index(
+                condition=models.Q(("status", "done"), models.Q(("error", ""), _negated=True)),
+                fields=["finished_at"],
+                name="toolcall_error_finished",
+            ),
         ),
     ]
