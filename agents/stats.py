@@ -33,9 +33,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from .models import JOB_TERMINAL, Job, JobStatus
+from .models import JOB_TERMINAL, Job, JobStatus, LLMCall, Subtask, ToolCall
 from .stats_models import JobBucket, LLMBucket, StatsMark, ToolErrorBucket
 
 RANGES: dict[str, tuple[timedelta, str]] = {
@@ -60,6 +61,7 @@ TOP = 10
 # (about 2.9 hours) up. A percentile is read as the geometric middle of its bin: bins are a
 # factor √2 wide, so it is within a factor 2^(1/4) (about ±19 %) of the true value.
 HIST_LOW = 0.01
+TIMEOUT_ERROR = "LLM request timed out"  # how agents.llm starts a timeout's error
 HIST_BINS = 42
 _BIN_SQL = (
     "CASE WHEN {x} IS NULL OR {x} < 0.01 THEN 0 ELSE "
@@ -209,6 +211,8 @@ def _utc(value: datetime) -> datetime:
 
 def raw(lo: datetime, hi: datetime) -> Raw:
     """Aggregate the raw rows that ended in [lo, hi), per UTC minute (four queries)."""
+    if connection.vendor != "postgresql":
+        return _raw_in_python(lo, hi)
     out = Raw()
     with connection.cursor() as cursor:
         cursor.execute(_CALLS_SQL, [lo, hi])
@@ -232,6 +236,49 @@ def raw(lo: datetime, hi: datetime) -> Raw:
     return out
 
 
+def _minute(moment: datetime) -> datetime:
+    return _utc(moment).replace(second=0, microsecond=0)
+
+
+def _raw_in_python(lo: datetime, hi: datetime) -> Raw:
+    """`raw` for databases without PostgreSQL's aggregates (standalone's SQLite, whose
+    history is one machine's): the same figures, summed here."""
+    out = Raw()
+    calls = LLMCall.objects.filter(created_at__gte=lo, created_at__lt=hi).values_list(
+        "created_at", "model", "agent__slug", "purpose", "error", "http_status",
+        "prompt_tokens", "completion_tokens", "cost", "latency_s",
+    )  # fmt: skip
+    for at, model, agent, purpose, error, status, pt, ct, cost, latency in calls.iterator():
+        into = out.calls.setdefault((_minute(at), model, agent or "", purpose), Calls())
+        timed_out = status is None and error.startswith(TIMEOUT_ERROR)
+        server_error = status is not None and 500 <= status < 600
+        into.add(Calls(
+            1, int(bool(error)), int(status == 429), int(server_error), int(timed_out),
+            pt, ct, cost, latency, _hist([bin_of(latency)], [1]),
+        ))  # fmt: skip
+    ended = Job.objects.filter(status__in=OUTCOMES, finished_at__gte=lo, finished_at__lt=hi)
+    for status, at in ended.values_list("status", "finished_at").iterator():
+        out.jobs.setdefault((_minute(at), status), Ended()).jobs += 1
+    claimed = (
+        Subtask.objects.filter(job__in=ended, started_at__isnull=False, copied_from__isnull=True)
+        .select_related("job")
+        .prefetch_related("depends_on")
+    )
+    for sub in claimed.only("job__status", "job__finished_at", "created_at", "started_at"):
+        ready = max(
+            [sub.created_at, *(d.finished_at for d in sub.depends_on.all() if d.finished_at)]
+        )
+        wait = max(0.0, (sub.started_at - ready).total_seconds())
+        e = out.jobs.setdefault((_minute(sub.job.finished_at), sub.job.status), Ended())
+        e.add(Ended(waits=1, wait_hist=_hist([bin_of(wait)], [1])))
+    failed_tools = ToolCall.objects.filter(
+        status=ToolCall.Status.DONE, finished_at__gte=lo, finished_at__lt=hi
+    ).exclude(error="")
+    for at in failed_tools.values_list("finished_at", flat=True).iterator():
+        out.tool_errors[_minute(at)] = out.tool_errors.get(_minute(at), 0) + 1
+    return out
+
+
 # --- Rolling up ---------------------------------------------------------------------------
 
 
@@ -243,16 +290,14 @@ def floor_to(moment: datetime, seconds: int) -> datetime:
 
 def _oldest() -> datetime | None:
     """The oldest moment anything ended (each through an index), or None on an empty site."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT LEAST((SELECT min(created_at) FROM agents_llmcall), "
-            "(SELECT min(finished_at) FROM agents_job WHERE status = ANY(%s)), "
-            "(SELECT min(finished_at) FROM agents_toolcall WHERE status = 'done' "
-            "AND error <> ''))",
-            [list(OUTCOMES)],
-        )
-        (oldest,) = cursor.fetchone()
-    return oldest
+    firsts = [
+        LLMCall.objects.aggregate(at=Min("created_at"))["at"],
+        Job.objects.filter(status__in=OUTCOMES).aggregate(at=Min("finished_at"))["at"],
+        ToolCall.objects.filter(status=ToolCall.Status.DONE)
+        .exclude(error="")
+        .aggregate(at=Min("finished_at"))["at"],
+    ]
+    return min((at for at in firsts if at is not None), default=None)
 
 
 def roll_up(now: datetime | None = None) -> int:
@@ -420,22 +465,8 @@ def series(start: datetime, end: datetime, bucket: str, *, now: datetime | None 
         span = bucket  # minute, hour and day rows alike
         lo_s = int(lo.timestamp())
         where = {"size": size, "span": span, "lo": lo, "hi": min(hi, rolled_to), "lo_s": lo_s}
-        with connection.cursor() as cursor:
-            cursor.execute(_READ_CALLS, where)
-            for at, model, agent, *sums in cursor.fetchall():
-                calls[(at, model, agent)].add(Calls(*sums))
-            cursor.execute(_READ_LATENCY, where)
-            for at, model, bins, counts in cursor.fetchall():
-                _add(model_hists[(at, model)], _hist(bins, counts))
-            cursor.execute(_READ_JOBS, where)
-            for at, status, count in cursor.fetchall():
-                jobs[(at, status)] += count
-            cursor.execute(_READ_WAITS, where)
-            for at, _, bins, counts in cursor.fetchall():
-                _add(wait_hists[at], _hist(bins, counts))
-            cursor.execute(_READ_TOOLS, where)
-            for at, errors in cursor.fetchall():
-                tools[at] += errors
+        read = _read_in_sql if connection.vendor == "postgresql" else _read_in_python
+        read(where, calls, model_hists, jobs, wait_hists, tools)
     # The minutes not rolled up yet (a row already in an hour's bucket is not read again:
     # an hour row holds only minutes before the watermark).
     open_from = max(lo, rolled_to or lo, (now or timezone.now()) - OPEN_MAX)
@@ -454,6 +485,46 @@ def series(start: datetime, end: datetime, bucket: str, *, now: datetime | None 
             if (at := slot(m)) is not None:
                 tools[at] += errors
     return _figures(starts, lo, hi, bucket, size, calls, model_hists, jobs, wait_hists, tools)
+
+
+def _read_in_sql(where: dict, calls, model_hists, jobs, wait_hists, tools) -> None:
+    """Add the rolled-up rows of `where` to the read's sums, summed by PostgreSQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_CALLS, where)
+        for at, model, agent, *sums in cursor.fetchall():
+            calls[(at, model, agent)].add(Calls(*sums))
+        cursor.execute(_READ_LATENCY, where)
+        for at, model, bins, counts in cursor.fetchall():
+            _add(model_hists[(at, model)], _hist(bins, counts))
+        cursor.execute(_READ_JOBS, where)
+        for at, status, count in cursor.fetchall():
+            jobs[(at, status)] += count
+        cursor.execute(_READ_WAITS, where)
+        for at, _, bins, counts in cursor.fetchall():
+            _add(wait_hists[at], _hist(bins, counts))
+        cursor.execute(_READ_TOOLS, where)
+        for at, errors in cursor.fetchall():
+            tools[at] += errors
+
+
+def _read_in_python(where: dict, calls, model_hists, jobs, wait_hists, tools) -> None:
+    """The same, for databases without PostgreSQL's array functions: the rows summed here."""
+    rows = {"span": where["span"], "start__gte": where["lo"], "start__lt": where["hi"]}
+
+    def slot(start: datetime) -> int:
+        return int((_utc(start).timestamp() - where["lo_s"]) // where["size"])
+
+    for row in LLMBucket.objects.filter(**rows).iterator():
+        at = slot(row.start)
+        calls[(at, row.model, row.agent)].add(replace(Calls(), **{
+            name: getattr(row, name) for name in vars(Calls()) if name != "latency_hist"
+        }))  # fmt: skip
+        _add(model_hists[(at, row.model)], row.latency_hist)
+    for row in JobBucket.objects.filter(**rows).iterator():
+        jobs[(slot(row.start), row.status)] += row.jobs
+        _add(wait_hists[slot(row.start)], row.wait_hist)
+    for row in ToolErrorBucket.objects.filter(**rows).iterator():
+        tools[slot(row.start)] += row.errors
 
 
 # The buckets summed into the read's buckets: `slot` is the index of the one a row falls in.

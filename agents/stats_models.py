@@ -9,9 +9,9 @@ Latencies and queue waits are kept as counts per bin of one fixed log-scale hist
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 __all__ = ["JobBucket", "LLMBucket", "StatsMark", "ToolErrorBucket"]
@@ -25,6 +25,28 @@ class Span(models.TextChoices):
 
 def _histogram() -> list[int]:
     return []
+
+
+class HistogramField(models.Field):
+    """Counts per bin: an integer array on PostgreSQL (its reads add them bin by bin in SQL),
+    JSON text elsewhere (standalone's SQLite, read in Python)."""
+
+    def db_type(self, connection) -> str:
+        return "integer[]" if connection.vendor == "postgresql" else "text"
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None:
+            return None
+        counts = [int(count) for count in value]
+        return counts if connection.vendor == "postgresql" else json.dumps(counts)
+
+    def from_db_value(self, value, expression, connection) -> list[int] | None:
+        if value is None or isinstance(value, list):
+            return value
+        return json.loads(value)
+
+    def to_python(self, value) -> list[int] | None:
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class LLMBucket(models.Model):
@@ -45,7 +67,7 @@ class LLMBucket(models.Model):
     cost = models.DecimalField(max_digits=16, decimal_places=6, default=Decimal(0))
     # The calls' summed latency: also their call-seconds (mean in flight = this / bucket).
     latency_s = models.FloatField(default=0.0)
-    latency_hist = ArrayField(models.PositiveIntegerField(), default=_histogram)
+    latency_hist = HistogramField(default=_histogram)
 
     class Meta:
         constraints = [
@@ -67,7 +89,7 @@ class JobBucket(models.Model):
     jobs = models.PositiveIntegerField(default=0)
     # Waits of these jobs' subtasks (agents.stats: from ready to claimed).
     waits = models.PositiveIntegerField(default=0)
-    wait_hist = ArrayField(models.PositiveIntegerField(), default=_histogram)
+    wait_hist = HistogramField(default=_histogram)
 
     class Meta:
         constraints = [

@@ -301,11 +301,10 @@ def test_reading_the_overview_takes_as_many_queries_for_10_calls_as_for_1000():
         LLMCall.objects.bulk_create(
             LLMCall(job=job, purpose="subtask", model=f"m{i % 4}", latency_s=1.0) for i in range(n)
         )
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE agents_llmcall SET created_at = %s - (id %% 1440) * interval '1 minute'",
-                [LATER],
-            )
+        calls = list(LLMCall.objects.only("pk"))
+        for call in calls:  # spread over the last day, a minute apart
+            call.created_at = LATER - timedelta(minutes=call.pk % 1440)
+        LLMCall.objects.bulk_update(calls, ["created_at"], batch_size=500)
         _roll_all()
         with CaptureQueriesContext(connection) as captured:
             for key in stats.RANGES:

@@ -2,7 +2,6 @@
 
 from decimal import Decimal
 
-import django.contrib.postgres.fields
 from django.db import migrations, models
 
 import agents.stats_models
@@ -48,11 +47,7 @@ class Migration(migrations.Migration):
                 ("waits", models.PositiveIntegerField(default=0)),
                 (
                     "wait_hist",
-                    django.contrib.postgres.fields.ArrayField(
-                        base_field=models.PositiveIntegerField(),
-                        default=agents.stats_models._histogram,
-                        size=None,
-                    ),
+                    agents.stats_models.HistogramField(default=agents.stats_models._histogram),
                 ),
             ],
             options={
@@ -102,11 +97,7 @@ class Migration(migrations.Migration):
                 ("latency_s", models.FloatField(default=0.0)),
                 (
                     "latency_hist",
-                    django.contrib.postgres.fields.ArrayField(
-                        base_field=models.PositiveIntegerField(),
-                        default=agents.stats_models._histogram,
-                        size=None,
-                    ),
+                    agents.stats_models.HistogramField(default=agents.stats_models._histogram),
                 ),
             ],
             options={
