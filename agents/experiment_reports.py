@@ -23,6 +23,7 @@ from .models import (
     Scorer,
     Subtask,
 )
+from .text import csv_cell
 
 # People's 1–5 ratings (value (rating − 1) / 4), a column of their own: 4 or 5 passes.
 HUMAN = scoring.HUMAN_SCORER_NAME
@@ -288,16 +289,6 @@ def export_rows(experiment: Experiment) -> list[dict]:
     return rows
 
 
-# A cell a spreadsheet would read as a formula (OWASP's list) is written with a quote first.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def export_csv(rows: list[dict]) -> str:
     """export_rows as CSV, safe to open in a spreadsheet."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -305,7 +296,7 @@ def export_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(out, fieldnames=columns, restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: _cell(value) for key, value in row.items()})
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return out.getvalue()
 
 

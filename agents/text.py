@@ -55,3 +55,15 @@ def clean_json(value: object) -> object:
             else:
                 target.append(copy)
     return root
+
+
+# A cell a spreadsheet would read as a formula (OWASP's list) is written with a quote first.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """`value` for a CSV cell: text that a spreadsheet would run as a formula gets a quote
+    before it; anything else is left as it is (csv writes None as an empty cell)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

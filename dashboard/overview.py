@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 
 from agents import stats
+from agents.text import csv_cell
 
 from .access import read_required
 from .charts import Chart, figure_parts
@@ -25,7 +26,6 @@ LIVE_RANGE = "1h"
 RANGE_LABELS = {"1h": "Last hour", "24h": "24 h", "7d": "7 days", "30d": "30 days"}
 REASON_CHARS = 160  # a failure's reason, shortened on the page
 # A cell a spreadsheet would read as a formula is written with a quote first.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def range_key(request: HttpRequest) -> str:
@@ -90,11 +90,6 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/overview.html", context(range_key(request)))
 
 
-def safe_cell(value) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 @read_required("overview")
 def overview_csv(request: HttpRequest, chart: str) -> HttpResponse:
     key = range_key(request)
@@ -103,10 +98,10 @@ def overview_csv(request: HttpRequest, chart: str) -> HttpResponse:
         raise Http404("No such chart.")
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["bucket_start_utc", *(safe_cell(f"{n} ({found.unit})") for n in found.series)])
+    writer.writerow(["bucket_start_utc", *(csv_cell(f"{n} ({found.unit})") for n in found.series)])
     for i, when in enumerate(found.starts):
         writer.writerow(
-            [when.isoformat(), *(safe_cell(values[i]) for values in found.series.values())]
+            [when.isoformat(), *(csv_cell(values[i]) for values in found.series.values())]
         )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     filename = f"baton-overview-{found.slug}-{key}.csv"

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from agents import stats, team
 from agents.models import Agent, Job, JobStatus, LLMCall
+from agents.text import csv_cell
 from dashboard import overview as page
 
 from .cast import person
@@ -170,7 +171,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote(client, viewe
         csv.reader(io.StringIO(client.get("/overview/csv/spend-agent/").content.decode()))
     )
     assert header[1] == "'=cmd|' /C calc'!A0 (USD)"
-    assert page.safe_cell(-1.5) == "'-1.5" and page.safe_cell(0.5) == "0.5"
+    # Numbers are numbers to a spreadsheet, whatever their sign: only text is quoted.
+    assert csv_cell("-1+2") == "'-1+2" and csv_cell(-1.5) == -1.5 and csv_cell(None) is None
 
 
 def test_hostile_titles_errors_and_names_are_escaped(client, viewer, hand_made):

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents import stats
+from agents.text import csv_cell
 
 from .. import permissions as perm
 from ..errors import InvalidQuery
@@ -25,7 +26,6 @@ from ..errors import InvalidQuery
 WINDOW = timedelta(hours=24)
 CSV = "text/csv"
 # A cell a spreadsheet would read as a formula is written with a quote first.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class StatsQuerySerializer(serializers.Serializer):
@@ -113,11 +113,6 @@ class _FormatParameter(DefaultContentNegotiation):
         return super().select_renderer(request, renderers, format_suffix)
 
 
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def table(data: stats.Overview) -> list[list[str]]:
     """A row per bucket, a column per series (a header row first)."""
     columns: list[tuple[str, list]] = [
@@ -136,9 +131,9 @@ def table(data: stats.Overview) -> list[list[str]]:
         ("in flight", data.in_flight),
         ("cap", [data.cap] * len(data.starts)),
     ]
-    rows = [["start (UTC)", *(_cell(name) for name, _ in columns)]]
+    rows = [["start (UTC)", *(csv_cell(name) for name, _ in columns)]]
     for n, start in enumerate(data.starts):
-        rows.append([start.isoformat(), *(_cell(values[n]) for _, values in columns)])
+        rows.append([start.isoformat(), *(csv_cell(values[n]) for _, values in columns)])
     return rows
 
 
