@@ -180,7 +180,8 @@ class Stats(APIView):
 
 
 def _iso(moment) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: "%Y" leaves a year before 1000 unpadded (not RFC 3339).
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def body(data: stats.Overview) -> dict:
