@@ -157,3 +157,12 @@ def open_job(page, base_url: str, job_id: int) -> None:
     page.goto(f"{base_url}/jobs/{job_id}/")
     expect(page.locator("#connection")).to_have_text("live")
     mark_page(page)
+
+
+# The sizes the layout is checked at, and where those checks leave their screenshots.
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+# Every Content Security Policy violation of the context's pages, reported to Python.
+REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', e =>
+  window.__cspViolation(`${location.pathname}: ${e.violatedDirective} ${e.blockedURI}`));"""

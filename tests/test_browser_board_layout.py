@@ -9,8 +9,15 @@ from playwright.sync_api import expect
 from agents.models import Job, JobStatus
 
 from .axe import assert_none_blocking, axe_source, check
-from .browser import log_in, open_new_job, submit_in_form
-from .stack import ROOT
+from .browser import (
+    DESKTOP,
+    PHONE,
+    REPORT_CSP_VIOLATIONS,
+    SHOTS,
+    log_in,
+    open_new_job,
+    submit_in_form,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,12 +25,6 @@ pytestmark = [
     pytest.mark.usefixtures("pages_closed"),
 ]
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-SHOTS = ROOT / "var" / "screenshots"
-# Every Content Security Policy violation of the context's pages, reported to Python.
-REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', e =>
-  window.__cspViolation(`${location.pathname}: ${e.violatedDirective} ${e.blockedURI}`));"""
 # Where each column's first card starts, against the viewport (no scrolling done).
 FIRST_CARDS = """() => [...document.querySelectorAll('.board .column')]
   .filter(c => c.querySelector('article.card'))

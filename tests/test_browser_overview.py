@@ -8,8 +8,17 @@ from playwright.sync_api import expect
 from agents.models import Job
 
 from .axe import assert_none_blocking, axe_source, check
-from .browser import assert_steady, log_in, mark_page, submit_in_form
-from .stack import ROOT, wait_until, wait_until_terminal
+from .browser import (
+    DESKTOP,
+    PHONE,
+    REPORT_CSP_VIOLATIONS,
+    SHOTS,
+    assert_steady,
+    log_in,
+    mark_page,
+    submit_in_form,
+)
+from .stack import wait_until, wait_until_terminal
 
 pytestmark = [
     pytest.mark.browser,
@@ -17,11 +26,6 @@ pytestmark = [
     pytest.mark.usefixtures("pages_closed"),
 ]
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-SHOTS = ROOT / "var" / "screenshots"
-REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', e =>
-  window.__cspViolation(`${location.pathname}: ${e.violatedDirective} ${e.blockedURI}`));"""
 # The LLM calls of the range, summed from the chart's data table (what a screen reader reads).
 CALLS = """() => [...document.querySelectorAll(
     'section[aria-labelledby="heading-calls"] table.chart-data td')]
