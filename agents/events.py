@@ -175,6 +175,18 @@ def _keep(announcement: Announcement) -> int | None:
     return _outbox_write(announcement)
 
 
+def would_keep(job_id: int, *moves: tuple[str, dict]) -> bool:
+    """Whether any of these announcements (event, data) about a job would be written to the
+    outbox now: a caller that could move rows outside a transaction opens one then."""
+    if not _hooks or _outbox_write is None:
+        return False
+    return any(
+        wants(Announcement(event, job_id, {"job_id": job_id, **data}))
+        for event, data in moves
+        for wants in _durable
+    )
+
+
 def job_changed(job_id: int, *, moved: bool = False, status: str | None = None) -> None:
     """A job's fields changed; `moved` when its status changed, to `status` when given (the
     transitions give it, and only they: it is announced as `job.status`)."""

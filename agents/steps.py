@@ -21,6 +21,7 @@ from . import (
     calls,
     dispatch,
     enqueue,
+    hotpath,
     leases,
     lifecycle,
     llm,
@@ -288,6 +289,9 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
     The attempt number then marks this run, so a run the reconciler gave up on cannot
     complete it.
     """
+    sub = hotpath.claim(subtask_id)  # PostgreSQL: one statement, most of the time
+    if sub is not None:
+        return sub
     upstream = Subtask.depends_on.through.objects.filter(from_subtask=OuterRef("pk"))
     sub = (
         Subtask.objects.select_related("job", "agent")
@@ -341,6 +345,9 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
     text = answer.response
     if answer.finish_reason == "length":
         text += "\n\n(Truncated: the model reached its max_tokens.)"
+    author = f"{sub.agent.slug}/{sub.key}"
+    if hotpath.available():
+        return hotpath.complete(sub, answer, text, author=author).ready
     usage = {"tokens": F("tokens") + answer.total_tokens, "cost": F("cost") + answer.cost}
     with transaction.atomic():
         # First: the job's row lock orders this completion after its siblings' (settle_job).
@@ -363,7 +370,6 @@ def _complete_subtask(sub: Subtask, answer: LLMCall) -> bool:
             else:
                 transaction.set_rollback(True)
             return False
-        author = f"{sub.agent.slug}/{sub.key}"
         state.record_result(sub.job_id, sub.key, text, author=author)
         ready = lifecycle.settle_job(sub.job_id)
     # Outside the transaction: the agent's row is shared by all its subtasks' completions.

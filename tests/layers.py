@@ -31,7 +31,7 @@ AGENT_LAYERS: tuple[tuple[str, ...], ...] = (
     ("audit", "outbox", "state", "versions", "signals", "series", "team", "datasets", "quality",
      "job_templates", "idempotency", "bulk", "stats"),
     ("calls", "lifecycle", "takebacks", "leases"),
-    ("dispatch", "approvals", "tools", "mcp", "toolloop", "rerun", "scoring"),
+    ("hotpath", "dispatch", "approvals", "tools", "mcp", "toolloop", "rerun", "scoring"),
     ("steps", "recovery", "experiments", "experiment_reports"),
     ("actions", "schedules"),
     ("forms", "queries", "dataset_forms", "experiment_forms", "scorer_forms", "template_forms",

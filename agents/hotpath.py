@@ -1,0 +1,299 @@
+"""The hot path's hand-written SQL: a subtask's claim and its completion, one round trip each.
+
+Every LLM call of a subtask used to cost about fifteen statements, each built by the ORM, and
+a transaction's BEGIN and COMMIT on top (bench/RESULTS.md): half of a worker's CPU. On
+PostgreSQL the two steps that run once per call are one statement each here:
+
+- `claim`: the conditional move queued → working, with the lease, the attempt and the agent's
+  version, returning the subtask, its job and its agent (UPDATE … FROM … RETURNING);
+- `complete`: `baton_complete_subtask`, a PL/pgSQL function (installed by `install` after
+  every migrate), which does in one call what agents.steps does in a transaction: the job's
+  usage (its row lock first, which orders the job's completions), the subtask's conditional
+  move to completed (or, when a later attempt took over, the call counted or undone), the
+  result written as a new version of the shared state, the job's roll-up to synthesis or
+  failure, and the agent's outcome. Being VOLATILE, each of its statements reads a fresh
+  snapshot: the roll-up, under the job's lock, sees every sibling that completed before.
+
+Both return None where they do not apply (SQLite, a job pinning agent versions, a subtask no
+longer queued): the caller then takes the ORM path, which stays the reference and the
+standalone mode's path. Tests run the suite on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Model
+from django.utils import timezone
+
+from . import events, leases, metrics
+from .models import (
+    SUBTASK_OPEN,
+    Agent,
+    Job,
+    JobStatus,
+    LLMCall,
+    Subtask,
+    SubtaskStatus,
+)
+from .state import SNAPSHOT_AFTER
+
+# The job's roll-up and the state's merge mirror lifecycle.settle_job and
+# state.record_result/statemerge.merge; statuses and constants come in as arguments.
+COMPLETE_FUNCTION = """
+CREATE OR REPLACE FUNCTION baton_complete_subtask(
+    p_subtask bigint, p_attempt integer, p_call bigint, p_text text,
+    p_latency double precision, p_tokens bigint, p_cost numeric, p_author text,
+    p_now timestamptz, p_snapshot_after integer, p_keep double precision, p_open text[],
+    OUT out_completed boolean, OUT out_counted boolean, OUT out_job bigint,
+    OUT out_agent bigint, OUT out_job_status text, OUT out_version bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_key text;
+    v_state record;
+    v_pending jsonb;
+    v_changes jsonb;
+    v_data jsonb;
+    v_chain bigint;
+    v_snapshot jsonb;
+    v_total integer;
+    v_done integer;
+    v_open integer;
+    v_failed integer;
+BEGIN
+    out_completed := false;
+    out_counted := false;
+    SELECT s.job_id, s.agent_id, s.key INTO out_job, out_agent, v_key
+        FROM agents_subtask s WHERE s.id = p_subtask;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- The job's row lock first: it orders this completion after its siblings'.
+    UPDATE agents_job SET total_tokens = total_tokens + p_tokens,
+        total_cost = total_cost + p_cost WHERE id = out_job;
+    UPDATE agents_subtask SET status = 'completed', updated_at = p_now, finished_at = p_now,
+        result = p_text, error = '', latency_s = p_latency, tokens = tokens + p_tokens,
+        cost = cost + p_cost
+        WHERE id = p_subtask AND status = 'working' AND attempts = p_attempt;
+    IF NOT FOUND THEN
+        -- A later attempt took over. The call was paid all the same: counted here, unless
+        -- that attempt finished from it (adopted it) and counts it itself.
+        UPDATE agents_llmcall SET adopted = 2 WHERE id = p_call AND adopted = 0;
+        IF FOUND THEN
+            out_counted := true;
+            UPDATE agents_subtask SET tokens = tokens + p_tokens, cost = cost + p_cost
+                WHERE id = p_subtask;
+        ELSE
+            UPDATE agents_job SET total_tokens = total_tokens - p_tokens,
+                total_cost = total_cost - p_cost WHERE id = out_job;
+        END IF;
+        RETURN;
+    END IF;
+    out_completed := true;
+
+    -- The result into `results`, the subtask out of `pending_tasks` (state.record_result).
+    INSERT INTO agents_sharedstate (job_id, data, version, chain_bytes, updated_at)
+        VALUES (out_job, '{}', 0, 0, p_now) ON CONFLICT (job_id) DO NOTHING;
+    SELECT id, data, version, chain_bytes INTO v_state
+        FROM agents_sharedstate WHERE job_id = out_job FOR UPDATE;
+    SELECT COALESCE(jsonb_agg(t ORDER BY i), '[]') INTO v_pending
+        FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v_state.data -> 'pending_tasks')
+            = 'array' THEN v_state.data -> 'pending_tasks' ELSE '[]' END)
+            WITH ORDINALITY AS e(t, i)
+        WHERE t -> 'id' IS DISTINCT FROM to_jsonb(v_key);
+    v_changes := jsonb_build_object('results', jsonb_build_object(v_key, p_text),
+        'pending_tasks', v_pending);
+    v_data := v_state.data || jsonb_build_object(
+        'results', CASE WHEN jsonb_typeof(v_state.data -> 'results') = 'object'
+            THEN (v_state.data -> 'results') || jsonb_build_object(v_key, p_text)
+            ELSE jsonb_build_object(v_key, p_text) END,
+        'pending_tasks', v_pending);
+    v_chain := v_state.chain_bytes + octet_length(v_changes::text);
+    IF v_chain > p_snapshot_after * octet_length(v_data::text) THEN
+        v_snapshot := v_data;
+        v_chain := 0;
+    END IF;
+    out_version := v_state.version + 1;
+    UPDATE agents_sharedstate SET data = v_data, version = out_version,
+        chain_bytes = v_chain, updated_at = p_now WHERE id = v_state.id;
+    INSERT INTO agents_sharedstateversion (state_id, version, changes, snapshot, author,
+        created_at) VALUES (v_state.id, out_version, v_changes, v_snapshot, p_author, p_now);
+
+    -- The job's roll-up (lifecycle.settle_job).
+    SELECT count(*), count(*) FILTER (WHERE status = 'completed'),
+        count(*) FILTER (WHERE status = ANY (p_open)),
+        count(*) FILTER (WHERE status IN ('failed', 'cancelled'))
+        INTO v_total, v_done, v_open, v_failed
+        FROM agents_subtask WHERE job_id = out_job;
+    IF v_total > 0 AND v_done = v_total THEN
+        UPDATE agents_job SET status = 'synthesizing', updated_at = p_now, claimed_at = NULL,
+            waiting_for = '' WHERE id = out_job AND status = 'working';
+        IF FOUND THEN
+            out_job_status := 'synthesizing';
+        END IF;
+    ELSIF v_failed > 0 AND v_open = 0 THEN
+        UPDATE agents_job SET status = 'failed', updated_at = p_now, finished_at = p_now,
+            waiting_for = '', error = v_failed || ' of ' || v_total || ' subtasks failed.'
+            WHERE id = out_job AND status = 'working';
+        IF FOUND THEN
+            out_job_status := 'failed';
+        END IF;
+    END IF;
+
+    -- Last: the agent's row is shared by all its subtasks' completions (record_outcome).
+    UPDATE agents_agent SET completed_count = completed_count + 1,
+        avg_latency_s = CASE WHEN latency_samples = 0 THEN p_latency
+            ELSE avg_latency_s * p_keep + p_latency * (1 - p_keep) END,
+        latency_samples = latency_samples + 1, total_tokens = total_tokens + p_tokens,
+        total_cost = total_cost + p_cost WHERE id = out_agent;
+END
+$$
+"""
+
+
+def install(using: str = "default", **kwargs: object) -> None:
+    """Create (or replace) the functions: after every migrate (a post_migrate receiver)."""
+    from django.db import connections
+
+    db = connections[using]
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(COMPLETE_FUNCTION)
+
+
+def available() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What `complete` did: `completed` (else the call was `counted` to the subtask, or not
+    at all), the job's new status when it moved, the state's new version."""
+
+    completed: bool
+    counted: bool
+    job_status: str | None
+    state_version: int | None
+
+    @property
+    def ready(self) -> bool:
+        return self.job_status == JobStatus.SYNTHESIZING
+
+
+def complete(sub: Subtask, answer: LLMCall, text: str, *, author: str) -> Completion:
+    """A subtask's completion from its answer, in one statement (see the module's doc)."""
+    now = timezone.now()
+    args = [
+        sub.pk,
+        sub.attempts,
+        answer.pk,
+        text,
+        answer.latency_s,
+        answer.total_tokens,
+        Decimal(answer.cost),
+        author,
+        now,
+        SNAPSHOT_AFTER,
+        metrics.MOVING_AVERAGE_KEEP,
+        [str(s) for s in SUBTASK_OPEN],
+    ]
+    # A consumer of the events (webhooks, streams) keeps them in the moving transaction.
+    durable = events.would_keep(
+        sub.job_id,
+        ("subtask.status", {"status": SubtaskStatus.COMPLETED}),
+        ("state.version", {}),
+        ("job.status", {"status": JobStatus.SYNTHESIZING}),
+        ("job.status", {"status": JobStatus.FAILED}),
+    )
+    with transaction.atomic() if durable else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT * FROM baton_complete_subtask("
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::text[])",
+                args,
+            )
+            completed, counted, job_id, agent_id, job_status, version = cursor.fetchone()
+        if job_id is None:
+            return Completion(False, False, None, None)
+        if completed or counted:
+            events.job_changed(job_id)  # its usage
+        if completed:
+            sub.status, sub.result, sub.error, sub.finished_at = (
+                SubtaskStatus.COMPLETED,
+                text,
+                "",
+                now,
+            )
+            events.subtask_changed(sub.pk, job_id, status=SubtaskStatus.COMPLETED)
+            events.state_changed(job_id, version=version)
+            if job_status:
+                events.job_changed(job_id, status=job_status)
+            events.agent_changed(agent_id)
+    return Completion(completed, counted, job_status, version)
+
+
+def claim(subtask_id: int) -> Subtask | None:
+    """Move a queued subtask of a working job to working for this process, returning it with
+    its job and agent loaded (and `has_upstream`); None when that did not happen here (the
+    caller's ORM path says why: gone, taken, its job stopped, or agent versions pinned)."""
+    if not available():
+        return None
+    now = timezone.now()
+    lease = leases.claim()
+    sql = (
+        f"UPDATE agents_subtask AS s SET status = %s, updated_at = %s, started_at = %s, "
+        f"attempts = s.attempts + 1, agent_version = a.version, lease_owner = %s, "
+        f"lease_expires_at = %s, last_crash = %s "
+        f"FROM agents_job AS j, agents_agent AS a "
+        f"WHERE s.id = %s AND s.status = %s AND j.id = s.job_id AND j.status = %s "
+        f"AND a.id = s.agent_id AND (j.agent_versions IS NULL OR j.agent_versions = '{{}}') "
+        f"RETURNING {_columns(Subtask, 's')}, {_columns(Job, 'j')}, {_columns(Agent, 'a')}, "
+        f"EXISTS (SELECT 1 FROM agents_subtask_depends_on AS d WHERE d.from_subtask_id = s.id)"
+    )
+    args = [
+        SubtaskStatus.WORKING,
+        now,
+        now,
+        lease["lease_owner"],
+        lease["lease_expires_at"],
+        lease["last_crash"],
+        subtask_id,
+        SubtaskStatus.QUEUED,
+        JobStatus.WORKING,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, args)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = iter(row)
+    sub = _instance(Subtask, values)
+    sub.job = _instance(Job, values)
+    sub.agent = _instance(Agent, values)
+    sub.has_upstream = next(values)
+    events.subtask_changed(sub.pk, sub.job_id, status=SubtaskStatus.WORKING)
+    return sub
+
+
+def _columns(model: type[Model], alias: str) -> str:
+    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in _fields(model))
+
+
+def _fields(model: type[Model]) -> list:
+    return list(model._meta.concrete_fields)
+
+
+def _instance(model: type[Model], row: Iterator) -> Model:
+    """A model instance from the next values of `row`, as a queryset would build it: every
+    field's own conversion from the database's value (JSON text, for one)."""
+    fields = _fields(model)
+    values = []
+    for field, value in zip(fields, row, strict=False):  # `row` goes on to the next model
+        if value is not None and hasattr(field, "from_db_value"):
+            value = field.from_db_value(value, None, connection)
+        values.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], values)
