@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from . import coalesce, enqueue, lifecycle, quality
+from . import coalesce, enqueue, hotpath, lifecycle, quality
 from .allocation import Candidate, QualityRule, choose
 from .models import SUBTASK_OPEN, Agent, Job, JobStatus, Subtask, SubtaskStatus, WaitingFor
 
@@ -46,35 +47,49 @@ def dispatch_ready() -> int:
     return _dispatch(keep=0)[0]
 
 
-def dispatch_and_take() -> int | None:
-    """dispatch_ready, keeping one of the subtasks it queued for the caller to run.
+def dispatch_and_take() -> Subtask | int | None:
+    """dispatch_ready, keeping one of the subtasks it assigned for the caller to run.
 
     The caller (a worker thread that just freed a slot) runs it at once: no broker message
-    for it. Should the caller die first, the subtask says queued and the reconciler re-sends
-    it as it would a lost message.
+    for it. On PostgreSQL the pass claims it for the caller in the statement that assigns
+    it (agents.hotpath.claim: the subtask, its job and agent); otherwise it is queued and its
+    id returned, for the caller's own claim. Should the caller die first, its lease lapses
+    (claimed) or the subtask says queued, and the reconciler takes it back as it would a
+    lost message.
     """
     kept = _dispatch(keep=1)[1]
     return kept[0] if kept else None
 
 
-def _dispatch(keep: int) -> tuple[int, list[int]]:
+# One pass at a time in this process: a thread that finds one running leaves the mark and
+# returns, without a transaction of its own to learn that the database's lock is taken.
+_process_pass = threading.Lock()
+
+
+def _dispatch(keep: int) -> tuple[int, list[Subtask | int]]:
     coalesce.mark_dirty()
     assigned, kept = 0, []
-    while True:
-        settle: set[int] = set()
-        with coalesce.exclusive_pass() as exclusive:
-            if not exclusive:
+    if not _process_pass.acquire(blocking=False):
+        return assigned, kept
+    try:
+        while True:
+            settle: set[int] = set()
+            with coalesce.exclusive_pass() as exclusive:
+                if not exclusive:
+                    return assigned, kept
+                coalesce.take_dirty()
+                assigned += _dispatch_pass(settle, kept, keep)
+            # After the pass has committed: a job's row lock is never taken under subtask
+            # locks.
+            for job_id in settle:
+                lifecycle.settle_job_locked(job_id)
+            if not coalesce.take_dirty():
                 return assigned, kept
-            coalesce.take_dirty()
-            assigned += _dispatch_pass(settle, kept, keep)
-        # After the pass has committed: a job's row lock is never taken under subtask locks.
-        for job_id in settle:
-            lifecycle.settle_job_locked(job_id)
-        if not coalesce.take_dirty():
-            return assigned, kept
+    finally:
+        _process_pass.release()
 
 
-def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
+def _dispatch_pass(settle: set[int], kept: list[Subtask | int], keep: int) -> int:
     """Highest job priority first (0 highest), FIFO within a priority.
 
     Adds to `settle` the jobs whose subtasks failed here for a failed dependency, and to
@@ -118,6 +133,13 @@ def _dispatch_pass(settle: set[int], kept: list[int], keep: int) -> int:
                 nobody_types.add(type_)
                 stranded.add(job_id)
             continue
+        if len(kept) < keep:
+            taken = hotpath.claim(pk, agent_id=chosen.id, allocation=reasons)
+            if taken is not None:
+                candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
+                assigned += 1
+                kept.append(taken)
+                continue
         sub = Subtask(pk=pk, job_id=job_id)  # only for its transition: most rows get none
         if sub.transition(
             SubtaskStatus.WAITING,

@@ -21,6 +21,7 @@ standalone mode's path. Tests run the suite on both databases.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -236,35 +237,41 @@ def complete(sub: Subtask, answer: LLMCall, text: str, *, author: str) -> Comple
     return Completion(completed, counted, job_status, version)
 
 
-def claim(subtask_id: int) -> Subtask | None:
+def claim(
+    subtask_id: int, *, agent_id: int | None = None, allocation: dict | None = None
+) -> Subtask | None:
     """Move a queued subtask of a working job to working for this process, returning it with
     its job and agent loaded (and `has_upstream`); None when that did not happen here (the
-    caller's ORM path says why: gone, taken, its job stopped, or agent versions pinned)."""
+    caller's ORM path says why: gone, taken, its job stopped, or agent versions pinned).
+
+    With `agent_id` (a dispatch pass keeping the subtask for its own thread): a waiting
+    subtask, assigned to that agent with its `allocation` in the same statement.
+    """
     if not available():
         return None
     now = timezone.now()
     lease = leases.claim()
+    assign, expected = "", SubtaskStatus.QUEUED
+    args: list = [SubtaskStatus.WORKING, now, now]
+    if agent_id is not None:
+        assign, expected = (
+            "agent_id = %s, allocation = %s::jsonb, next_attempt_at = NULL, ",
+            (SubtaskStatus.WAITING),
+        )
+        args += [agent_id, json.dumps(allocation or {})]
+    args += [lease["lease_owner"], lease["lease_expires_at"], lease["last_crash"]]
+    args += [subtask_id, expected, JobStatus.WORKING, agent_id]
     sql = (
-        f"UPDATE agents_subtask AS s SET status = %s, updated_at = %s, started_at = %s, "
+        f"UPDATE agents_subtask AS s SET status = %s, updated_at = %s, started_at = %s, {assign}"
         f"attempts = s.attempts + 1, agent_version = a.version, lease_owner = %s, "
         f"lease_expires_at = %s, last_crash = %s "
         f"FROM agents_job AS j, agents_agent AS a "
         f"WHERE s.id = %s AND s.status = %s AND j.id = s.job_id AND j.status = %s "
-        f"AND a.id = s.agent_id AND (j.agent_versions IS NULL OR j.agent_versions = '{{}}') "
+        f"AND a.id = COALESCE(%s, s.agent_id) "
+        f"AND (j.agent_versions IS NULL OR j.agent_versions = '{{}}') "
         f"RETURNING {_columns(Subtask, 's')}, {_columns(Job, 'j')}, {_columns(Agent, 'a')}, "
         f"EXISTS (SELECT 1 FROM agents_subtask_depends_on AS d WHERE d.from_subtask_id = s.id)"
     )
-    args = [
-        SubtaskStatus.WORKING,
-        now,
-        now,
-        lease["lease_owner"],
-        lease["lease_expires_at"],
-        lease["last_crash"],
-        subtask_id,
-        SubtaskStatus.QUEUED,
-        JobStatus.WORKING,
-    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, args)
         row = cursor.fetchone()

@@ -196,31 +196,31 @@ def _retry_job_step(
 # Subtasks
 
 
-def run_subtask_and_continue(subtask_id: int) -> None:
+def run_subtask_and_continue(subtask: int | Subtask) -> None:
     """Run a subtask, then go on with one that the slot it freed was given, and so on.
 
-    Each continuation saves a broker message, as does synthesising in this thread the job
-    whose last subtask it finished. The chain is bounded, and ends when the worker is asked
-    to shut down, so the message that started it is acknowledged soon.
+    Each continuation saves a broker message and a claim (the dispatch pass claims the next
+    subtask for this thread), as does synthesising in this thread the job whose last subtask
+    it finished (the freed slot's work then goes by message: a subtask claimed for this
+    thread would wait, its lease unrenewed, for the synthesis). The chain is bounded, and
+    ends when the worker is asked to shut down, so the message that started it is
+    acknowledged soon.
     """
-    for _ in range(MAX_CONTINUATIONS):
-        ran = run_subtask(subtask_id)
+    for turn in range(MAX_CONTINUATIONS):
+        ran = run_subtask(subtask)
         if ran is None:
             return
         stopping = bool(worker_state.should_stop)
-        next_id = None if stopping else dispatch.dispatch_and_take()
-        if ran.ready_job_id is not None:
-            if stopping:
-                enqueue.synthesize_job(ran.ready_job_id)
-            else:
-                synthesize_job(ran.ready_job_id)
-        if stopping:
+        if stopping or ran.ready_job_id is not None or turn == MAX_CONTINUATIONS - 1:
             dispatch.dispatch_ready()
+            if ran.ready_job_id is not None and stopping:
+                enqueue.synthesize_job(ran.ready_job_id)
+            elif ran.ready_job_id is not None:
+                synthesize_job(ran.ready_job_id)
             return
-        if next_id is None:
+        subtask = dispatch.dispatch_and_take()
+        if subtask is None:
             return
-        subtask_id = next_id
-    enqueue.run_subtask(subtask_id)  # the chain's bound: its next subtask goes by message
 
 
 @dataclass(frozen=True)
@@ -231,9 +231,10 @@ class Ran:
 
 
 @telemetry.step("subtask")
-def run_subtask(subtask_id: int) -> Ran | None:
-    """One subtask's call and outcome; None when another delivery holds it."""
-    sub = _claim_subtask(subtask_id)
+def run_subtask(subtask: int | Subtask) -> Ran | None:
+    """One subtask's call and outcome; None when another delivery holds it. Given as an id
+    (a message: claimed here) or already claimed for this thread (by its dispatch pass)."""
+    sub = subtask if isinstance(subtask, Subtask) else _claim_subtask(subtask)
     if sub is None:
         return None
     with leases.holding(sub):
