@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import board_clients, procstat, simulator
+from bench import board_clients, job_pages, procstat, simulator
 from bench.counted import KINDS, Counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,6 +242,7 @@ def run(
     postmaster: int | None,
     redis_pid: int | None,
     workload: dict | None = None,
+    pages: int = 0,
 ) -> dict:
     from agents import actions
     from agents.models import Job, LLMCall
@@ -258,12 +259,17 @@ def run(
             clients = board_clients.start(
                 PYTHON, web_port, _sessions(watchers), logs / "board.json", logs / "board.log"
             )
+        followers = None
+        if pages:
+            followers = job_pages.start(
+                PYTHON, web_port, _sessions(pages), logs / "pages.json", logs / "pages.log"
+            )
         groups = {
             "workers": [w.pid for w in workers],
             "web": [web.pid],
             "redis": [redis_pid] if redis_pid else [],
             "simulator": [sim.proc.pid],
-            "clients": [clients.proc.pid] if clients else [],
+            "clients": [c.proc.pid for c in (clients, followers) if c],
         }
         meter = procstat.CpuMeter(groups, postmaster, database_name(env))
         sim.reset()
@@ -271,7 +277,9 @@ def run(
         before, cpu_before, started = counts.snapshot(), time.process_time(), time.time()
         for i in range(jobs):
             title, description = job_text(i)
-            actions.submit_job(title=title, description=description)
+            job = actions.submit_job(title=title, description=description)
+            if followers:
+                followers.follow(job.pk)
         submit_cpu = time.process_time() - cpu_before
         after = counts.snapshot()
         _wait_until_terminal(jobs)
@@ -288,13 +296,16 @@ def run(
         completed = Job.objects.filter(status="completed").count()
         calls = LLMCall.objects.count()
         _check_workload(workload)
-        received = None
+        received = followed = None
         if clients:
             time.sleep(BOARD_GRACE_S)
             received = clients.stop()
+        if followers:
+            followed = followers.stop()
     finally:
-        if clients and clients.proc.poll() is None:
-            clients.proc.kill()
+        for c in (clients, followers):
+            if c and c.proc.poll() is None:
+                c.proc.kill()
         time.sleep(0.5)  # the consumers' disconnects reach Redis before Daphne stops
         simulator.stop([web, *workers])
         sim.stop()
@@ -302,6 +313,7 @@ def run(
     result = {
         "system": "baton",
         "watchers": watchers,
+        "pages": pages,
         "latency_ms": latency_ms,
         "jobs": jobs,
         "completed": completed,
@@ -314,4 +326,6 @@ def run(
     }
     if received is not None:
         result["board"] = board_clients.figures(received, finished)
+    if followed is not None:
+        result["job_pages"] = followed
     return result

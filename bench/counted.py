@@ -4,7 +4,8 @@
     python bench/counted.py COUNTS.json daphne orchestrator_site.asgi:application ...
 
 The patches live in this process only: SQL statements (Django's cursor execute and
-executemany), commits, new database connections, Celery messages published
+executemany), psycopg's transaction commands (BEGIN, COMMIT…: with the statements, the round
+trips to PostgreSQL), commits, new database connections, Celery messages published
 (`before_task_publish`) and channel-layer group sends. The counts cover the process's whole
 life and are written to COUNTS.json at exit (Celery's warm shutdown and Twisted's both run
 atexit); a worker also writes COUNTS.json.ready once it takes tasks.
@@ -22,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("sql", "commits", "connects", "broker_msgs", "group_sends")
+KINDS = ("sql", "tx_commands", "commits", "connects", "broker_msgs", "group_sends")
 
 
 class Counts:
@@ -61,11 +62,14 @@ def install() -> Counts:
     from channels_redis.core import RedisChannelLayer
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorWrapper
+    from psycopg._connection_base import BaseConnection
 
     counts = Counts()
     CursorWrapper.execute = _counting(counts, "sql", CursorWrapper.execute)
     CursorWrapper.executemany = _counting(counts, "sql", CursorWrapper.executemany)
     BaseDatabaseWrapper.commit = _counting(counts, "commits", BaseDatabaseWrapper.commit)
+    # BEGIN, COMMIT, ROLLBACK and savepoints: psycopg sends each as a round trip of its own.
+    BaseConnection._exec_command = _counting(counts, "tx_commands", BaseConnection._exec_command)
     BaseDatabaseWrapper.connect = _counting(counts, "connects", BaseDatabaseWrapper.connect)
     RedisChannelLayer.group_send = _counting_async(
         counts, "group_sends", RedisChannelLayer.group_send

@@ -19,12 +19,14 @@ SOURCES = ("workers", "web", "submit")
 
 def label(r: dict) -> str:
     if r["system"] == "baton":
+        if r.get("pages"):
+            return f"Baton, {r['pages']} job pages (streaming)"
         return f"Baton, {r['watchers']} boards" if r["watchers"] else "Baton, nobody watching"
     return {"asyncio": "asyncio peer (one process)", "langgraph": "LangGraph + SQLite"}[r["system"]]
 
 
-def key(r: dict) -> tuple[str, int]:
-    return r["system"], r.get("watchers", 0)
+def key(r: dict) -> tuple[str, int, int]:
+    return r["system"], r.get("watchers", 0), r.get("pages", 0)
 
 
 def derive(r: dict, cap: int) -> dict:
@@ -43,9 +45,14 @@ def derive(r: dict, cap: int) -> dict:
         "machine_cpu_ms": cpu.get("machine", 0) * 1000 / calls,
         "other_cpu_ms": (cpu.get("machine", 0) - measured) * 1000 / calls,
     }
-    for kind in ("sql", "commits", "broker_msgs", "group_sends"):
+    for kind in ("sql", "tx_commands", "commits", "broker_msgs", "group_sends"):
         if kind in r:
             per_call[f"{kind}_per_call"] = r[kind] / calls
+    if "sql" in r and "tx_commands" in r:
+        per_call["round_trips_per_call"] = (r["sql"] + r["tx_commands"]) / calls
+    if r["system"] == "baton":
+        for group in ("workers", "postgres", "redis"):
+            per_call[f"{group}_cpu_ms"] = cpu.get(group, 0) * 1000 / calls
     return {**r, **per_call}
 
 
@@ -70,14 +77,14 @@ def summary_table(results: list[dict]) -> str:
     systems: dict[tuple, dict[int, dict]] = {}
     for r in results:
         systems.setdefault(key(r), {})[r["latency_ms"]] = r
-    reference = systems.get((REFERENCE, 0), {})
+    reference = systems.get((REFERENCE, 0, 0), {})
     ref_eff = reference.get(200, {}).get("efficiency")
     ref_cps = reference.get(0, {}).get("calls_per_s")
     lines = [
         "| system | efficiency @200ms | calls/s @0ms | × LangGraph+SQLite (efficiency · calls/s)"
-        " | CPU ms/call (0 ms) | SQL/call (0 ms) | broker msgs/call (0 ms)"
-        " | board latency p50/p95 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        " | CPU ms/call (0 ms) | SQL/call (0 ms) | round trips/call (0 ms)"
+        " | broker msgs/call (0 ms) | board latency p50/p95 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for runs in systems.values():
         slow, fast = runs.get(200, {}), runs.get(0, {})
@@ -87,7 +94,36 @@ def summary_table(results: list[dict]) -> str:
             f"| {label(either)} | {_fmt(eff, 3)} | {_fmt(cps)} "
             f"| {_ratio(eff, ref_eff)} · {_ratio(cps, ref_cps)} "
             f"| {_fmt(either.get('cpu_ms'))} | {_fmt(either.get('sql_per_call'))} "
+            f"| {_fmt(either.get('round_trips_per_call'))} "
             f"| {_fmt(either.get('broker_msgs_per_call'), 2)} | {_board(list(runs.values()))} |"
+        )
+    return "\n".join(lines)
+
+
+def _per_core(ms: float | None) -> str:
+    return f"{1000 / ms:.0f}" if ms else "–"
+
+
+def scale_table(results: list[dict]) -> str:
+    """Baton's runs at 0 ms, per call: what each part of the system spends, and so how many
+    calls/s one core of each carries (PostgreSQL's is the ceiling of one database)."""
+    runs = [r for r in results if r["system"] == "baton" and r["latency_ms"] == 0]
+    if not runs:
+        return ""
+    lines = [
+        "| run (0 ms) | worker CPU ms/call | PostgreSQL CPU ms/call | Redis CPU ms/call"
+        " | SQL statements/call | round trips/call | calls/s per core: workers · PostgreSQL"
+        " · Redis |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in runs:
+        cores = " · ".join(
+            _per_core(r.get(f"{g}_cpu_ms")) for g in ("workers", "postgres", "redis")
+        )
+        lines.append(
+            f"| {label(r)} | {_fmt(r.get('workers_cpu_ms'))} | {_fmt(r.get('postgres_cpu_ms'))} "
+            f"| {_fmt(r.get('redis_cpu_ms'))} | {_fmt(r.get('sql_per_call'))} "
+            f"| {_fmt(r.get('round_trips_per_call'))} | {cores} |"
         )
     return "\n".join(lines)
 
@@ -114,6 +150,11 @@ def _board_cell(r: dict) -> str:
     return f"{board['messages']} · {board['missed']} · {_fmt(board['max_ms'], 0)}"
 
 
+def _pages_cell(r: dict) -> str:
+    pages = r["job_pages"]
+    return f"{pages['opened']} · {pages['fragments']} · {pages['streamed']}"
+
+
 DETAILS = [
     ("run", lambda r: f"{label(r)} @{r['latency_ms']} ms"),
     ("jobs done", lambda r: f"{r['completed']}/{r['jobs']}"),
@@ -129,12 +170,14 @@ DETAILS = [
     ),
     ("SQL/call = workers + web + submit", _sql_cell),
     ("commits/call", lambda r: _per_call(r, r["commits"])),
+    ("BEGIN/COMMIT/… commands/call", lambda r: _per_call(r, r["tx_commands"])),
     ("DB connections opened", lambda r: str(r["connects"])),
     (
         "broker msgs · group sends /call",
         lambda r: f"{_per_call(r, r['broker_msgs'], 2)} · {_per_call(r, r['group_sends'], 2)}",
     ),
     ("board msgs · missed · max ms", _board_cell),
+    ("job pages opened · fragments · streamed texts", _pages_cell),
 ]
 
 
@@ -161,18 +204,29 @@ def targets(results: list[dict], board_p95_ms: float = 250) -> list[tuple[str, b
     def value(system: tuple, latency: int, field: str) -> float | None:
         return find.get((system, latency), {}).get(field)
 
-    watched = next((k for (k, _) in find if k[0] == "baton" and k[1]), ("baton", 10))
-    ref_cps = value((REFERENCE, 0), 0, "calls_per_s")
+    watched = next((k for (k, _) in find if k[0] == "baton" and k[1]), ("baton", 10, 0))
+    paged = next((k for (k, _) in find if k[0] == "baton" and k[2]), ("baton", 0, 10))
+    nobody = ("baton", 0, 0)
+    ref_cps = value((REFERENCE, 0, 0), 0, "calls_per_s")
     checks = []
-    for system, share in ((("baton", 0), 1.0), (watched, 0.9)):
+    for system, share in ((nobody, 1.0), (watched, 0.9)):
         cps = value(system, 0, "calls_per_s")
         name = label({"system": "baton", "watchers": system[1]})
         text = f"0 ms: {name} calls/s ≥ {share:.1f}× LangGraph+SQLite's ({_ratio(cps, ref_cps)})"
         checks.append((text, None if not (cps and ref_cps) else cps >= share * ref_cps))
-    eff, ref_eff = value(watched, 200, "efficiency"), value((REFERENCE, 0), 200, "efficiency")
+    eff, ref_eff = value(watched, 200, "efficiency"), value((REFERENCE, 0, 0), 200, "efficiency")
     name = label({"system": "baton", "watchers": watched[1]})
     text = f"200 ms: {name} efficiency ≥ LangGraph+SQLite's ({_fmt(eff, 3)} vs {_fmt(ref_eff, 3)})"
     checks.append((text, None if not (eff and ref_eff) else eff >= ref_eff))
+    cps, alone = value(paged, 0, "calls_per_s"), value(nobody, 0, "calls_per_s")
+    text = (
+        f"0 ms: {label({'system': 'baton', 'pages': paged[2]})} calls/s ≥ 0.85× nobody "
+        f"watching's ({_ratio(cps, alone)})"
+    )
+    checks.append((text, None if not (cps and alone) else cps >= 0.85 * alone))
+    trips = value(nobody, 0, "round_trips_per_call")
+    text = f"0 ms: Baton, nobody watching, SQL round trips per call ≤ 6 ({_fmt(trips)})"
+    checks.append((text, None if trips is None else trips <= 6))
     for r in results:
         if r.get("board"):
             p95 = r["board"]["p95_ms"]
@@ -242,6 +296,7 @@ def section(results: list[dict], jobs: int, latencies: list[int], cap: int) -> s
         + " and ".join(f"{v} ms" for v in latencies)
         + ".",
         summary_table(results),
+        scale_table(results),
         "Targets:\n\n" + targets_text(targets(results)),
         shared_machine_note(results),
         "<details><summary>Details per run</summary>\n\n"

@@ -5,17 +5,20 @@ synthesis) = 5 calls a job, at most 10 calls in flight, at 200 ms and at 0 ms pr
 latency. The systems:
 
 - Baton in production mode (2 `celery worker` processes, threads pool, 8 threads each,
-  Daphne, PostgreSQL + Redis), with nobody watching and with 10 logged-in board pages;
+  Daphne, PostgreSQL + Redis), with nobody watching, with 10 logged-in board pages, and with
+  10 job pages following the jobs as they run (their subtasks' text streamed to them);
 - the asyncio peer (bench/peers/asyncio_peer.py): one process, httpx, a semaphore;
 - LangGraph with its SQLite checkpointer (bench/peers/langgraph_peer.py), in its own venv.
 
 Figures: efficiency at 200 ms (ideal wall = calls × latency / cap; efficiency = ideal /
 wall), calls/s at 0 ms, CPU ms per LLM call (every process of the system, from /proc; the
-simulator is the provider and counted apart), Baton's SQL statements and broker messages
-per call, and the board's latency from a job's terminal commit to its pages.
+simulator is the provider and counted apart; for Baton, split into workers, PostgreSQL and
+Redis, so one reads how many calls/s a core of each carries), Baton's SQL statements and
+round trips (statements + BEGIN/COMMIT) and broker messages per call, and the board's latency
+from a job's terminal commit to its pages.
 
 Usage: DATABASE_URL=postgresql://... REDIS_URL=redis://... python bench/run.py
-       [--jobs 200] [--only baton|baton-nobody|baton-boards|peers|asyncio|langgraph,...]
+       [--jobs 200] [--only baton|baton-nobody|baton-boards|baton-pages|peers|asyncio|langgraph,...]
        [--latencies 200,0] [--record | --no-record] [--database baton_bench] [--redis-db 3]
        [--pages [--pages-args "..."]]
 It creates its own database `baton_bench` afresh and flushes its Redis DB 3 before each run;
@@ -38,8 +41,11 @@ sys.path[0] = str(ROOT)  # run as a script: import bench.* from the project root
 from bench import baton, peer_runs, procstat, report  # noqa: E402
 
 LOGS = ROOT / "var" / "bench"
-SYSTEMS = ("baton-nobody", "baton-boards", "asyncio", "langgraph")
-GROUPS = {"baton": ("baton-nobody", "baton-boards"), "peers": ("asyncio", "langgraph")}
+SYSTEMS = ("baton-nobody", "baton-boards", "baton-pages", "asyncio", "langgraph")
+GROUPS = {
+    "baton": ("baton-nobody", "baton-boards", "baton-pages"),
+    "peers": ("asyncio", "langgraph"),
+}
 CAP = baton.CAP
 WATCHERS = 10
 
@@ -99,6 +105,7 @@ def run_all(args: argparse.Namespace, systems: list[str], env: dict) -> list[dic
                     jobs=args.jobs,
                     latency_ms=latency,
                     watchers=WATCHERS if system == "baton-boards" else 0,
+                    pages=WATCHERS if system == "baton-pages" else 0,
                     env=env,
                     counts=counts,
                     logs=logs,
