@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from decimal import Decimal
 from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, signals
+from django.db.models.sql import InsertQuery
 
-from . import events, llm, streaming, telemetry
+from . import events, llm, metrics, streaming, telemetry
 from .models import Agent, Job, LLMCall, ModelPrice
 from .text import clean, clean_json
 from .tokens import estimate_tokens, messages_text
@@ -143,9 +145,53 @@ def allowance(job: Job, model: str, messages: list[dict], max_tokens: int) -> in
 
 
 def _record_step_call(call: LLMCall) -> None:
+    if connection.vendor == "postgresql":  # the row and its usage in one statement
+        _record_step_call_at_once(call)
+        return
     with transaction.atomic():
         call.save()
         add_step_usage(call)
+
+
+def _record_step_call_at_once(call: LLMCall) -> None:
+    """A planning or synthesis call's row, the job's usage and the orchestrator's outcome
+    (add_step_usage) in one statement: data-modifying CTEs, all or nothing like the
+    transaction they replace. The row's post_save receivers run as a save would run them."""
+    using = connection.alias
+    fields = [f for f in LLMCall._meta.local_concrete_fields if f is not LLMCall._meta.auto_field]
+    query = InsertQuery(LLMCall)
+    query.insert_values(fields, [call])  # auto_now_add fields are set on `call` here
+    ((insert, params),) = query.get_compiler(using).as_sql()
+    tokens, cost = call.total_tokens, Decimal(call.cost)
+    counted = bool(tokens or cost)
+    keep = metrics.MOVING_AVERAGE_KEEP
+    sql = (
+        f"WITH c AS ({insert} RETURNING id), "
+        "j AS (UPDATE agents_job SET total_tokens = total_tokens + %s, "
+        "total_cost = total_cost + %s WHERE id = %s AND %s), "
+        "a AS (UPDATE agents_agent SET completed_count = completed_count + 1, "
+        "avg_latency_s = CASE WHEN latency_samples = 0 THEN %s "
+        "ELSE avg_latency_s * %s + %s END, latency_samples = latency_samples + 1, "
+        "total_tokens = total_tokens + %s, total_cost = total_cost + %s WHERE id = %s) "
+        "SELECT id FROM c"
+    )
+    latency = call.latency_s
+    args = [*params, tokens, cost, call.job_id, counted]
+    args += [latency, keep, latency * (1 - keep), tokens, cost, call.agent_id]
+    durable = events.would_keep(call.job_id, ("call.finished", {}))
+    with transaction.atomic() if durable else nullcontext():
+        signals.pre_save.send(LLMCall, instance=call, raw=False, using=using, update_fields=None)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            (call.pk,) = cursor.fetchone()
+        call._state.adding, call._state.db = False, using
+        signals.post_save.send(
+            LLMCall, instance=call, created=True, update_fields=None, raw=False, using=using
+        )
+        if counted:
+            events.job_changed(call.job_id)
+        if call.agent_id is not None:
+            events.agent_changed(call.agent_id)
 
 
 def adopt_recorded(calls: QuerySet[LLMCall]) -> LLMCall | None:

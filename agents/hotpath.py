@@ -25,13 +25,15 @@ import json
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import Model
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from . import events, leases, metrics
+from . import events, leases, metrics, state
 from .models import (
     SUBTASK_OPEN,
     Agent,
@@ -164,6 +166,7 @@ def install(using: str = "default", **kwargs: object) -> None:
     if db.vendor == "postgresql":
         with db.cursor() as cursor:
             cursor.execute(COMPLETE_FUNCTION)
+            install_step_functions(cursor)
 
 
 def available() -> bool:
@@ -304,3 +307,137 @@ def _instance(model: type[Model], row: Iterator) -> Model:
             value = field.from_db_value(value, None, connection)
         values.append(value)
     return model.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+# Planning and synthesis (agents.steps): the job step's claim, a state write and the
+# synthesis's finish, one round trip each on PostgreSQL
+# (a step call's record is agents.calls's own).
+
+# state.update's write as one function: the merge of statemerge.merge (top-level keys
+# replaced, dicts merged one level deep), the version under the state's row lock, the
+# snapshot rule (state.takes_snapshot) and the version row. The changes' size comes from
+# Python (their JSON text as state.update counts it); the state's, as the function above does.
+WRITE_STATE_FUNCTION = """
+CREATE OR REPLACE FUNCTION baton_write_state(
+    p_job bigint, p_changes jsonb, p_changes_bytes bigint, p_author text, p_now timestamptz,
+    p_snapshot_after integer)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_state record;
+    v_data jsonb;
+    v_key text;
+    v_value jsonb;
+    v_chain bigint;
+    v_snapshot jsonb;
+    v_version bigint;
+BEGIN
+    INSERT INTO agents_sharedstate (job_id, data, version, chain_bytes, updated_at)
+        VALUES (p_job, '{}', 0, 0, p_now) ON CONFLICT (job_id) DO NOTHING;
+    SELECT id, data, version, chain_bytes INTO v_state
+        FROM agents_sharedstate WHERE job_id = p_job FOR UPDATE;
+    v_data := v_state.data;
+    FOR v_key, v_value IN SELECT e.key, e.value FROM jsonb_each(p_changes) AS e LOOP
+        IF jsonb_typeof(v_value) = 'object' AND jsonb_typeof(v_data -> v_key) = 'object' THEN
+            v_value := (v_data -> v_key) || v_value;
+        END IF;
+        v_data := v_data || jsonb_build_object(v_key, v_value);
+    END LOOP;
+    v_chain := v_state.chain_bytes + p_changes_bytes;
+    IF v_chain > p_snapshot_after * octet_length(v_data::text) THEN
+        v_snapshot := v_data;
+        v_chain := 0;
+    END IF;
+    v_version := v_state.version + 1;
+    UPDATE agents_sharedstate SET data = v_data, version = v_version, chain_bytes = v_chain,
+        updated_at = p_now WHERE id = v_state.id;
+    INSERT INTO agents_sharedstateversion (state_id, version, changes, snapshot, author,
+        created_at) VALUES (v_state.id, v_version, p_changes, v_snapshot, p_author, p_now);
+    RETURN v_version;
+END
+$$
+"""
+
+
+def install_step_functions(cursor: object) -> None:
+    cursor.execute(WRITE_STATE_FUNCTION)
+
+
+def _state_args(changes: dict, author: str, now: datetime) -> tuple[str, list]:
+    """The arguments' SQL and values of `baton_write_state` after the job's id."""
+    state.check_depth(changes)  # refused before any write, as state.update does
+    text = json.dumps(changes)
+    return "%s::jsonb, %s, %s, %s, %s", [text, len(text), author, now, SNAPSHOT_AFTER]
+
+
+def write_state(job_id: int, changes: dict, *, author: str) -> int:
+    """state.write, in one statement on PostgreSQL (the ORM's elsewhere)."""
+    if not available():
+        return state.write(job_id, changes, author=author)
+    sql, args = _state_args(changes, author, timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT baton_write_state(%s, {sql})", [job_id, *args])
+        (version,) = cursor.fetchone()
+    events.state_changed(job_id, version=version)
+    return version
+
+
+def claim_job_step(job_id: int, where: str, fields: dict) -> tuple[Job, bool] | None:
+    """A job's step claimed in one statement where `where` holds (SQL on the job's row `j`),
+    writing `fields`: the job as it is now, and whether a worker held the step before (its
+    lease owner was set). None where that did not happen (the caller's ORM path says why)."""
+    if not available():
+        return None
+    meta = Job._meta
+    sets = ", ".join(
+        f"{connection.ops.quote_name(meta.get_field(name).column)} = %s" for name in fields
+    )
+    args = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in fields.items()]
+    sql = (
+        f"UPDATE agents_job AS j SET {sets} FROM agents_job AS o "
+        f"WHERE j.id = %s AND o.id = j.id AND {where} "
+        f"RETURNING o.lease_owner, {_columns(Job, 'j')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*args, job_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = iter(row)
+    tried_before = bool(next(values))
+    return _instance(Job, values), tried_before
+
+
+def finish_synthesis(job: Job, text: str, *, author: str) -> bool:
+    """The synthesis's end in one statement: the job's move to completed with its result,
+    and `final` written to its shared state (when the move happened). False when the job had
+    moved on."""
+    now = timezone.now()
+    fields = {
+        "status": JobStatus.COMPLETED,
+        "updated_at": now,
+        "result": text,
+        "claimed_at": None,
+        "finished_at": now,
+        "waiting_for": "",
+    }
+    rows = Job.objects.filter(pk=job.pk, status=JobStatus.SYNTHESIZING)
+    update = rows.order_by().query.chain(UpdateQuery)
+    update.add_update_values(fields)
+    moving, move_args = update.get_compiler(connection.alias).as_sql()
+    state_sql, state_args = _state_args({"final": text}, author, now)
+    sql = f"WITH j AS ({moving} RETURNING id) SELECT baton_write_state(j.id, {state_sql}) FROM j"
+    durable = events.would_keep(
+        job.pk, ("job.status", {"status": JobStatus.COMPLETED}), ("state.version", {})
+    )
+    with transaction.atomic() if durable else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*move_args, *state_args])
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        for name, value in fields.items():
+            setattr(job, name, value)
+        events.job_changed(job.pk, status=JobStatus.COMPLETED)
+        events.state_changed(job.pk, version=row[0])
+    return True

@@ -21,6 +21,7 @@ from . import (
     calls,
     dispatch,
     enqueue,
+    events,
     hotpath,
     leases,
     lifecycle,
@@ -49,17 +50,10 @@ SYNTHESIS_SYSTEM = (
 
 
 def plan_job(job_id: int) -> None:
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None or job.is_terminal:
+    claimed = _claim_planning(job_id)
+    if claimed is None:
         return
-    if job.planned_at:  # a redelivered message after the plan was written
-        dispatch.dispatch_ready()
-        return
-    tried_before = bool(job.lease_owner)
-    if not job.transition(
-        JobStatus.QUEUED, JobStatus.PLANNING, claimed_at=timezone.now(), **leases.claim()
-    ):
-        return  # another worker holds the planning step
+    job, tried_before = claimed
     orchestrator = Agent.objects.orchestrator()
     if orchestrator is None:
         reason = "Waiting for an enabled orchestrator agent to plan this job."
@@ -72,6 +66,30 @@ def plan_job(job_id: int) -> None:
         return
     with leases.holding(job):
         _plan(job, versions.pinned(orchestrator, job.agent_versions), tried_before)
+
+
+def _claim_planning(job_id: int) -> tuple[Job, bool] | None:
+    """The planning step's claim: the job moved queued → planning for this process, and
+    whether an earlier worker held the step; None when it is not this process's to plan."""
+    now = timezone.now()
+    fields = {"claimed_at": now, **leases.claim()}
+    # PostgreSQL: the claim and the job's row in one statement, most of the time.
+    moved = {"status": JobStatus.PLANNING, "updated_at": now, "waiting_for": "", **fields}
+    where = f"j.status = '{JobStatus.QUEUED}' AND j.planned_at IS NULL"
+    claimed = hotpath.claim_job_step(job_id, where, moved)
+    if claimed is not None:
+        events.job_changed(job_id, status=JobStatus.PLANNING)
+        return claimed
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.is_terminal:
+        return None
+    if job.planned_at:  # a redelivered message after the plan was written
+        dispatch.dispatch_ready()
+        return None
+    tried_before = bool(job.lease_owner)
+    if not job.transition(JobStatus.QUEUED, JobStatus.PLANNING, **fields):
+        return None  # another worker holds the planning step
+    return job, tried_before
 
 
 def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
@@ -129,9 +147,25 @@ def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
 
 def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
     """Subtasks, their dependencies and `pending_tasks` in one transaction."""
+    notes = "; ".join(plan.notes)
+    if job.review_plan:
+        notes = f"{lifecycle.AWAITS_REVIEW} " + notes
+    new = JobStatus.WAITING if job.review_plan else JobStatus.WORKING
+    moved = {
+        "status": new,
+        "updated_at": timezone.now(),
+        "planned_at": timezone.now(),
+        "claimed_at": None,
+        "lease_owner": "",  # a synthesis claimed by no one yet (see synthesize_job)
+        "takebacks": 0,  # the synthesis has its own STEP_MAX_TAKEBACKS
+        "waiting_for": WaitingFor.REVIEW if job.review_plan else "",
+        "status_reason": notes.strip()[:300],
+    }
     with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if locked.planned_at or locked.status != JobStatus.PLANNING:
+        # The job's move first: its row lock, and the check that the plan is still to write
+        # (announced last, as Job.transition would announce it there).
+        rows = Job.objects.filter(pk=job.pk, status=JobStatus.PLANNING, planned_at__isnull=True)
+        if not rows.update(**moved):
             return
         subtasks = Subtask.objects.bulk_create(
             Subtask(
@@ -146,29 +180,22 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
         )
         by_key = {s.key: s for s in subtasks}
         Edge = Subtask.depends_on.through
-        Edge.objects.bulk_create(
+        edges = [
             Edge(from_subtask_id=by_key[p.key].pk, to_subtask_id=by_key[d].pk)
             for p in plan.subtasks
             for d in p.depends_on
-        )
+        ]
+        if edges:
+            Edge.objects.bulk_create(edges)
         pending = [
             {"id": p.key, "type": p.type, "description": p.description, "depends_on": p.depends_on}
             for p in plan.subtasks
         ]
-        state.write(job.pk, {"pending_tasks": pending}, author=f"{orchestrator.slug}/plan")
-        notes = "; ".join(plan.notes)
-        if job.review_plan:
-            notes = f"{lifecycle.AWAITS_REVIEW} " + notes
-        job.transition(
-            JobStatus.PLANNING,
-            JobStatus.WAITING if job.review_plan else JobStatus.WORKING,
-            planned_at=timezone.now(),
-            claimed_at=None,
-            lease_owner="",  # a synthesis claimed by no one yet (see synthesize_job)
-            takebacks=0,  # the synthesis has its own STEP_MAX_TAKEBACKS
-            waiting_for=WaitingFor.REVIEW if job.review_plan else "",
-            status_reason=notes.strip()[:300],
-        )
+        author = f"{orchestrator.slug}/plan"
+        hotpath.write_state(job.pk, {"pending_tasks": pending}, author=author)
+        for name, value in moved.items():
+            setattr(job, name, value)
+        events.job_changed(job.pk, status=new)
 
 
 def _retry_job_step(
@@ -427,18 +454,34 @@ def _fail_subtask(sub: Subtask, error: str, *, latency_s: float) -> None:
 
 @telemetry.step("synthesis")
 def synthesize_job(job_id: int) -> None:
-    job = Job.objects.filter(pk=job_id).first()
-    if job is None or job.status != JobStatus.SYNTHESIZING or job.claimed_at is not None:
+    claimed = _claim_synthesis(job_id)
+    if claimed is None:
         return
-    tried_before = bool(job.lease_owner)
-    if not job.claim(JobStatus.SYNTHESIZING, **leases.claim()):
-        return  # another worker holds the synthesis
+    job, tried_before = claimed
     orchestrator = Agent.objects.orchestrator() or Agent.objects.filter(enabled=True).first()
     if orchestrator is None:
         job.release(JobStatus.SYNTHESIZING)
         return  # the reconciler tries again once an agent is enabled
     with leases.holding(job):
         _synthesize(job, versions.pinned(orchestrator, job.agent_versions), tried_before)
+
+
+def _claim_synthesis(job_id: int) -> tuple[Job, bool] | None:
+    """The synthesis's claim (the job stays synthesizing, held by this process), and whether
+    an earlier worker held it; None when it is not this process's to synthesise."""
+    fields = {"claimed_at": timezone.now(), **leases.claim()}
+    # PostgreSQL: the claim and the job's row in one statement, most of the time.
+    where = f"j.status = '{JobStatus.SYNTHESIZING}' AND j.claimed_at IS NULL"
+    claimed = hotpath.claim_job_step(job_id, where, fields)
+    if claimed is not None:
+        return claimed
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.SYNTHESIZING or job.claimed_at is not None:
+        return None
+    tried_before = bool(job.lease_owner)
+    if not job.claim(JobStatus.SYNTHESIZING, **fields):
+        return None  # another worker holds the synthesis
+    return job, tried_before
 
 
 def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
@@ -457,12 +500,16 @@ def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
         _retry_job_step(job, JobStatus.SYNTHESIZING, LLMCall.Purpose.SYNTHESIS, exc, orchestrator)
         return
 
+    author = f"{orchestrator.slug}/synthesis"
+
     def finish() -> None:
+        if hotpath.available():  # PostgreSQL: the move and the state's write in one statement
+            hotpath.finish_synthesis(job, answer.response, author=author)
+            return
         with transaction.atomic():
             if job.transition(
                 JobStatus.SYNTHESIZING, JobStatus.COMPLETED, result=answer.response, claimed_at=None
             ):
-                author = f"{orchestrator.slug}/synthesis"
                 state.write(job.pk, {"final": answer.response}, author=author)
 
     calls.db_retry(finish)
