@@ -441,3 +441,67 @@ def finish_synthesis(job: Job, text: str, *, author: str) -> bool:
         events.job_changed(job.pk, status=JobStatus.COMPLETED)
         events.state_changed(job.pk, version=row[0])
     return True
+
+
+def write_plan(
+    job: Job,
+    moved: dict,
+    subtasks: list[Subtask],
+    edges: list[tuple[str, str]],
+    changes: dict,
+    *,
+    author: str,
+) -> bool:
+    """A plan in one statement: the job's conditional move (still planning, no plan yet: its
+    row lock and check), its `subtasks` (in their order) and their dependencies (`edges`,
+    pairs of keys), and `changes` as a new version of its shared state. False, writing
+    nothing, when the job had moved on or was planned already."""
+    rows = Job.objects.filter(pk=job.pk, status=JobStatus.PLANNING, planned_at__isnull=True)
+    update = rows.order_by().query.chain(UpdateQuery)
+    update.add_update_values(moved)
+    moving, move_args = update.get_compiler(connection.alias).as_sql()
+    fields = [f for f in _fields(Subtask) if f is not Subtask._meta.auto_field]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    # The rows as JSON, typed by the table's row type (a NULL as its column's type).
+    values = [{f.column: f.pre_save(sub, True) for f in fields} for sub in subtasks]
+    state_sql, state_args = _state_args(changes, author, moved["updated_at"])
+    edge_table = Subtask.depends_on.through._meta.db_table
+    sql = (
+        f"WITH j AS ({moving} RETURNING id), "
+        f"s AS (INSERT INTO agents_subtask ({columns}) SELECT {columns} "
+        f"FROM jsonb_populate_recordset(NULL::agents_subtask, %s::jsonb) WITH ORDINALITY "
+        f"WHERE EXISTS (SELECT 1 FROM j) ORDER BY ordinality RETURNING id, key), "
+        f"e AS (INSERT INTO {edge_table} (from_subtask_id, to_subtask_id) "
+        f"SELECT f.id, t.id FROM jsonb_to_recordset(%s::jsonb) AS d(f text, t text) "
+        f"JOIN s AS f ON f.key = d.f JOIN s AS t ON t.key = d.t) "
+        f"SELECT baton_write_state(j.id, {state_sql}) FROM j"
+    )
+    args = [
+        *move_args,
+        json.dumps(values, default=_json_value),
+        json.dumps([{"f": f, "t": t} for f, t in edges]),
+        *state_args,
+    ]
+    durable = events.would_keep(
+        job.pk, ("job.status", {"status": moved["status"]}), ("state.version", {})
+    )
+    with transaction.atomic() if durable else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        for name, value in moved.items():
+            setattr(job, name, value)
+        events.state_changed(job.pk, version=row[0])
+        events.job_changed(job.pk, status=moved["status"])  # last, as Job.transition was
+    return True
+
+
+def _json_value(value: object) -> str:
+    """A value json.dumps does not write (a date and time, a decimal), as PostgreSQL reads it."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a column value")

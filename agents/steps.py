@@ -146,7 +146,8 @@ def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
 
 
 def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
-    """Subtasks, their dependencies and `pending_tasks` in one transaction."""
+    """Subtasks, their dependencies and `pending_tasks` in one transaction (one statement on
+    PostgreSQL: hotpath.write_plan)."""
     notes = "; ".join(plan.notes)
     if job.review_plan:
         notes = f"{lifecycle.AWAITS_REVIEW} " + notes
@@ -161,38 +162,38 @@ def _write_plan(job: Job, orchestrator: Agent, plan: planning.Plan) -> None:
         "waiting_for": WaitingFor.REVIEW if job.review_plan else "",
         "status_reason": notes.strip()[:300],
     }
+    subtasks = [
+        Subtask(
+            job=job,
+            key=p.key,
+            type=p.type,
+            payload=p.payload,
+            assign_hint=p.assign_to,
+            priority=job.priority,
+        )
+        for p in plan.subtasks
+    ]
+    edges = [(p.key, d) for p in plan.subtasks for d in p.depends_on]
+    pending = [
+        {"id": p.key, "type": p.type, "description": p.description, "depends_on": p.depends_on}
+        for p in plan.subtasks
+    ]
+    author = f"{orchestrator.slug}/plan"
+    if hotpath.available():  # PostgreSQL: the whole plan in one statement
+        hotpath.write_plan(job, moved, subtasks, edges, {"pending_tasks": pending}, author=author)
+        return
     with transaction.atomic():
         # The job's move first: its row lock, and the check that the plan is still to write
         # (announced last, as Job.transition would announce it there).
         rows = Job.objects.filter(pk=job.pk, status=JobStatus.PLANNING, planned_at__isnull=True)
         if not rows.update(**moved):
             return
-        subtasks = Subtask.objects.bulk_create(
-            Subtask(
-                job=job,
-                key=p.key,
-                type=p.type,
-                payload=p.payload,
-                assign_hint=p.assign_to,
-                priority=job.priority,
-            )
-            for p in plan.subtasks
-        )
-        by_key = {s.key: s for s in subtasks}
+        by_key = {s.key: s for s in Subtask.objects.bulk_create(subtasks)}
         Edge = Subtask.depends_on.through
-        edges = [
-            Edge(from_subtask_id=by_key[p.key].pk, to_subtask_id=by_key[d].pk)
-            for p in plan.subtasks
-            for d in p.depends_on
-        ]
-        if edges:
-            Edge.objects.bulk_create(edges)
-        pending = [
-            {"id": p.key, "type": p.type, "description": p.description, "depends_on": p.depends_on}
-            for p in plan.subtasks
-        ]
-        author = f"{orchestrator.slug}/plan"
-        hotpath.write_state(job.pk, {"pending_tasks": pending}, author=author)
+        Edge.objects.bulk_create(
+            Edge(from_subtask_id=by_key[f].pk, to_subtask_id=by_key[t].pk) for f, t in edges
+        )
+        state.write(job.pk, {"pending_tasks": pending}, author=author)
         for name, value in moved.items():
             setattr(job, name, value)
         events.job_changed(job.pk, status=new)

@@ -11,7 +11,7 @@ from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents import calls, hotpath, leases, state
+from agents import calls, hotpath, leases, planning, state, steps
 from agents.models import (
     Agent,
     Job,
@@ -19,6 +19,7 @@ from agents.models import (
     LLMCall,
     SharedState,
     SharedStateVersion,
+    SubtaskStatus,
 )
 
 from .inprocess import ELSEWHERE, run_job, team_on_a_model_of_its_own
@@ -207,4 +208,68 @@ def test_the_synthesis_finish_is_one_statement_and_only_for_a_synthesising_job()
     again = hotpath.finish_synthesis(row, "another answer", author="orchestrator/synthesis")
     assert again is False  # completed already: neither the job nor its state change
     assert Job.objects.get(pk=job.pk).result == "the answer"
+    assert SharedState.objects.get(job=job).version == 1
+
+
+def _plan() -> planning.Plan:
+    def planned(key: str, kind: str, depends_on: list[str]) -> planning.PlannedSubtask:
+        description = f"Do the {kind} — « {key} »"  # not ASCII: its bytes counted as written
+        return planning.PlannedSubtask(
+            key=key,
+            type=kind,
+            description=description,
+            assign_to="coder" if kind == "coding" else "",
+            depends_on=depends_on,
+            payload={"description": description, "extra": {"n": 1}},
+        )
+
+    return planning.Plan(
+        subtasks=[
+            planned("research", "research", []),
+            planned("coding", "coding", ["research"]),
+            planned("review", "review", ["research", "coding"]),
+        ],
+        notes=["three steps"],
+    )
+
+
+def test_a_plan_is_written_once_with_its_dependencies_and_pending_tasks(
+    django_capture_on_commit_callbacks,
+):
+    orchestrator = Agent.objects.create(
+        name="Orchestrator", slug="orchestrator", specialties=["planning"]
+    )
+    job = _new_job(status=JobStatus.PLANNING, priority=7, claimed_at=timezone.now())
+
+    with CaptureQueriesContext(connection) as queries:
+        with django_capture_on_commit_callbacks(execute=True):
+            steps._write_plan(job, orchestrator, _plan())
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+
+    row = Job.objects.get(pk=job.pk)
+    assert (row.status, row.claimed_at, row.lease_owner) == (JobStatus.WORKING, None, "")
+    assert row.planned_at is not None and row.status_reason == "three steps"
+    assert job.status == JobStatus.WORKING
+    subtasks = list(row.subtasks.order_by("pk"))
+    assert [(s.key, s.type, s.priority, s.status) for s in subtasks] == [
+        ("research", "research", 7, SubtaskStatus.WAITING),
+        ("coding", "coding", 7, SubtaskStatus.WAITING),
+        ("review", "review", 7, SubtaskStatus.WAITING),
+    ]
+    coding = subtasks[1]
+    assert coding.assign_hint == "coder" and coding.agent_id is None
+    assert coding.payload == {"description": "Do the coding — « coding »", "extra": {"n": 1}}
+    assert coding.created_at is not None and coding.cost == 0 and coding.attempts == 0
+    depends = {s.key: sorted(d.key for d in s.depends_on.all()) for s in subtasks}
+    assert depends == {"research": [], "coding": ["research"], "review": ["coding", "research"]}
+    shared = SharedState.objects.get(job=job)
+    assert shared.version == 1
+    assert [t["id"] for t in shared.data["pending_tasks"]] == ["research", "coding", "review"]
+    assert shared.data["pending_tasks"][2]["depends_on"] == ["research", "coding"]
+    version = SharedStateVersion.objects.get(state=shared)
+    assert (version.author, version.changes) == ("orchestrator/plan", shared.data)
+
+    steps._write_plan(job, orchestrator, _plan())  # planned already: nothing is written again
+    assert row.subtasks.count() == 3
     assert SharedState.objects.get(job=job).version == 1
