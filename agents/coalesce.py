@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 
 from .redisconn import redis_client
 
@@ -40,31 +40,14 @@ def take_dirty() -> bool:
 
 @contextmanager
 def exclusive_pass() -> Iterator[bool]:
-    """A block in which the caller learns whether it is the one running pass.
+    """A transaction in which the caller learns whether it is the one running pass.
 
-    PostgreSQL: an advisory lock, shared by every worker process (row locks on the agents
-    would also block every metrics update). Taken for the session and given back once the
-    pass's statements have each committed on their own: one round trip to learn that another
-    pass runs, where a transaction-level lock costs BEGIN and COMMIT too (a pass is made
-    after every subtask). Inside a caller's transaction, the transaction-level lock, held
-    until that commits. Elsewhere (standalone SQLite, one process): a process lock held until
+    PostgreSQL: a transaction-level advisory lock, shared by every worker process (row locks
+    on the agents would also block every metrics update); a pass outside a caller's
+    transaction takes the same lock for its session instead (agents.dispatch, one round trip
+    with its reads). Elsewhere (standalone SQLite, one process): a process lock held until
     the transaction has ended.
     """
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID])
-            if not cursor.fetchone()[0]:
-                yield False
-                return
-        try:
-            yield True
-        finally:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
-            except (OperationalError, InterfaceError):
-                pass  # a broken connection gave the lock back with its session
-        return
     if connection.vendor == "postgresql":
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_ID])

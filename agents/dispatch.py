@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import coalesce, enqueue, hotpath, lifecycle, quality
@@ -21,20 +25,32 @@ NO_SPECIALIST = (
 DISPATCH_BATCH = 500
 
 
-def _candidates(agents: list[Agent]) -> dict[int, Candidate]:
-    """Agents (loaded `with_load()`) as the allocator sees them."""
+# An enabled agent as the allocator sees it, with its `load` (in-flight subtasks).
+CANDIDATE_FIELDS = (
+    "pk",
+    "slug",
+    "specialties",
+    "completed_count",
+    "failed_count",
+    "avg_latency_s",
+    "load",
+    "max_concurrency",
+)
+
+
+def _candidates(rows: list[tuple]) -> dict[int, Candidate]:
     return {
-        a.pk: Candidate(
-            id=a.pk,
-            slug=a.slug,
-            specialties=tuple(a.specialties),
-            completed=a.completed_count,
-            failed=a.failed_count,
-            avg_latency_s=a.avg_latency_s,
-            load=a.load,
-            max_concurrency=a.max_concurrency,
+        pk: Candidate(
+            id=pk,
+            slug=slug,
+            specialties=tuple(specialties),
+            completed=completed,
+            failed=failed,
+            avg_latency_s=avg_latency_s,
+            load=load,
+            max_concurrency=max_concurrency,
         )
-        for a in agents
+        for pk, slug, specialties, completed, failed, avg_latency_s, load, max_concurrency in rows
     }
 
 
@@ -74,11 +90,11 @@ def _dispatch(keep: int) -> tuple[int, list[Subtask | int]]:
     try:
         while True:
             settle: set[int] = set()
-            with coalesce.exclusive_pass() as exclusive:
-                if not exclusive:
+            with _exclusive_reads(timezone.now()) as reads:
+                if reads is None:
                     return assigned, kept
                 coalesce.take_dirty()
-                assigned += _dispatch_pass(settle, kept, keep)
+                assigned += _dispatch_pass(*reads, settle, kept, keep)
             # After the pass has committed: a job's row lock is never taken under subtask
             # locks.
             for job_id in settle:
@@ -89,15 +105,45 @@ def _dispatch(keep: int) -> tuple[int, list[Subtask | int]]:
         _process_pass.release()
 
 
-def _dispatch_pass(settle: set[int], kept: list[Subtask | int], keep: int) -> int:
+@contextmanager
+def _exclusive_reads(now: datetime) -> Iterator[tuple[list, list] | None]:
+    """The pass's lock, and what the pass reads under it: the enabled agents with their load
+    (CANDIDATE_FIELDS) and the runnable subtasks (`_runnable`); None when another pass runs.
+
+    PostgreSQL, outside a caller's transaction: one statement takes the lock for the session
+    and reads both (agents.hotpath.locked_reads), the pass's writes commit each on its own,
+    and the lock is given back after them. Elsewhere, agents.coalesce.exclusive_pass.
+    """
+    agents = Agent.objects.filter(enabled=True).with_load().order_by("pk")
+    agents = agents.values_list(*CANDIDATE_FIELDS)
+    runnable = _runnable_rows(now)
+    if hotpath.available() and not connection.in_atomic_block:
+        reads = hotpath.locked_reads(coalesce.LOCK_ID, [agents, runnable])
+        if reads is None:
+            yield None
+            return
+        try:
+            yield sorted(map(tuple, reads[0])), sorted(map(tuple, reads[1]))
+        finally:
+            hotpath.unlock(coalesce.LOCK_ID)
+        return
+    with coalesce.exclusive_pass() as exclusive:
+        yield (list(agents), list(runnable)) if exclusive else None
+
+
+def _dispatch_pass(
+    agents: list[tuple],
+    runnable: list[tuple],
+    settle: set[int],
+    kept: list[Subtask | int],
+    keep: int,
+) -> int:
     """Highest job priority first (0 highest), FIFO within a priority.
 
     Adds to `settle` the jobs whose subtasks failed here for a failed dependency, and to
     `kept`, up to `keep` of them, subtasks queued for the caller instead of a message.
     """
-    now = timezone.now()
     assigned = 0
-    agents = list(Agent.objects.filter(enabled=True).with_load().order_by("pk"))
     if not agents:
         _wait_for_agents()
         return 0
@@ -110,7 +156,7 @@ def _dispatch_pass(settle: set[int], kept: list[Subtask | int], keep: int) -> in
     full_types: set[str] = set()
     nobody_types: set[str] = set()  # types no enabled agent may run, at any load
     stranded: set[int] = set()
-    for pk, job_id, type_, hint, lost in _runnable(now):
+    for _, job_id, pk, type_, hint, lost in runnable:
         if lost:
             sub = Subtask(pk=pk, job_id=job_id)
             if sub.transition(
@@ -164,22 +210,28 @@ def _dispatch_pass(settle: set[int], kept: list[Subtask | int], keep: int) -> in
     return assigned
 
 
-def _runnable(now) -> list[tuple[int, int, str, str, bool]]:
+def _runnable(now: datetime) -> list[tuple[int, int, str, str, bool]]:
     """Waiting subtasks of working jobs whose dependencies are all done (or one is lost),
-    in dispatch order: (id, job id, type, assign hint, a dependency was lost).
+    in dispatch order: (id, job id, type, assign hint, a dependency was lost)."""
+    return [(pk, job, type_, hint, lost) for _, job, pk, type_, hint, lost in _runnable_rows(now)]
+
+
+def _runnable_rows(now: datetime) -> QuerySet:
+    """`_runnable`'s rows led by their order (priority, job id, id), so that rows read
+    unordered sort back into dispatch order.
 
     Plain tuples: a large backlog is read on every pass, and most of it is not assigned.
     """
     deps = Subtask.depends_on.through.objects.filter(from_subtask=OuterRef("pk"))
     open_statuses = SUBTASK_OPEN  # an upstream step awaiting approval holds its dependents
     lost_statuses = (SubtaskStatus.FAILED, SubtaskStatus.CANCELLED)
-    return list(
+    return (
         Subtask.objects.filter(status=SubtaskStatus.WAITING, job__status=JobStatus.WORKING)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .annotate(lost=Exists(deps.filter(to_subtask__status__in=lost_statuses)))
         .filter(Q(lost=True) | ~Exists(deps.filter(to_subtask__status__in=open_statuses)))
         .order_by("priority", "job_id", "pk")
-        .values_list("pk", "job_id", "type", "assign_hint", "lost")[:DISPATCH_BATCH]
+        .values_list("priority", "job_id", "pk", "type", "assign_hint", "lost")[:DISPATCH_BATCH]
     )
 
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
-from django.db.models import Model
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Model, QuerySet
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -167,6 +167,7 @@ def install(using: str = "default", **kwargs: object) -> None:
         with db.cursor() as cursor:
             cursor.execute(COMPLETE_FUNCTION)
             install_step_functions(cursor)
+            cursor.execute(LOCKED_READS_FUNCTION)
 
 
 def available() -> bool:
@@ -505,3 +506,64 @@ def _json_value(value: object) -> str:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+# Dispatch: the pass's lock and its reads in one statement. Being VOLATILE, the function reads
+# each query in a snapshot taken after the lock is held: everything the previous pass wrote
+# and committed before letting go is seen (its assignments count in the agents' load).
+LOCKED_READS_FUNCTION = """
+CREATE OR REPLACE FUNCTION baton_locked_reads(p_lock bigint, p_queries text[])
+RETURNS json LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_query text;
+    v_rows json;
+    v_parts json[] := '{}';
+BEGIN
+    IF NOT pg_try_advisory_lock(p_lock) THEN
+        RETURN NULL;
+    END IF;
+    FOREACH v_query IN ARRAY p_queries LOOP
+        EXECUTE 'SELECT COALESCE(json_agg(row_to_json(ROW(r.*))), ''[]'') FROM ('
+            || v_query || ') AS r' INTO v_rows;
+        v_parts := v_parts || v_rows;
+    END LOOP;
+    RETURN array_to_json(v_parts);
+END
+$$
+"""
+
+
+def locked_reads(lock_id: int, querysets: list[QuerySet]) -> list[list[tuple]] | None:
+    """Take the advisory lock `lock_id` for this session and read `querysets` (values_list
+    querysets) under it, in one round trip; None, having read nothing, when another session
+    holds the lock. The caller gives the lock back (`unlock`) once its writes committed.
+
+    Rows come back unordered (sort them); values as JSON gives them (a JSON field's value
+    parsed, numbers, strings, booleans: no dates or decimals here)."""
+    queries = [connection.ops.compose_sql(*qs.query.sql_with_params()) for qs in querysets]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT baton_locked_reads(%s, %s::text[])", [lock_id, queries])
+            (parts,) = cursor.fetchone()
+    except Exception:
+        unlock(lock_id)  # it may have been taken before a read failed
+        raise
+    if parts is None:
+        return None
+    parts = json.loads(parts) if isinstance(parts, str) else parts
+    return [_as_tuples(rows) for rows in parts]
+
+
+def _as_tuples(rows: list[dict]) -> list[tuple]:
+    """Rows (objects keyed f1, f2… in the query's column order) as values_list's tuples:
+    since Django 5.2 a values_list query selects its columns in the order asked."""
+    return [tuple(row.values()) for row in rows]
+
+
+def unlock(lock_id: int) -> None:
+    """Give back the session's advisory lock; a broken connection already gave it back."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_id])
+    except (OperationalError, InterfaceError):
+        pass

@@ -668,3 +668,77 @@ def test_a_claim_reads_json_as_the_orm_does():
         want = reference if model == "sub" else getattr(reference, model)
         for name in field_names:
             assert getattr(got, name) == getattr(want, name), f"{model}.{name}"
+
+
+# --- the dispatch pass's lock and reads ----------------------------------------------------
+
+
+def _pass_reads():
+    from agents import dispatch
+
+    agents = Agent.objects.filter(enabled=True).with_load().order_by("pk")
+    agents = agents.values_list(*dispatch.CANDIDATE_FIELDS)
+    return [agents, dispatch._runnable_rows(timezone.now())]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_pass_reads_under_its_lock_what_the_orm_reads():
+    from agents import coalesce
+
+    researcher = Agent.objects.create(name="R", slug="researcher", specialties=["research"])
+    Agent.objects.create(name="V", slug="reviewer", specialties=["review"], max_concurrency=3)
+    queued_subtask(researcher)
+    sub = queued_subtask(researcher)
+    Subtask.objects.filter(pk=sub.pk).update(status=SubtaskStatus.WAITING, agent=None)
+    Subtask.objects.create(job=sub.job, key="z", type="review", assign_hint="reviewer")
+    querysets = _pass_reads()
+    expected = [sorted(qs) for qs in querysets]
+    assert expected[0] and len(expected[1]) == 2  # two agents with their load; two runnable
+    assert any(row[6] for row in expected[0])  # a load read (the queued subtask)
+
+    with CaptureQueriesContext(connection) as queries:
+        reads = hotpath.locked_reads(coalesce.LOCK_ID, querysets)
+    try:
+        assert len(queries) == 1
+        assert [sorted(rows) for rows in reads] == expected
+    finally:
+        hotpath.unlock(coalesce.LOCK_ID)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_pass_reads_nothing_while_another_session_holds_its_lock():
+    from agents import coalesce
+
+    queued_subtask(Agent.objects.create(name="R", slug="researcher", specialties=["research"]))
+    holding, release, seen = threading.Event(), threading.Event(), {}
+
+    def other_pass() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [coalesce.LOCK_ID])
+                holding.set()
+                release.wait(timeout=10)
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [coalesce.LOCK_ID])
+        except BaseException as exc:
+            seen["error"] = exc
+            holding.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_pass)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10) and "error" not in seen, seen
+        assert hotpath.locked_reads(coalesce.LOCK_ID, _pass_reads()) is None
+    finally:
+        release.set()
+        thread.join(timeout=20)
+    assert "error" not in seen, seen
+    # Given back by the other session: this one takes it, reads, and gives it back in turn.
+    assert hotpath.locked_reads(coalesce.LOCK_ID, _pass_reads()) is not None
+    hotpath.unlock(coalesce.LOCK_ID)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert cursor.fetchone()[0] == 0
