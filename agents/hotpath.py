@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Model, QuerySet
 from django.db.models.sql import UpdateQuery
@@ -245,8 +246,9 @@ def claim(
     subtask_id: int, *, agent_id: int | None = None, allocation: dict | None = None
 ) -> Subtask | None:
     """Move a queued subtask of a working job to working for this process, returning it with
-    its job and agent loaded (and `has_upstream`); None when that did not happen here (the
-    caller's ORM path says why: gone, taken, its job stopped, or agent versions pinned).
+    its job and agent loaded, and what its prompt quotes of its upstream subtasks
+    (`upstream_results`, `has_upstream`); None when that did not happen here (the caller's
+    ORM path says why: gone, taken, its job stopped, or agent versions pinned).
 
     With `agent_id` (a dispatch pass keeping the subtask for its own thread): a waiting
     subtask, assigned to that agent with its `allocation` in the same statement.
@@ -274,8 +276,11 @@ def claim(
         f"AND a.id = COALESCE(%s, s.agent_id) "
         f"AND (j.agent_versions IS NULL OR j.agent_versions = '{{}}') "
         f"RETURNING {_columns(Subtask, 's')}, {_columns(Job, 'j')}, {_columns(Agent, 'a')}, "
-        f"EXISTS (SELECT 1 FROM agents_subtask_depends_on AS d WHERE d.from_subtask_id = s.id)"
+        f"(SELECT json_agg(json_build_array(u.key, u.type, left(u.result, %s)) ORDER BY u.id) "
+        f"FROM agents_subtask AS u JOIN agents_subtask_depends_on AS d ON d.to_subtask_id = u.id "
+        f"WHERE d.from_subtask_id = s.id)"
     )
+    args.append(settings.PROMPT_DEPENDENCY_CHARS)
     with connection.cursor() as cursor:
         cursor.execute(sql, args)
         row = cursor.fetchone()
@@ -285,7 +290,11 @@ def claim(
     sub = _instance(Subtask, values)
     sub.job = _instance(Job, values)
     sub.agent = _instance(Agent, values)
-    sub.has_upstream = next(values)
+    upstream = next(values)
+    # What its prompt quotes of the subtasks it depends on: (key, type, result), in order.
+    upstream = json.loads(upstream) if isinstance(upstream, str) else upstream or []
+    sub.upstream_results = [tuple(row) for row in upstream]
+    sub.has_upstream = bool(upstream)
     events.subtask_changed(sub.pk, sub.job_id, status=SubtaskStatus.WORKING)
     return sub
 

@@ -351,8 +351,11 @@ def _claim_subtask(subtask_id: int) -> Subtask | None:
 def _prompt(sub: Subtask) -> list[dict]:
     limit = settings.PROMPT_DEPENDENCY_CHARS
     agent, job = sub.agent, sub.job
-    deps = sub.depends_on.only("key", "type", "result").order_by("pk") if sub.has_upstream else []
-    upstream = [f"Result of {dep.key} ({dep.type}):\n{dep.result[:limit]}" for dep in deps]
+    rows = getattr(sub, "upstream_results", None)  # read by its claim (agents.hotpath)
+    if rows is None:
+        deps = sub.depends_on.only("key", "type", "result").order_by("pk")
+        rows = [(d.key, d.type, d.result) for d in deps] if sub.has_upstream else []
+    upstream = [f"Result of {key} ({type_}):\n{result[:limit]}" for key, type_, result in rows]
     parts = [
         f"Job: {job.title}\n\n{job.description}",
         f"Your subtask ({sub.type}): {sub.description}",
@@ -529,7 +532,8 @@ def _synthesis_messages(job: Job) -> list[dict]:
     limit = settings.PROMPT_DEPENDENCY_CHARS
     results = "\n\n".join(
         f"## {s.key} ({s.type})\n{s.result[:limit]}"
-        for s in job.subtasks.only("key", "type", "result").order_by("pk")
+        # job_id too: the related manager reads it on every row (a query each if deferred).
+        for s in job.subtasks.only("job_id", "key", "type", "result").order_by("pk")
     )
     return [
         {"role": "system", "content": SYNTHESIS_SYSTEM},

@@ -550,14 +550,32 @@ def test_a_claim_returns_the_subtask_with_its_job_and_agent(django_assert_num_qu
 
 @postgresql_only
 @pytest.mark.django_db
-def test_a_claim_knows_whether_the_subtask_has_upstream_results():
+def test_a_claim_reads_the_upstream_results_its_prompt_quotes(settings):
+    settings.PROMPT_DEPENDENCY_CHARS = 12
     sub = queued_subtask(_agent("coder"))
-    upstream = Subtask.objects.create(
-        job=sub.job, key="first", type="coding", status=SubtaskStatus.COMPLETED
-    )
-    sub.depends_on.add(upstream)
+    for key, result in (("second", "Second result, long enough"), ("first", "First result")):
+        upstream = Subtask.objects.create(
+            job=sub.job, key=key, type="coding", status=SubtaskStatus.COMPLETED, result=result
+        )
+        sub.depends_on.add(upstream)
 
-    assert hotpath.claim(sub.pk).has_upstream is True
+    claimed = hotpath.claim(sub.pk)
+
+    assert claimed.has_upstream is True
+    # In the order of the upstream rows, each cut where the prompt cuts it.
+    assert claimed.upstream_results == [
+        ("second", "coding", "Second resul"),
+        ("first", "coding", "First result"),
+    ]
+    prompt = steps._prompt(claimed)[1]["content"]
+    assert "Result of second (coding):\nSecond resul\n" in prompt
+
+
+@postgresql_only
+@pytest.mark.django_db
+def test_a_claim_of_a_subtask_without_upstream_reads_none():
+    claimed = hotpath.claim(queued_subtask(_agent("coder")).pk)
+    assert (claimed.has_upstream, claimed.upstream_results) == (False, [])
 
 
 def _unchanged(sub: Subtask) -> tuple:
