@@ -156,6 +156,7 @@ def _dispatch_pass(
     full_types: set[str] = set()
     nobody_types: set[str] = set()  # types no enabled agent may run, at any load
     stranded: set[int] = set()
+    queue: list[tuple[int, int, dict]] = []  # PostgreSQL: queued together, in one UPDATE
     for _, job_id, pk, type_, hint, lost in runnable:
         if lost:
             sub = Subtask(pk=pk, job_id=job_id)
@@ -186,6 +187,12 @@ def _dispatch_pass(
                 assigned += 1
                 kept.append(taken)
                 continue
+        if hotpath.available() and len(kept) >= keep:
+            # Counted now; the UPDATE of them all, after the loop, confirms (a row that
+            # moved meanwhile only makes this pass assign less).
+            queue.append((pk, chosen.id, reasons))
+            candidates[chosen.id] = replace(chosen, load=chosen.load + 1)
+            continue
         sub = Subtask(pk=pk, job_id=job_id)  # only for its transition: most rows get none
         if sub.transition(
             SubtaskStatus.WAITING,
@@ -200,6 +207,9 @@ def _dispatch_pass(
                 kept.append(pk)
             else:
                 enqueue.run_subtask(pk)
+    for pk in hotpath.queue(queue) if queue else ():
+        assigned += 1
+        enqueue.run_subtask(pk)
     if stranded:
         Job.objects.filter(pk__in=stranded).move(
             JobStatus.WORKING,

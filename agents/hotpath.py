@@ -299,6 +299,29 @@ def claim(
     return sub
 
 
+def queue(assignments: list[tuple[int, int, dict]]) -> list[int]:
+    """A dispatch pass's assignments (subtask, agent, allocation) moved waiting → queued in
+    one statement; the ids it moved, each announced (Subtask.transition's conditional move,
+    for many rows)."""
+    ids, agents, allocations = zip(*assignments, strict=True)
+    now = timezone.now()
+    sql = (
+        "UPDATE agents_subtask AS s SET status = %s, updated_at = %s, agent_id = v.agent, "
+        "allocation = v.allocation::jsonb, next_attempt_at = NULL "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS v(id, agent, allocation) "
+        "WHERE s.id = v.id AND s.status = %s RETURNING s.id, s.job_id"
+    )
+    args = [SubtaskStatus.QUEUED, now, list(ids), list(agents)]
+    args += [[json.dumps(a) for a in allocations], SubtaskStatus.WAITING]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, args)
+        moved = dict(cursor.fetchall())
+    for pk in ids:  # in the pass's order
+        if pk in moved:
+            events.subtask_changed(pk, moved[pk], status=SubtaskStatus.QUEUED)
+    return [pk for pk in ids if pk in moved]
+
+
 def _columns(model: type[Model], alias: str) -> str:
     return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in _fields(model))
 

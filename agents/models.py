@@ -108,18 +108,17 @@ def validate_specialties(value: object) -> None:
 class AgentQuerySet(models.QuerySet):
     def orchestrator(self) -> Agent | None:
         """The enabled planning agent, preferring the one named `orchestrator`."""
-        planners = [a for a in self.filter(enabled=True) if a.is_orchestrator]
-        planners.sort(key=lambda a: (a.slug != "orchestrator", a.pk))
-        return planners[0] if planners else None
+        return _orchestrator_of(list(self.filter(enabled=True)))
 
     def specialists(self) -> list[Agent]:
         """Enabled agents that can take subtasks: an orchestrator only with another specialty
         (as dispatch allows)."""
-        return [
-            a
-            for a in self.filter(enabled=True)
-            if not a.is_orchestrator or set(a.specialties) - PLANNER_SPECIALTIES
-        ]
+        return _specialists_of(list(self.filter(enabled=True)))
+
+    def team(self) -> tuple[Agent | None, list[Agent]]:
+        """`orchestrator()` and `specialists()` from one read (a planning step needs both)."""
+        enabled = list(self.filter(enabled=True))
+        return _orchestrator_of(enabled), _specialists_of(enabled)
 
     def record_outcome(
         self, agent_id: int, *, ok: bool, latency_s: float, tokens: int = 0, cost: Decimal = 0
@@ -146,6 +145,16 @@ class AgentQuerySet(models.QuerySet):
         """Agents with `load`, their in-flight subtasks, in the same query."""
         in_flight = Subtask.objects.filter(agent=OuterRef("pk"), status__in=SUBTASK_IN_FLIGHT)
         return self.annotate(load=count_of(in_flight))
+
+
+def _orchestrator_of(enabled: list[Agent]) -> Agent | None:
+    planners = [a for a in enabled if a.is_orchestrator]
+    planners.sort(key=lambda a: (a.slug != "orchestrator", a.pk))
+    return planners[0] if planners else None
+
+
+def _specialists_of(enabled: list[Agent]) -> list[Agent]:
+    return [a for a in enabled if not a.is_orchestrator or set(a.specialties) - PLANNER_SPECIALTIES]
 
 
 class Agent(models.Model):

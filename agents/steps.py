@@ -54,7 +54,7 @@ def plan_job(job_id: int) -> None:
     if claimed is None:
         return
     job, tried_before = claimed
-    orchestrator = Agent.objects.orchestrator()
+    orchestrator, specialists = Agent.objects.team()
     if orchestrator is None:
         reason = "Waiting for an enabled orchestrator agent to plan this job."
         job.transition(
@@ -65,7 +65,7 @@ def plan_job(job_id: int) -> None:
         )
         return
     with leases.holding(job):
-        _plan(job, versions.pinned(orchestrator, job.agent_versions), tried_before)
+        _plan(job, versions.pinned(orchestrator, job.agent_versions), tried_before, specialists)
 
 
 def _claim_planning(job_id: int) -> tuple[Job, bool] | None:
@@ -92,9 +92,11 @@ def _claim_planning(job_id: int) -> tuple[Job, bool] | None:
     return job, tried_before
 
 
-def _plan(job: Job, orchestrator: Agent, tried_before: bool) -> None:
+def _plan(job: Job, orchestrator: Agent, tried_before: bool, specialists: list[Agent]) -> None:
     try:
-        plan = (tried_before and _recorded_plan(job)) or _ask_for_plan(job, orchestrator)
+        plan = (tried_before and _recorded_plan(job)) or _ask_for_plan(
+            job, orchestrator, specialists
+        )
     except planning.PlanError as exc:
         error = f"The plan could not be used after one repair: {exc}"
         lifecycle.fail_job(job.pk, JobStatus.PLANNING, error)
@@ -121,9 +123,9 @@ def _recorded_plan(job: Job) -> planning.Plan | None:
 
 
 @telemetry.step("plan")
-def _ask_for_plan(job: Job, orchestrator: Agent) -> planning.Plan:
+def _ask_for_plan(job: Job, orchestrator: Agent, specialists: list[Agent]) -> planning.Plan:
     """The orchestrator's plan, with one repair round-trip telling it what was wrong."""
-    team = [(a.slug, a.specialties) for a in Agent.objects.specialists()]
+    team = [(a.slug, a.specialties) for a in specialists]
     limit = settings.PLAN_MAX_SUBTASKS
     messages = planning.decomposition_messages(job.title, job.description, team, limit)
 

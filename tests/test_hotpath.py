@@ -760,3 +760,37 @@ def test_the_pass_reads_nothing_while_another_session_holds_its_lock():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
         assert cursor.fetchone()[0] == 0
+
+
+@postgresql_only
+@pytest.mark.django_db
+def test_a_pass_queues_its_assignments_in_one_statement(django_capture_on_commit_callbacks):
+    coder = _agent("coder")
+    first = queued_subtask(coder)
+    job = first.job
+    waiting = [
+        Subtask.objects.create(job=job, key=f"w{n}", type="coding", next_attempt_at=timezone.now())
+        for n in range(3)
+    ]
+    Subtask.objects.filter(pk=first.pk).update(status=SubtaskStatus.WAITING)
+    taken = waiting[1]
+    Subtask.objects.filter(pk=taken.pk).update(status=SubtaskStatus.CANCELLED)
+    assignments = [(s.pk, coder.pk, {"score": n}) for n, s in enumerate([*waiting, first])]
+
+    with CaptureQueriesContext(connection) as queries:
+        moved = hotpath.queue(assignments)
+
+    assert len(queries) == 1
+    assert moved == [waiting[0].pk, waiting[2].pk, first.pk]  # the pass's order; one had moved
+    rows = {s.pk: s for s in Subtask.objects.filter(job=job)}
+    for n, sub in enumerate([*waiting, first]):
+        if sub.pk == taken.pk:
+            assert (rows[sub.pk].status, rows[sub.pk].agent_id) == (SubtaskStatus.CANCELLED, None)
+            continue
+        row = rows[sub.pk]
+        assert (row.status, row.agent_id, row.allocation) == (
+            SubtaskStatus.QUEUED,
+            coder.pk,
+            {"score": n},
+        )
+        assert row.next_attempt_at is None
