@@ -523,11 +523,11 @@ def _synthesize(job: Job, orchestrator: Agent, tried_before: bool) -> None:
 
 def _recorded_synthesis(job: Job) -> LLMCall | None:
     """A synthesis an earlier attempt was paid for, of the results the job holds now."""
-    calls = job.calls.filter(purpose=LLMCall.Purpose.SYNTHESIS)
+    paid = job.calls.filter(purpose=LLMCall.Purpose.SYNTHESIS)
     last_result = job.subtasks.aggregate(at=Max("finished_at"))["at"]
     if last_result is not None:
-        calls = calls.filter(created_at__gt=last_result)
-    return calls.adopt_recorded(calls)
+        paid = paid.filter(created_at__gt=last_result)
+    return calls.adopt_recorded(paid)
 
 
 def _synthesis_messages(job: Job) -> list[dict]:

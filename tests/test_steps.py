@@ -138,3 +138,49 @@ def test_a_recorded_plan_is_written_without_asking_again(
     # The thread that wrote the plan went on with its subtasks: those calls only.
     assert job.calls.filter(purpose=LLMCall.Purpose.PLAN).count() == 1
     assert simulator.stats.snapshot()["requests"] == job.calls.exclude(purpose="plan").count()
+
+
+def test_a_recorded_synthesis_is_finished_from_without_paying_again(
+    simulator, django_capture_on_commit_callbacks
+):
+    """A worker died after the provider answered its synthesis (recorded): the synthesis
+    taken again finishes from that answer."""
+    orchestrator = Agent.objects.create(
+        name="Orchestrator", slug="orchestrator", specialties=["planning"]
+    )
+    finished = timezone.now() - timedelta(seconds=30)
+    job = Job.objects.create(
+        title="J",
+        description="Do it.",
+        status=JobStatus.SYNTHESIZING,
+        lease_owner="gone:1:1",  # a worker held the synthesis before; its claim was taken back
+        planned_at=finished,
+    )
+    SharedState.objects.create(job=job)
+    Subtask.objects.create(
+        job=job,
+        key="s1",
+        type="coding",
+        status=SubtaskStatus.COMPLETED,
+        result="done",
+        finished_at=finished,
+    )
+    paid = LLMCall.objects.create(
+        agent=orchestrator,
+        job=job,
+        purpose=LLMCall.Purpose.SYNTHESIS,
+        model=orchestrator.model,
+        response="the synthesis already paid for",
+        prompt_tokens=20,
+        completion_tokens=5,
+        http_status=200,
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        steps.synthesize_job(job.pk)
+
+    job.refresh_from_db()
+    assert (job.status, job.result) == (JobStatus.COMPLETED, "the synthesis already paid for")
+    assert simulator.stats.snapshot()["requests"] == 0
+    paid.refresh_from_db()
+    assert paid.adopted == LLMCall.Reuse.ADOPTED
