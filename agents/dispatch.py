@@ -114,11 +114,8 @@ def _exclusive_reads(now: datetime) -> Iterator[tuple[list, list] | None]:
     and reads both (agents.hotpath.locked_reads), the pass's writes commit each on its own,
     and the lock is given back after them. Elsewhere, agents.coalesce.exclusive_pass.
     """
-    agents = Agent.objects.filter(enabled=True).with_load().order_by("pk")
-    agents = agents.values_list(*CANDIDATE_FIELDS)
-    runnable = _runnable_rows(now)
     if hotpath.available() and not connection.in_atomic_block:
-        reads = hotpath.locked_reads(coalesce.LOCK_ID, [agents, runnable])
+        reads = hotpath.locked_reads(coalesce.LOCK_ID, _pass_reads, now)
         if reads is None:
             yield None
             return
@@ -128,7 +125,14 @@ def _exclusive_reads(now: datetime) -> Iterator[tuple[list, list] | None]:
             hotpath.unlock(coalesce.LOCK_ID)
         return
     with coalesce.exclusive_pass() as exclusive:
-        yield (list(agents), list(runnable)) if exclusive else None
+        yield tuple(list(rows) for rows in _pass_reads(now)) if exclusive else None
+
+
+def _pass_reads(now: datetime) -> list[QuerySet]:
+    """What a pass reads: the enabled agents with their load (CANDIDATE_FIELDS), and the
+    runnable subtasks (`_runnable_rows`)."""
+    agents = Agent.objects.filter(enabled=True).with_load().order_by("pk")
+    return [agents.values_list(*CANDIDATE_FIELDS), _runnable_rows(now)]
 
 
 def _dispatch_pass(

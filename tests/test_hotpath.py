@@ -691,12 +691,10 @@ def test_a_claim_reads_json_as_the_orm_does():
 # --- the dispatch pass's lock and reads ----------------------------------------------------
 
 
-def _pass_reads():
-    from agents import dispatch
+def _locked_reads():
+    from agents import coalesce, dispatch
 
-    agents = Agent.objects.filter(enabled=True).with_load().order_by("pk")
-    agents = agents.values_list(*dispatch.CANDIDATE_FIELDS)
-    return [agents, dispatch._runnable_rows(timezone.now())]
+    return hotpath.locked_reads(coalesce.LOCK_ID, dispatch._pass_reads, timezone.now())
 
 
 @postgresql_only
@@ -710,13 +708,17 @@ def test_the_pass_reads_under_its_lock_what_the_orm_reads():
     sub = queued_subtask(researcher)
     Subtask.objects.filter(pk=sub.pk).update(status=SubtaskStatus.WAITING, agent=None)
     Subtask.objects.create(job=sub.job, key="z", type="review", assign_hint="reviewer")
-    querysets = _pass_reads()
-    expected = [sorted(qs) for qs in querysets]
-    assert expected[0] and len(expected[1]) == 2  # two agents with their load; two runnable
+    soon, late = timezone.now() - timedelta(seconds=1), timezone.now() + timedelta(seconds=60)
+    for key, at in (("due", soon), ("later", late)):  # a retry's wait: `now` is a parameter
+        Subtask.objects.create(job=sub.job, key=key, type="research", next_attempt_at=at)
+    from agents import dispatch
+
+    expected = [sorted(qs) for qs in dispatch._pass_reads(timezone.now())]
+    assert expected[0] and len(expected[1]) == 3  # agents with their load; three runnable
     assert any(row[6] for row in expected[0])  # a load read (the queued subtask)
 
     with CaptureQueriesContext(connection) as queries:
-        reads = hotpath.locked_reads(coalesce.LOCK_ID, querysets)
+        reads = _locked_reads()
     try:
         assert len(queries) == 1
         assert [sorted(rows) for rows in reads] == expected
@@ -749,13 +751,13 @@ def test_the_pass_reads_nothing_while_another_session_holds_its_lock():
     thread.start()
     try:
         assert holding.wait(timeout=10) and "error" not in seen, seen
-        assert hotpath.locked_reads(coalesce.LOCK_ID, _pass_reads()) is None
+        assert _locked_reads() is None
     finally:
         release.set()
         thread.join(timeout=20)
     assert "error" not in seen, seen
     # Given back by the other session: this one takes it, reads, and gives it back in turn.
-    assert hotpath.locked_reads(coalesce.LOCK_ID, _pass_reads()) is not None
+    assert _locked_reads() is not None
     hotpath.unlock(coalesce.LOCK_ID)
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
