@@ -105,6 +105,11 @@ def start(python: str, port: int, sessions: list[str], out: Path, log: Path) -> 
         "--out",
         str(out),
     ]
+    return BoardClients(spawn(cmd, log, "board clients"), out)
+
+
+def spawn(cmd: list[str], log: Path, what: str) -> subprocess.Popen:
+    """A clients' process (commands on its stdin), once it printed "connected"."""
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True
     )
@@ -112,9 +117,9 @@ def start(python: str, port: int, sessions: list[str], out: Path, log: Path) -> 
     while "connected" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            sys.exit(f"board clients did not connect:\n{log.read_text()[-3000:]}")
+            sys.exit(f"{what} did not connect:\n{log.read_text()[-3000:]}")
         time.sleep(0.05)
-    return BoardClients(proc, out)
+    return proc
 
 
 def latency_ms(received: dict, finished: dict[int, float]) -> tuple[list[float], int]:

@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,16 +87,9 @@ class JobPages:
 def start(python: str, port: int, sessions: list[str], out: Path, log: Path) -> JobPages:
     cmd = [python, __file__, "--url", f"ws://127.0.0.1:{port}", "--origin"]
     cmd += [f"http://127.0.0.1:{port}", "--sessions", ",".join(sessions), "--out", str(out)]
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.monotonic() + 40
-    while "connected" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            sys.exit(f"job pages did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    return JobPages(proc, out)
+    from bench.board_clients import spawn  # not at the top: this file also runs as a script
+
+    return JobPages(spawn(cmd, log, "job pages"), out)
 
 
 def main() -> None:
