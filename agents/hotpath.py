@@ -1,22 +1,29 @@
-"""The hot path's hand-written SQL: a subtask's claim and its completion, one round trip each.
+"""The hot path's hand-written SQL: each step of a job in one round trip on PostgreSQL.
 
-Every LLM call of a subtask used to cost about fifteen statements, each built by the ORM, and
-a transaction's BEGIN and COMMIT on top (bench/RESULTS.md): half of a worker's CPU. On
-PostgreSQL the two steps that run once per call are one statement each here:
+Every LLM call used to cost about fifteen statements built by the ORM, and a transaction's
+BEGIN and COMMIT on top (bench/RESULTS.md): half of a worker's CPU, and most of PostgreSQL's.
+Here each step the hot path repeats is one statement:
 
-- `claim`: the conditional move queued → working, with the lease, the attempt and the agent's
-  version, returning the subtask, its job and its agent (UPDATE … FROM … RETURNING);
-- `complete`: `baton_complete_subtask`, a PL/pgSQL function (installed by `install` after
-  every migrate), which does in one call what agents.steps does in a transaction: the job's
-  usage (its row lock first, which orders the job's completions), the subtask's conditional
-  move to completed (or, when a later attempt took over, the call counted or undone), the
-  result written as a new version of the shared state, the job's roll-up to synthesis or
-  failure, and the agent's outcome. Being VOLATILE, each of its statements reads a fresh
-  snapshot: the roll-up, under the job's lock, sees every sibling that completed before.
+- a subtask: `claim` (the conditional move queued → working, or waiting → working for the
+  subtask a dispatch pass keeps for its own thread, with the lease, the attempt and the
+  agent's version, returning the subtask, its job, its agent and its upstream results:
+  UPDATE … FROM … RETURNING) and `complete` (`baton_complete_subtask`: the job's usage and row
+  lock first, which orders the job's completions; the conditional move to completed, or the
+  call counted or undone when a later attempt took over; the result as a new version of the
+  shared state; the job's roll-up; the agent's outcome);
+- a dispatch pass: `locked_reads` (`baton_locked_reads`: the advisory lock taken for the
+  session and the agents' load and the runnable subtasks read under it) and `queue` (its
+  assignments in one UPDATE); `unlock` once its writes committed;
+- planning and synthesis: `claim_job_step`, `write_plan`, `write_state`
+  (`baton_write_state`), `finish_synthesis` (a step call's record is agents.calls's own).
 
-Both return None where they do not apply (SQLite, a job pinning agent versions, a subtask no
-longer queued): the caller then takes the ORM path, which stays the reference and the
-standalone mode's path. Tests run the suite on both databases.
+The PL/pgSQL functions are VOLATILE, so each of their statements reads a snapshot of its
+own: a roll-up under the job's lock sees every sibling that completed before, a pass's reads
+see every assignment the previous pass committed. `install` creates them after every migrate.
+
+Each returns None (or takes the ORM path itself) where it does not apply — SQLite, a job
+pinning agent versions, a row that moved — and the caller's ORM path, the reference and the
+standalone mode's, says why. tests/test_hotpath*.py compare the rows both paths leave.
 """
 
 from __future__ import annotations
