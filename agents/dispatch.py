@@ -108,7 +108,7 @@ def _dispatch(keep: int) -> tuple[int, list[Subtask | int]]:
 @contextmanager
 def _exclusive_reads(now: datetime) -> Iterator[tuple[list, list] | None]:
     """The pass's lock, and what the pass reads under it: the enabled agents with their load
-    (CANDIDATE_FIELDS) and the runnable subtasks (`_runnable`); None when another pass runs.
+    (CANDIDATE_FIELDS) and the runnable subtasks (`_runnable_rows`); None when another pass runs.
 
     PostgreSQL, outside a caller's transaction: one statement takes the lock for the session
     and reads both (agents.hotpath.locked_reads), the pass's writes commit each on its own,
@@ -224,15 +224,10 @@ def _dispatch_pass(
     return assigned
 
 
-def _runnable(now: datetime) -> list[tuple[int, int, str, str, bool]]:
-    """Waiting subtasks of working jobs whose dependencies are all done (or one is lost),
-    in dispatch order: (id, job id, type, assign hint, a dependency was lost)."""
-    return [(pk, job, type_, hint, lost) for _, job, pk, type_, hint, lost in _runnable_rows(now)]
-
-
 def _runnable_rows(now: datetime) -> QuerySet:
-    """`_runnable`'s rows led by their order (priority, job id, id), so that rows read
-    unordered sort back into dispatch order.
+    """Waiting subtasks of working jobs whose dependencies are all done (or one is lost),
+    in dispatch order: (priority, job id, id, type, assign hint, a dependency was lost), led
+    by their order so that rows read unordered sort back into it.
 
     Plain tuples: a large backlog is read on every pass, and most of it is not assigned.
     """

@@ -231,9 +231,9 @@ def test_dispatch_holds_the_dependents_of_a_step_awaiting_approval():
     )
     after = job.subtasks.create(key="b", type="coding")
     after.depends_on.add(paused)
-    assert dispatch._runnable(timezone.now()) == []
+    assert list(dispatch._runnable_rows(timezone.now())) == []
     paused.transition(SubtaskStatus.AWAITING_APPROVAL, SubtaskStatus.COMPLETED)
-    assert [row[0] for row in dispatch._runnable(timezone.now())] == [after.pk]
+    assert [row[2] for row in dispatch._runnable_rows(timezone.now())] == [after.pk]
 
 
 def test_a_job_with_a_step_awaiting_approval_is_not_settled():
